@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Thin C glue for vpm.
+ *
+ * Only what Rust cannot do through kernel::bindings lives here: structures
+ * kernel::bindings does not describe (nf_hook_ops, nf_hook_state) and static
+ * inline helpers or macros (net_generic, this_cpu_add, genlmsg_reply,
+ * genl_info_net).  No policy: every decision is made in Rust.
+ */
+#include <linux/module.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
+#include <linux/percpu.h>
+#include <linux/slab.h>
+#include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include <net/netns/generic.h>
+
+#include "vpm_glue.h"
+
+#ifndef CONFIG_64BIT
+#error "vpm reads per-CPU u64 counters without a seqcount: 64-bit only"
+#endif
+
+/* ---- per-network-namespace state ------------------------------------- */
+
+void *vpm_net_generic(const struct net *net, unsigned int id)
+{
+	return net_generic(net, id);
+}
+
+/* ---- netfilter hooks ---------------------------------------------------- */
+
+static unsigned int vpm_hook_entry(void *priv, struct sk_buff *skb,
+				   const struct nf_hook_state *state)
+{
+	return vpm_rs_hook(priv, skb, state->pf, state->hook);
+}
+
+/*
+ * Inbound traffic is seen in PRE_ROUTING (from the wire) and LOCAL_OUT
+ * (from local clients, which never pass PRE_ROUTING); replies leave through
+ * LOCAL_OUT.  The priority puts vpm after defragmentation (-400), so with
+ * conntrack loaded whole datagrams are seen, and before conntrack (-200),
+ * so conntrack only ever records the translated tuple.
+ */
+#define VPM_HOOK_PRIO (NF_IP_PRI_CONNTRACK_DEFRAG + 1)
+
+static const struct nf_hook_ops vpm_hook_template[] = {
+	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV4,
+	  .hooknum = NF_INET_PRE_ROUTING, .priority = VPM_HOOK_PRIO },
+	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV4,
+	  .hooknum = NF_INET_LOCAL_OUT, .priority = VPM_HOOK_PRIO },
+	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV6,
+	  .hooknum = NF_INET_PRE_ROUTING, .priority = VPM_HOOK_PRIO },
+	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV6,
+	  .hooknum = NF_INET_LOCAL_OUT, .priority = VPM_HOOK_PRIO },
+};
+
+const unsigned int vpm_hook_count = ARRAY_SIZE(vpm_hook_template);
+
+/* Each namespace gets its own copy: the copies differ in .priv. */
+int vpm_hooks_register(struct net *net, void *priv, struct nf_hook_ops **out)
+{
+	struct nf_hook_ops *ops;
+	unsigned int i;
+	int err;
+
+	ops = kmemdup(vpm_hook_template, sizeof(vpm_hook_template),
+		      GFP_KERNEL_ACCOUNT);
+	if (!ops)
+		return -ENOMEM;
+	for (i = 0; i < ARRAY_SIZE(vpm_hook_template); i++)
+		ops[i].priv = priv;
+	err = nf_register_net_hooks(net, ops, ARRAY_SIZE(vpm_hook_template));
+	if (err) {
+		kfree(ops);
+		return err;
+	}
+	*out = ops;
+	return 0;
+}
+
+void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops)
+{
+	nf_unregister_net_hooks(net, ops, ARRAY_SIZE(vpm_hook_template));
+}
+
+void vpm_hooks_free(struct nf_hook_ops *ops)
+{
+	kfree(ops);
+}
+
+/* ---- per-CPU counters ---------------------------------------------------- */
+
+u64 __percpu *vpm_pcpu_alloc(unsigned int n)
+{
+	return __alloc_percpu_gfp(n * sizeof(u64), __alignof__(u64),
+				  GFP_KERNEL_ACCOUNT);
+}
+
+void vpm_pcpu_free(u64 __percpu *ctrs)
+{
+	free_percpu(ctrs);
+}
+
+/* Safe in any context, preemption and interrupts included. */
+void vpm_pcpu_add(u64 __percpu *ctrs, unsigned int idx, u64 val)
+{
+	this_cpu_add(ctrs[idx], val);
+}
+
+/* A 64-bit load cannot tear on the 64-bit architectures vpm supports. */
+u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(per_cpu_ptr(ctrs, cpu)[idx]);
+	return sum;
+}
+
+/* ---- generic netlink ------------------------------------------------------ */
+
+struct net *vpm_genl_net(const struct genl_info *info)
+{
+	return genl_info_net(info);
+}
+
+void *vpm_genl_reply_header(struct sk_buff *skb, struct genl_info *info)
+{
+	return genlmsg_iput(skb, info);
+}
+
+int vpm_genl_reply_send(struct sk_buff *skb, struct genl_info *info)
+{
+	return genlmsg_reply(skb, info);
+}

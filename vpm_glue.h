@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The C side of vpm's Rust/C boundary.
+ *
+ * vpm_glue.c wraps what kernel::bindings does not expose (static inline
+ * functions and macros, structures Rust must not lay out by hand); the
+ * vpm_rs_* functions are implemented in Rust (vpm_sys.rs) and called from
+ * here.  Each prototype below has exactly one Rust twin: keep them in step.
+ */
+#ifndef _VPM_GLUE_H
+#define _VPM_GLUE_H
+
+#include <linux/types.h>
+
+struct genl_info;
+struct net;
+struct nf_hook_ops;
+struct sk_buff;
+
+/* Implemented in Rust. */
+int vpm_rs_net_init(struct net *net);
+void vpm_rs_net_pre_exit(struct net *net);
+void vpm_rs_net_exit(struct net *net);
+unsigned int vpm_rs_hook(void *priv, struct sk_buff *skb, u8 pf,
+			 unsigned int hooknum);
+
+/* Per-network-namespace state. */
+void *vpm_net_generic(const struct net *net, unsigned int id);
+
+/* Netfilter hooks of one namespace. */
+extern const unsigned int vpm_hook_count;
+int vpm_hooks_register(struct net *net, void *priv, struct nf_hook_ops **out);
+void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops);
+void vpm_hooks_free(struct nf_hook_ops *ops);
+
+/* Per-CPU u64 counters. */
+u64 __percpu *vpm_pcpu_alloc(unsigned int n);
+void vpm_pcpu_free(u64 __percpu *ctrs);
+void vpm_pcpu_add(u64 __percpu *ctrs, unsigned int idx, u64 val);
+u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx);
+
+/* Generic netlink. */
+struct net *vpm_genl_net(const struct genl_info *info);
+void *vpm_genl_reply_header(struct sk_buff *skb, struct genl_info *info);
+int vpm_genl_reply_send(struct sk_buff *skb, struct genl_info *info);
+
+#endif /* _VPM_GLUE_H */

@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! In-kernel KUnit tests: the pure logic again, built by the kernel's own
+//! compiler flags (overflow checks, debug assertions) and run at insmod.
+//! `make check` collects the results from the kernel log.
+
+use kernel::prelude::*;
+
+#[kunit_tests(vpm_csum)]
+mod csum {
+    use crate::vpm_csum::{checksum, fold, replace2, replace2_udp4, sum_bytes};
+
+    /// The UDP header of RFC 1071's worked example style: ports 9000 -> 40000.
+    const HDR: [u8; 8] = [0x23, 0x28, 0x9c, 0x40, 0x00, 0x08, 0x00, 0x00];
+
+    #[test]
+    fn fold_carries_around() {
+        assert_eq!(fold(0x0001_fffe), 0xffff);
+        assert_eq!(fold(0x0002_ffff), 0x0002);
+        assert_eq!(fold(0), 0);
+    }
+
+    #[test]
+    fn checksum_verifies() {
+        let c = checksum(&HDR, 0);
+        let mut h = HDR;
+        h[6..8].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(fold(sum_bytes(&h, 0)), 0xffff);
+    }
+
+    #[test]
+    fn replace2_matches_recomputation() {
+        let old = u16::from_be_bytes([HDR[2], HDR[3]]);
+        let new: u16 = 23456;
+        let mut h = HDR;
+        h[2..4].copy_from_slice(&new.to_be_bytes());
+        assert_eq!(replace2(checksum(&HDR, 0), old, new), checksum(&h, 0));
+    }
+
+    #[test]
+    fn udp4_zero_rules() {
+        assert_eq!(replace2_udp4(0, 9000, 40000), 0);
+        // A result of zero is sent as 0xffff: 0xffff ~ +0 in one's complement.
+        let check = replace2(0x0000, 0x0000, 0xffff);
+        assert_eq!(check, 0);
+        assert_eq!(replace2_udp4(0xffff, 0x0000, 0xffff), 0xffff);
+    }
+}

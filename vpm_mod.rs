@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vpm: virtual port multiplexing.
+//!
+//! Several applications, each named by an application id (AID), share one
+//! fixed TCP/UDP port.  vpm gives every (AID, fixed port) an anonymous port
+//! and rewrites packet headers between the two, so each party only ever
+//! sees the fixed port (US patent 6,859,835).
+//!
+//! This file is the crate root: module parameters, load and unload.  The
+//! pieces, each in its own file:
+//!
+//! - `vpm_table.rs`: the state of one network namespace;
+//! - `vpm_nf.rs`: the packet path (netfilter hooks);
+//! - `vpm_genl.rs`: the generic netlink control API of `uapi/vpm.yaml`;
+//! - `vpm_sys.rs`: the thin unsafe layer over the kernel and `vpm_glue.c`;
+//! - `vpm_csum.rs`: checksum arithmetic, pure `core`, host-tested too.
+//!
+//! Userspace talks to it with `vpmctl` (`tools/vpmctl`):
+//!
+//! ```text
+//! # insmod vpm.ko
+//! # vpmctl status
+//! ```
+
+use kernel::prelude::*;
+
+#[cfg_attr(
+    not(CONFIG_KUNIT = "y"),
+    expect(dead_code, reason = "used by KUnit until the rewriter lands")
+)]
+mod vpm_csum;
+mod vpm_genl;
+#[cfg(CONFIG_KUNIT = "y")]
+mod vpm_kunit;
+mod vpm_nf;
+mod vpm_sys;
+mod vpm_table;
+#[path = "gen/vpm_uapi.rs"]
+#[expect(
+    non_camel_case_types,
+    dead_code,
+    unreachable_pub,
+    reason = "bindgen output of the generated uapi header"
+)]
+mod vpm_uapi;
+
+module! {
+    type: Vpm,
+    name: "vpm",
+    authors: ["vpm developers"],
+    description: "Virtual port multiplexing: several applications share one TCP/UDP port",
+    license: "GPL",
+}
+
+/// Version reported by `get-status`; bumped with user-visible changes.
+pub(crate) const VERSION: &CStr = c"0.1.0";
+
+/// The loaded module.
+///
+/// Fields drop in declaration order, the reverse of `init`: the netlink
+/// family goes first, so no request can arrive while the per-namespace
+/// state (and with it the hooks) is torn down.
+struct Vpm {
+    _genl: vpm_sys::GenlFamily,
+    _pernet: vpm_sys::Pernet,
+}
+
+impl kernel::Module for Vpm {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let pernet = vpm_sys::Pernet::register()?;
+        let genl = vpm_sys::GenlFamily::register()?;
+        pr_info!("vpm {} loaded\n", VERSION.to_str().unwrap_or("?"));
+        Ok(Self {
+            _genl: genl,
+            _pernet: pernet,
+        })
+    }
+}
+
+impl Drop for Vpm {
+    fn drop(&mut self) {
+        pr_info!("vpm unloading\n");
+    }
+}

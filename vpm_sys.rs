@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The thin unsafe layer between vpm's safe logic and the kernel.
+//!
+//! Everything that touches a raw kernel pointer lives here: the C entry
+//! points (`vpm_rs_*`, the generated netlink handlers), the per-namespace
+//! state slot, the netfilter hook registration, per-CPU counters and
+//! netlink replies.  Each type states its invariants; the rest of vpm only
+//! sees safe references.
+
+use core::ffi::{c_int, c_uint, c_void};
+use core::ptr::{self, NonNull};
+
+use kernel::bindings;
+use kernel::error::to_result;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use crate::vpm_table::NetState;
+
+/// The C glue (`vpm_glue.c`, `gen/vpm_nl_gen.c`); prototypes mirror `vpm_glue.h`.
+mod ffi {
+    use super::*;
+
+    #[expect(
+        improper_ctypes,
+        reason = "kernel structs are only passed by pointer, never by value"
+    )]
+    extern "C" {
+        pub(super) fn vpm_net_generic(net: *const bindings::net, id: c_uint) -> *mut c_void;
+
+        pub(super) static vpm_hook_count: c_uint;
+        pub(super) fn vpm_hooks_register(
+            net: *mut bindings::net,
+            priv_: *mut c_void,
+            out: *mut *mut c_void,
+        ) -> c_int;
+        pub(super) fn vpm_hooks_unregister(net: *mut bindings::net, ops: *mut c_void);
+        pub(super) fn vpm_hooks_free(ops: *mut c_void);
+
+        pub(super) fn vpm_pcpu_alloc(n: c_uint) -> *mut u64;
+        pub(super) fn vpm_pcpu_free(ctrs: *mut u64);
+        pub(super) fn vpm_pcpu_add(ctrs: *mut u64, idx: c_uint, val: u64);
+        pub(super) fn vpm_pcpu_sum(ctrs: *mut u64, idx: c_uint) -> u64;
+
+        pub(super) fn vpm_genl_net(info: *const bindings::genl_info) -> *mut bindings::net;
+        pub(super) fn vpm_genl_reply_header(
+            skb: *mut bindings::sk_buff,
+            info: *mut bindings::genl_info,
+        ) -> *mut c_void;
+        pub(super) fn vpm_genl_reply_send(
+            skb: *mut bindings::sk_buff,
+            info: *mut bindings::genl_info,
+        ) -> c_int;
+
+        /// Defined by the ynl-generated `gen/vpm_nl_gen.c`.
+        pub(super) static mut vpm_nl_family: bindings::genl_family;
+    }
+}
+
+// ---- per-network-namespace state ------------------------------------------
+
+/// What vpm keeps in each namespace's `net_generic` slot.
+///
+/// The packet path only ever gets `&NetState` (the hooks' `priv`); `hooks`
+/// is touched by the namespace callbacks alone, which the namespace core
+/// serialises, so it needs no lock.
+struct PerNet {
+    state: NetState,
+    hooks: *mut c_void,
+}
+
+// The namespace core allocates the slot with kzalloc, which aligns to at
+// least 8 bytes.
+const _: () = assert!(core::mem::align_of::<PerNet>() <= 8);
+
+/// The id of vpm's `net_generic` slot, assigned by the namespace core.
+struct NetId(Opaque<c_uint>);
+
+// SAFETY: Written once by `register_pernet_subsys` before any reader can
+// exist (callbacks and the netlink family come after), read-only afterwards.
+unsafe impl Sync for NetId {}
+
+static NET_ID: NetId = NetId(Opaque::new(0));
+
+/// vpm's `pernet_operations`.
+struct PernetOps(Opaque<bindings::pernet_operations>);
+
+// SAFETY: Only the namespace core touches the structure, under its own lock,
+// between `register_pernet_subsys` and `unregister_pernet_subsys`.
+unsafe impl Sync for PernetOps {}
+
+/// The namespace core allocates `size` zeroed bytes per namespace and calls
+/// `init`; on teardown it calls `pre_exit`, waits for an RCU grace period,
+/// then calls `exit`.  vpm unregisters its hooks in `pre_exit` so that no
+/// packet can still be inside a hook when `exit` frees what the hook uses.
+static PERNET_OPS: PernetOps = PernetOps(Opaque::new(bindings::pernet_operations {
+    init: Some(vpm_rs_net_init),
+    pre_exit: Some(vpm_rs_net_pre_exit),
+    exit: Some(vpm_rs_net_exit),
+    id: NET_ID.0.get(),
+    size: core::mem::size_of::<PerNet>(),
+    ..pin_init::zeroed()
+}));
+
+/// Registration of vpm's per-namespace state and hooks.
+///
+/// While it exists every network namespace, present and future, has an
+/// initialised [`PerNet`] in its slot and vpm's hooks registered.
+pub(crate) struct Pernet(());
+
+impl Pernet {
+    /// Registers the per-namespace operations, initialising all existing namespaces.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: Called once from module init; the operations are static
+        // and their callbacks are sound for any namespace the core hands them.
+        to_result(unsafe { bindings::register_pernet_subsys(PERNET_OPS.0.get()) })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for Pernet {
+    fn drop(&mut self) {
+        // SAFETY: `register` succeeded, so the operations are registered.
+        // Unregistering runs pre_exit, an RCU grace period and exit for every
+        // namespace, so no hook can run afterwards.
+        unsafe { bindings::unregister_pernet_subsys(PERNET_OPS.0.get()) };
+    }
+}
+
+/// Returns the slot of `net`.
+///
+/// # Safety
+///
+/// `net` must be a live namespace and vpm's pernet operations registered.
+unsafe fn slot(net: *const bindings::net) -> *mut PerNet {
+    // SAFETY: The id was assigned at registration, which the caller
+    // guarantees, and is not written again; `net` is live.
+    unsafe { ffi::vpm_net_generic(net, *NET_ID.0.get()) }.cast::<PerNet>()
+}
+
+/// Initialises vpm in a new namespace.
+///
+/// # Safety
+///
+/// Called only by the namespace core, once per namespace, with a zeroed slot.
+#[no_mangle]
+unsafe extern "C" fn vpm_rs_net_init(net: *mut bindings::net) -> c_int {
+    // SAFETY: The namespace core calls init with a live `net` after our
+    // operations are registered.
+    let slot = unsafe { slot(net) };
+    let state = match NetState::new() {
+        Ok(s) => s,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: The slot is valid, suitably aligned (checked above) and not
+    // yet initialised; nothing else can see it before init returns.
+    unsafe {
+        slot.write(PerNet {
+            state,
+            hooks: ptr::null_mut(),
+        })
+    };
+    let mut ops = ptr::null_mut();
+    // SAFETY: `net` is live.  The hooks' `priv` is the state in the slot,
+    // which stays in place until `vpm_rs_net_exit`, and exit runs only
+    // after pre_exit unregistered the hooks and a grace period passed.
+    let err = unsafe {
+        ffi::vpm_hooks_register(net, ptr::addr_of_mut!((*slot).state).cast(), &mut ops)
+    };
+    if err != 0 {
+        // SAFETY: The slot was initialised above and no hook references it.
+        unsafe { ptr::drop_in_place(slot) };
+        return err;
+    }
+    // SAFETY: Only the namespace callbacks touch `hooks`, and they are
+    // serialised; packet-path readers only ever reference `state`.
+    unsafe { ptr::addr_of_mut!((*slot).hooks).write(ops) };
+    // SAFETY: As above; `state` is initialised.
+    unsafe { (*slot).state.set_hooks(ffi::vpm_hook_count) };
+    0
+}
+
+/// Unregisters vpm's hooks in a dying namespace.
+///
+/// # Safety
+///
+/// Called only by the namespace core, after a successful init.
+#[no_mangle]
+unsafe extern "C" fn vpm_rs_net_pre_exit(net: *mut bindings::net) {
+    // SAFETY: init succeeded for this namespace, so the slot is initialised.
+    let slot = unsafe { slot(net) };
+    // SAFETY: `hooks` was set by init and is only read here.
+    let ops = unsafe { (*slot).hooks };
+    // SAFETY: The hooks were registered in `net` by init.
+    unsafe { ffi::vpm_hooks_unregister(net, ops) };
+    // SAFETY: The slot is initialised.
+    unsafe { (*slot).state.set_hooks(0) };
+}
+
+/// Frees vpm's state of a dead namespace.
+///
+/// # Safety
+///
+/// Called only by the namespace core, after pre_exit and an RCU grace period.
+#[no_mangle]
+unsafe extern "C" fn vpm_rs_net_exit(net: *mut bindings::net) {
+    // SAFETY: init succeeded, so the slot is initialised.
+    let slot = unsafe { slot(net) };
+    // SAFETY: pre_exit unregistered the hooks and a grace period has
+    // passed, so no packet references the state or the ops any more.
+    unsafe {
+        ffi::vpm_hooks_free((*slot).hooks);
+        ptr::drop_in_place(slot);
+    }
+}
+
+// ---- netfilter -------------------------------------------------------------
+
+/// A packet as handed to a netfilter hook.
+///
+/// # Invariants
+///
+/// `skb` is valid for the lifetime `'a` (the duration of the hook call).
+pub(crate) struct Skb<'a> {
+    #[expect(dead_code, reason = "header access arrives with the rewriter")]
+    skb: NonNull<bindings::sk_buff>,
+    _life: core::marker::PhantomData<&'a mut bindings::sk_buff>,
+}
+
+/// The netfilter entry point of every vpm hook.
+///
+/// # Safety
+///
+/// Called only by netfilter, with `priv_` the `NetState` of the hook's
+/// namespace (see [`vpm_rs_net_init`]) and a valid `skb`.
+#[no_mangle]
+unsafe extern "C" fn vpm_rs_hook(
+    priv_: *mut c_void,
+    skb: *mut bindings::sk_buff,
+    pf: u8,
+    hooknum: c_uint,
+) -> c_uint {
+    // SAFETY: `priv_` is the namespace's initialised state, which outlives
+    // every hook invocation (hooks are unregistered and a grace period
+    // passes before it is freed); hooks only take shared references.
+    let state = unsafe { &*priv_.cast::<NetState>() };
+    let Some(skb) = NonNull::new(skb) else {
+        return bindings::NF_ACCEPT;
+    };
+    // INVARIANT: netfilter owns the skb for the duration of the call.
+    let skb = Skb {
+        skb,
+        _life: core::marker::PhantomData,
+    };
+    crate::vpm_nf::hook(state, skb, pf, hooknum)
+}
+
+// ---- per-CPU counters ------------------------------------------------------
+
+/// `N` u64 counters, one set per CPU, incremented without contention.
+///
+/// # Invariants
+///
+/// `ptr` is a live per-CPU allocation of `N` u64 from `vpm_pcpu_alloc`,
+/// freed only by `drop`.
+pub(crate) struct PerCpuCounters<const N: usize> {
+    ptr: NonNull<u64>,
+}
+
+// SAFETY: Per-CPU additions and the summing reads are safe from any context
+// on any CPU; the allocation is not tied to a thread.
+unsafe impl<const N: usize> Send for PerCpuCounters<N> {}
+// SAFETY: As above: `&self` methods are all safe concurrently.
+unsafe impl<const N: usize> Sync for PerCpuCounters<N> {}
+
+impl<const N: usize> PerCpuCounters<N> {
+    /// Allocates zeroed counters, charged to the caller's memory cgroup.
+    pub(crate) fn new() -> Result<Self> {
+        let n = c_uint::try_from(N).map_err(|_| EINVAL)?;
+        // SAFETY: Any count is a valid request.
+        let ptr = NonNull::new(unsafe { ffi::vpm_pcpu_alloc(n) }).ok_or(ENOMEM)?;
+        // INVARIANT: Freshly allocated with room for `N` counters.
+        Ok(Self { ptr })
+    }
+
+    /// Adds `val` to counter `idx` on the current CPU; out-of-range is ignored.
+    #[inline]
+    pub(crate) fn add(&self, idx: usize, val: u64) {
+        if idx < N {
+            // SAFETY: `ptr` is live with `N` counters and `idx < N`.
+            unsafe { ffi::vpm_pcpu_add(self.ptr.as_ptr(), idx as c_uint, val) };
+        }
+    }
+
+    /// Sums counter `idx` over all CPUs; out-of-range reads 0.
+    pub(crate) fn sum(&self, idx: usize) -> u64 {
+        if idx >= N {
+            return 0;
+        }
+        // SAFETY: `ptr` is live with `N` counters and `idx < N`.
+        unsafe { ffi::vpm_pcpu_sum(self.ptr.as_ptr(), idx as c_uint) }
+    }
+}
+
+impl<const N: usize> Drop for PerCpuCounters<N> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the allocation is live and this is
+        // its only owner.
+        unsafe { ffi::vpm_pcpu_free(self.ptr.as_ptr()) };
+    }
+}
+
+// ---- generic netlink -------------------------------------------------------
+
+/// Registration of the `vpm` generic netlink family.
+pub(crate) struct GenlFamily(());
+
+impl GenlFamily {
+    /// Registers the family; its operations become callable at once.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: The generated family is a static that outlives the
+        // registration, which `drop` undoes.
+        to_result(unsafe { bindings::genl_register_family(ptr::addr_of_mut!(ffi::vpm_nl_family)) })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for GenlFamily {
+    fn drop(&mut self) {
+        // SAFETY: Registered by `register`.  Unregistering waits for running
+        // handlers to finish.
+        unsafe { bindings::genl_unregister_family(ptr::addr_of_mut!(ffi::vpm_nl_family)) };
+    }
+}
+
+/// A generic netlink request being handled.
+///
+/// # Invariants
+///
+/// `raw` is valid for `'a`, the duration of the handler call.
+pub(crate) struct GenlInfo<'a> {
+    raw: NonNull<bindings::genl_info>,
+    _life: core::marker::PhantomData<&'a bindings::genl_info>,
+}
+
+impl<'a> GenlInfo<'a> {
+    /// vpm's state in the requester's network namespace.
+    pub(crate) fn net_state(&self) -> &'a NetState {
+        // SAFETY: `raw` is valid (type invariant); a request comes from a
+        // socket that holds a reference on its namespace, whose slot is
+        // initialised while our family is registered.
+        unsafe {
+            let net = ffi::vpm_genl_net(self.raw.as_ptr());
+            &(*slot(net)).state
+        }
+    }
+}
+
+/// A unicast reply to a [`GenlInfo`] under construction.
+///
+/// # Invariants
+///
+/// `skb` is an owned netlink message with a generic netlink header at
+/// `hdr`; it is either sent (which consumes it) or freed on drop.
+pub(crate) struct Reply<'a> {
+    skb: NonNull<bindings::sk_buff>,
+    hdr: NonNull<c_void>,
+    info: &'a GenlInfo<'a>,
+}
+
+impl<'a> Reply<'a> {
+    /// Starts a reply with the request's command, sequence number and port.
+    pub(crate) fn new(info: &'a GenlInfo<'a>) -> Result<Self> {
+        // SAFETY: Allocation has no preconditions; GFP_KERNEL is fine in a
+        // netlink handler (process context).
+        let skb = unsafe {
+            bindings::genlmsg_new(bindings::GENLMSG_DEFAULT_SIZE, bindings::GFP_KERNEL)
+        };
+        let skb = NonNull::new(skb).ok_or(ENOMEM)?;
+        // SAFETY: `skb` is a fresh netlink message and `info` valid.
+        let hdr = unsafe { ffi::vpm_genl_reply_header(skb.as_ptr(), info.raw.as_ptr()) };
+        let Some(hdr) = NonNull::new(hdr) else {
+            // SAFETY: We own `skb`.
+            unsafe { bindings::nlmsg_free(skb.as_ptr()) };
+            return Err(EMSGSIZE);
+        };
+        // INVARIANT: `skb` is owned and carries a header at `hdr`.
+        Ok(Self { skb, hdr, info })
+    }
+
+    fn put_raw(&mut self, attr: u32, data: &[u8]) -> Result {
+        let attr = c_int::try_from(attr).map_err(|_| EINVAL)?;
+        let len = c_int::try_from(data.len()).map_err(|_| EMSGSIZE)?;
+        // SAFETY: `skb` is owned (type invariant) and `data` is readable for
+        // `len` bytes; nla_put copies it.
+        to_result(unsafe { bindings::nla_put(self.skb.as_ptr(), attr, len, data.as_ptr().cast()) })
+    }
+
+    /// Adds a `u32` attribute.
+    pub(crate) fn put_u32(&mut self, attr: u32, val: u32) -> Result {
+        self.put_raw(attr, &val.to_ne_bytes())
+    }
+
+    /// Adds a `uint` attribute: 4 bytes when the value fits, else 8
+    /// (the kernel's `nla_put_uint`).
+    pub(crate) fn put_uint(&mut self, attr: u32, val: u64) -> Result {
+        match u32::try_from(val) {
+            Ok(small) => self.put_u32(attr, small),
+            Err(_) => self.put_raw(attr, &val.to_ne_bytes()),
+        }
+    }
+
+    /// Adds a NUL-terminated string attribute.
+    pub(crate) fn put_str(&mut self, attr: u32, val: &CStr) -> Result {
+        self.put_raw(attr, val.to_bytes_with_nul())
+    }
+
+    /// Finishes and sends the reply.
+    pub(crate) fn send(self) -> Result {
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `skb` is owned with its header at `hdr`; genlmsg_reply
+        // consumes the skb whatever it returns, so it is not freed again.
+        unsafe {
+            bindings::genlmsg_end(me.skb.as_ptr(), me.hdr.as_ptr());
+            to_result(ffi::vpm_genl_reply_send(me.skb.as_ptr(), me.info.raw.as_ptr()))
+        }
+    }
+}
+
+impl Drop for Reply<'_> {
+    fn drop(&mut self) {
+        // SAFETY: An unsent reply still owns its skb.
+        unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
+    }
+}
+
+/// Runs a netlink handler with a safe view of its request.
+///
+/// # Safety
+///
+/// `info` must be the valid `genl_info` of the handler call in progress.
+unsafe fn genl_dispatch(
+    info: *mut bindings::genl_info,
+    handler: impl FnOnce(&GenlInfo<'_>) -> Result,
+) -> c_int {
+    let Some(raw) = NonNull::new(info) else {
+        return EINVAL.to_errno();
+    };
+    // INVARIANT: Valid for the duration of this call, per the caller.
+    let info = GenlInfo {
+        raw,
+        _life: core::marker::PhantomData,
+    };
+    match handler(&info) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `VPM_CMD_GET_STATUS` (declared by `gen/vpm_nl_gen.h`).
+///
+/// # Safety
+///
+/// Called only by the generic netlink core with valid arguments.
+#[no_mangle]
+unsafe extern "C" fn vpm_nl_get_status_doit(
+    _skb: *mut bindings::sk_buff,
+    info: *mut bindings::genl_info,
+) -> c_int {
+    // SAFETY: The netlink core passes the valid info of this call.
+    unsafe { genl_dispatch(info, crate::vpm_genl::get_status) }
+}

@@ -1,0 +1,121 @@
+//! vpmctl's errors: each says what went wrong and what to do, and carries
+//! the kernel's errno and extended-ack message when the kernel refused.
+
+use std::fmt;
+
+/// Exit codes, documented in README.md.
+pub mod exit {
+    /// The kernel refused or failed the request.
+    pub const KERNEL: i32 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The vpm module is not loaded.
+    pub const NOT_LOADED: i32 = 3;
+    /// Talking netlink failed, or the kernel's answer made no sense.
+    pub const NETLINK: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("vpm kernel module not loaded: insmod vpm.ko")]
+    NotLoaded,
+    #[error("{0}")]
+    Kernel(KernelError),
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("unexpected reply from the vpm module: {0} (is vpmctl older than the module?)")]
+    Protocol(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::NotLoaded => exit::NOT_LOADED,
+            Error::Kernel(_) => exit::KERNEL,
+            Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
+        }
+    }
+}
+
+/// The kernel answered a request with an error.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KernelError {
+    /// What vpmctl asked for, e.g. "get-status".
+    pub request: &'static str,
+    /// Positive errno.
+    pub errno: i32,
+    /// The extended-ack message, if the kernel gave one.
+    pub message: Option<String>,
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let os = std::io::Error::from_raw_os_error(self.errno);
+        // io::Error appends " (os error N)"; keep only the description.
+        let text = os.to_string();
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        write!(f, "{} failed: {}", self.request, text)?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        if self.errno == EPERM {
+            write!(f, " (this needs CAP_NET_ADMIN: run as root)")?;
+        }
+        Ok(())
+    }
+}
+
+const EPERM: i32 = 1;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The NUL-terminated text of an NLMSGERR_ATTR_MSG payload.
+pub fn extack_text(payload: &[u8]) -> Option<String> {
+    let end = payload.iter().position(|&b| b == 0).unwrap_or(payload.len());
+    let text = String::from_utf8_lossy(&payload[..end]).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_error_names_request_errno_and_extack() {
+        let e = KernelError {
+            request: "add",
+            errno: 17,
+            message: Some("AID a already uses port 9000".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "add failed: File exists: AID a already uses port 9000"
+        );
+    }
+
+    #[test]
+    fn eperm_says_what_to_do() {
+        let e = KernelError {
+            request: "add",
+            errno: 1,
+            message: None,
+        };
+        assert!(e.to_string().ends_with("(this needs CAP_NET_ADMIN: run as root)"));
+    }
+
+    #[test]
+    fn not_loaded_message_and_code() {
+        assert_eq!(
+            Error::NotLoaded.to_string(),
+            "vpm kernel module not loaded: insmod vpm.ko"
+        );
+        assert_eq!(Error::NotLoaded.exit_code(), exit::NOT_LOADED);
+    }
+
+    #[test]
+    fn extack_text_stops_at_nul() {
+        assert_eq!(extack_text(b"missing attribute\0\0\0"), Some("missing attribute".into()));
+        assert_eq!(extack_text(b"\0"), None);
+        assert_eq!(extack_text(b"no nul"), Some("no nul".into()));
+    }
+}

@@ -1,0 +1,139 @@
+//! `vpmctl status`.
+
+use neli::types::{Buffer, GenlBuffer};
+use serde::Serialize;
+
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::uapi::{Cmd, StatusAttr};
+
+/// The module's status in the caller's network namespace.
+#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// Version of the loaded vpm module.
+    pub version: String,
+    /// Netfilter hooks registered in this namespace.
+    pub hooks: u32,
+    /// Packets the hooks of this namespace have seen.
+    pub pkts_seen: u64,
+}
+
+impl Status {
+    /// Builds a status from (attribute type, payload) pairs of a reply.
+    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
+        let mut st = Status::default();
+        let mut have_version = false;
+        for (ty, payload) in attrs {
+            match StatusAttr::from(ty) {
+                StatusAttr::Version => {
+                    st.version = nul_string(payload)?;
+                    have_version = true;
+                }
+                StatusAttr::Hooks => st.hooks = parse_u32(payload)?,
+                StatusAttr::PktsSeen => st.pkts_seen = parse_uint(payload)?,
+                // Newer modules may report more: ignore what we do not know.
+                StatusAttr::UnrecognizedConst(_) => {}
+            }
+        }
+        if !have_version {
+            return Err(Error::Protocol("status reply without a version".into()));
+        }
+        Ok(st)
+    }
+
+    /// The human-readable form.
+    pub fn render(&self) -> String {
+        format!(
+            "vpm {}\n  netfilter hooks  {}\n  packets seen     {}\n",
+            self.version, self.hooks, self.pkts_seen
+        )
+    }
+}
+
+fn nul_string(p: &[u8]) -> Result<String> {
+    let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
+    String::from_utf8(p[..end].to_vec()).map_err(|_| Error::Protocol("string is not UTF-8".into()))
+}
+
+fn parse_u32(p: &[u8]) -> Result<u32> {
+    let b: [u8; 4] = p
+        .try_into()
+        .map_err(|_| Error::Protocol(format!("u32 attribute of {} bytes", p.len())))?;
+    Ok(u32::from_ne_bytes(b))
+}
+
+/// A netlink `uint`: 4 or 8 bytes, host order.
+fn parse_uint(p: &[u8]) -> Result<u64> {
+    match p.len() {
+        4 => parse_u32(p).map(u64::from),
+        8 => Ok(u64::from_ne_bytes(p.try_into().expect("length checked"))),
+        n => Err(Error::Protocol(format!("uint attribute of {n} bytes"))),
+    }
+}
+
+/// Asks the module for its status.
+pub fn get(conn: &Connection) -> Result<Status> {
+    let replies = conn.request("get-status", Cmd::GetStatus, GenlBuffer::<StatusAttr, Buffer>::new())?;
+    let reply = replies
+        .first()
+        .ok_or_else(|| Error::Protocol("no reply to get-status".into()))?;
+    let handle = reply.attrs().get_attr_handle();
+    Status::from_attrs(
+        handle
+            .iter()
+            .map(|a| (u16::from(*a.nla_type().nla_type()), a.nla_payload().as_ref())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pkts: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        vec![
+            (StatusAttr::Version.into(), b"0.1.0\0".to_vec()),
+            (StatusAttr::Hooks.into(), 4u32.to_ne_bytes().to_vec()),
+            (StatusAttr::PktsSeen.into(), pkts.to_vec()),
+            (99, vec![1, 2, 3]),
+        ]
+    }
+
+    fn parse(a: &[(u16, Vec<u8>)]) -> Result<Status> {
+        Status::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice())))
+    }
+
+    #[test]
+    fn parses_small_and_large_uint() {
+        let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
+        assert_eq!(
+            s,
+            Status {
+                version: "0.1.0".into(),
+                hooks: 4,
+                pkts_seen: 7
+            }
+        );
+        let big = 1u64 << 40;
+        assert_eq!(parse(&attrs(&big.to_ne_bytes())).unwrap().pkts_seen, big);
+    }
+
+    #[test]
+    fn rejects_bad_uint_length() {
+        assert!(matches!(parse(&attrs(&[1, 2, 3])), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn requires_version() {
+        let a = vec![(u16::from(StatusAttr::Hooks), 4u32.to_ne_bytes().to_vec())];
+        assert!(matches!(parse(&a), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7}"#
+        );
+    }
+}

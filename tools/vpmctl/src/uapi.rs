@@ -1,0 +1,45 @@
+//! The numbers of the vpm netlink API, from the header generated from
+//! `uapi/vpm.yaml` (never typed by hand), as typed neli enums.
+
+#[path = "../../../gen/vpm_uapi.rs"]
+#[allow(
+    dead_code,
+    non_camel_case_types,
+    non_upper_case_globals,
+    clippy::all
+)]
+mod raw;
+
+/// Generic netlink family name.
+pub const FAMILY_NAME: &str = "vpm";
+
+// The name in the generated header, without its NUL.
+const _: () = {
+    let raw = raw::VPM_FAMILY_NAME;
+    let ours = FAMILY_NAME.as_bytes();
+    assert!(raw.len() == ours.len() + 1);
+    let mut i = 0;
+    while i < ours.len() {
+        assert!(raw[i] == ours[i]);
+        i += 1;
+    }
+};
+
+/// Family version this vpmctl speaks.
+pub const FAMILY_VERSION: u8 = raw::VPM_FAMILY_VERSION as u8;
+
+/// Commands (`operations` in the spec).
+#[neli::neli_enum(serialized_type = "u8")]
+pub enum Cmd {
+    GetStatus = raw::VPM_CMD_GET_STATUS as u8,
+}
+impl neli::consts::genl::Cmd for Cmd {}
+
+/// The `status` attribute set.
+#[neli::neli_enum(serialized_type = "u16")]
+pub enum StatusAttr {
+    Version = raw::VPM_A_STATUS_VERSION as u16,
+    Hooks = raw::VPM_A_STATUS_HOOKS as u16,
+    PktsSeen = raw::VPM_A_STATUS_PKTS_SEEN as u16,
+}
+impl neli::consts::genl::NlAttrType for StatusAttr {}

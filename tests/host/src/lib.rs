@@ -1,0 +1,11 @@
+//! The kernel module's `core`-only files, compiled for the host.
+//!
+//! Each `#[path]` module below is the very file `vpm.ko` builds, so what is
+//! tested here is what runs in the kernel.
+
+#[path = "../../../vpm_csum.rs"]
+#[allow(dead_code)]
+pub mod vpm_csum;
+
+#[cfg(test)]
+mod csum_props;

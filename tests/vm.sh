@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Boot the test kernel under virtme-ng and run vpm's VM tests or the demo.
+#
+#   tests/vm.sh check KDIR   run tests/vm/[0-9]*.sh, KUnit, kmemleak; verdict
+#   tests/vm.sh run KDIR     the demo: load vpm.ko, show vpmctl status, unload
+#
+# The guest sees the host's root filesystem read-only, so it uses vpm.ko
+# and vpmctl straight from this tree.  Its console (kernel log included) is
+# saved to $VPM_CACHE/logs and scanned for kernel splats.
+#
+# VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
+# VPM_VM_TIMEOUT bounds the whole VM run in seconds.
+set -euo pipefail
+. "$(dirname "$0")/../tools/env.sh"
+
+mode=${1:?usage: tests/vm.sh check|run KDIR}
+kdir=${2:?usage: tests/vm.sh check|run KDIR}
+: "${VPM_VM_TIMEOUT:=1800}"
+: "${CARGO_TARGET_DIR:=$VPM_ROOT/target}"
+vpmctl=$CARGO_TARGET_DIR/release/vpmctl
+
+command -v vng >/dev/null || vpm_die "virtme-ng (vng) not found: run 'make deps'"
+command -v qemu-system-x86_64 >/dev/null || vpm_die "qemu-system-x86_64 not found: run 'make deps'"
+[ -f "$kdir/arch/x86/boot/bzImage" ] || vpm_die "no kernel image in $kdir: run 'make kernel'"
+[ -f "$VPM_ROOT/vpm.ko" ] || vpm_die "vpm.ko not built: run 'make module'"
+[ -x "$vpmctl" ] || vpm_die "$vpmctl not built: run 'make vpmctl'"
+
+mkdir -p "$VPM_CACHE/logs"
+log=$VPM_CACHE/logs/vm-$mode-$(date +%Y%m%d-%H%M%S).log
+
+kvm=(--disable-kvm)
+[ "${VPM_KVM:-0}" = 1 ] && kvm=()
+
+# panic_on_warn and oops=panic: any kernel warning ends the run, which then
+# lacks its closing line and fails.  kfence.sample_interval=1 samples every
+# allocation.  kunit.enable=1 kunit.autorun=1 run vpm.ko's KUnit suites at
+# insmod.
+append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=1 printk.time=1"
+
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl bash $VPM_ROOT/tests/vm/guest.sh $mode"
+vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}); console log: $log"
+set +e
+timeout --kill-after=30 "$VPM_VM_TIMEOUT" \
+	vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \
+	-a "$append" --exec "$guest" </dev/null 2>&1 |
+	tee "$log" | grep --line-buffered -E '^(PASS|FAIL|SKIP) |^    |^\| '
+vm_rc=${PIPESTATUS[0]}
+set -e
+[ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${VPM_VM_TIMEOUT}s"
+# The serial console ends lines with CR LF.
+sed -i 's/\r$//' "$log"
+
+# ---- verdict ------------------------------------------------------------
+# Splats are looked for in the whole console, not only during tests.
+splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
+splats=$(grep -nE "$splat_re" "$log" | head -n 20 || true)
+result=$(grep -E '^VPM-RESULT ' "$log" | tail -n1 || true)
+taint=$(grep -E '^VPM-TAINT ' "$log" | tail -n1 | awk '{print $2}' || true)
+
+passed=0 failed=0
+if [ -n "$result" ]; then
+	passed=$(echo "$result" | awk '{print $2}')
+	failed=$(echo "$result" | awk '{print $3}')
+else
+	echo "FAIL vm: the guest did not report results (crash, panic or timeout)"
+	failed=$((failed + 1))
+fi
+if [ -n "$splats" ]; then
+	echo "FAIL kernel-log: splat in the console log:"
+	echo "$splats" | sed 's/^/    /'
+	failed=$((failed + 1))
+fi
+# Allowed taints: O (out-of-tree module, 4096), E (unsigned, 8192),
+# TEST (KUnit ran, 262144).
+if [ -n "$taint" ] && [ $((taint & ~(4096 | 8192 | 262144))) -ne 0 ]; then
+	echo "FAIL taint: kernel tainted $taint"
+	failed=$((failed + 1))
+fi
+echo "console log: $log"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

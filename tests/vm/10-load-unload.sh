@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# vpm.ko loads and unloads cleanly 20 times in a row; without it, vpmctl
+# says so and exits with code 3.
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+unload
+for i in $(seq 20); do
+	insmod "$VPM_KO"
+	expect_eq "hooks in init_net after load $i" 4 "$(status_field hooks)"
+	rmmod vpm
+done
+
+set +e
+out=$(vpmctl status 2>&1)
+rc=$?
+set -e
+expect_eq "vpmctl exit code without the module" 3 "$rc"
+expect_eq "vpmctl message without the module" \
+	"vpmctl: vpm kernel module not loaded: insmod vpm.ko" "$out"
+load

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs inside the test VM (started by tests/vm.sh).
+#
+#   guest.sh check   load vpm.ko (KUnit runs), run tests/vm/[0-9]*.sh,
+#                    unload, kmemleak scan; print PASS/FAIL lines and
+#                    "VPM-RESULT <passed> <failed>" / "VPM-TAINT <n>"
+#   guest.sh run     the demo
+#
+# Each test script is one test, except that lines "SUBTEST PASS|FAIL name"
+# it prints count as tests of their own (KUnit cases, for instance).
+set -u
+mode=$1
+cd "$VPM_ROOT"
+export VPM_ROOT VPMCTL
+export PATH="$(dirname "$VPMCTL"):$PATH"
+mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+if [ "$mode" = run ]; then
+	demo() { echo "| \$ $*"; "$@" 2>&1 | sed 's/^/| /'; }
+	demo insmod "$VPM_ROOT/vpm.ko"
+	demo vpmctl status
+	demo ip netns add demo
+	demo ip netns exec demo vpmctl status --json
+	demo ip netns del demo
+	demo rmmod vpm
+	demo vpmctl status
+	echo "VPM-TAINT $(cat /proc/sys/kernel/tainted)"
+	echo "VPM-RESULT 1 0"
+	exit 0
+fi
+
+# The module stays loaded across tests (tests that reload it leave it
+# loaded); KUnit suites run at this first insmod.
+dmesg_mark=$(dmesg | wc -l)
+if insmod "$VPM_ROOT/vpm.ko"; then
+	pass "insmod"
+else
+	fail "insmod"
+fi
+
+# KUnit: each case of vpm's suites counts as a test.
+kunit=$(dmesg | tail -n +"$((dmesg_mark + 1))" | sed -n "s/^\\[[^]]*\\] //p")
+ncases=0
+while read -r status num name; do
+	ncases=$((ncases + 1))
+	if [ "$status" = ok ]; then pass "kunit:$name"; else fail "kunit:$name"; fi
+done < <(echo "$kunit" | awk '
+	/# Subtest: vpm_/ { suite = $NF; insuite = 1; next }
+	insuite && /^ +ok [0-9]+ / { print "ok", $2, suite "." $3; next }
+	insuite && /^ +not ok [0-9]+ / { print "fail", $3, suite "." $4; next }
+	/^ok [0-9]+ vpm_|^not ok [0-9]+ vpm_/ { insuite = 0 }')
+[ "$ncases" -gt 0 ] || fail "kunit: no vpm KUnit results in the kernel log (CONFIG_KUNIT, kunit.enable=1?)"
+
+for t in "$VPM_ROOT"/tests/vm/[0-9]*.sh; do
+	name=$(basename "$t" .sh)
+	out=$(mktemp)
+	start=$(date +%s)
+	timeout 600 bash "$t" >"$out" 2>&1
+	rc=$?
+	secs=$(($(date +%s) - start))
+	while read -r _ st sub; do
+		if [ "$st" = PASS ]; then pass "$name:$sub"; else fail "$name:$sub"; fi
+	done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
+	if [ $rc = 0 ]; then
+		pass "$name (${secs}s)"
+	else
+		fail "$name (exit $rc, ${secs}s)"
+		grep -vE '^SUBTEST ' "$out" | tail -n 30 | sed 's/^/    /'
+	fi
+	rm -f "$out"
+	lsmod | grep -q '^vpm ' || insmod "$VPM_ROOT/vpm.ko"
+done
+
+if rmmod vpm; then pass "rmmod"; else fail "rmmod"; fi
+
+# kmemleak: objects freed late by RCU need a moment; scan twice as the
+# kmemleak documentation suggests, then read the report.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	sleep 1
+	echo scan >/sys/kernel/debug/kmemleak
+	sleep 5
+	echo scan >/sys/kernel/debug/kmemleak
+	leaks=$(cat /sys/kernel/debug/kmemleak)
+	if [ -z "$leaks" ]; then
+		pass "kmemleak"
+	else
+		fail "kmemleak"
+		echo "$leaks" | head -n 40 | sed 's/^/    /'
+	fi
+else
+	fail "kmemleak: /sys/kernel/debug/kmemleak not available"
+fi
+
+echo "VPM-TAINT $(cat /proc/sys/kernel/tainted)"
+echo "VPM-RESULT $passed $failed"

@@ -1,0 +1,47 @@
+# Helpers for VM tests; sourced by tests/vm/[0-9]*.sh inside the guest.
+#
+# Tests run with `set -eu`: the first failing command fails the test.  Use
+# `expect` for assertions so the failure says what was expected.
+set -eu
+
+VPM_KO=$VPM_ROOT/vpm.ko
+
+# expect DESCRIPTION COMMAND...: run COMMAND, fail the test with
+# DESCRIPTION if it fails.
+expect() {
+	local what=$1
+	shift
+	if ! "$@"; then
+		echo "expected: $what" >&2
+		echo "  command: $*" >&2
+		exit 1
+	fi
+}
+
+# expect_eq DESCRIPTION WANT GOT
+expect_eq() {
+	if [ "$2" != "$3" ]; then
+		echo "expected $1 = '$2', got '$3'" >&2
+		exit 1
+	fi
+}
+
+subtest() { echo "SUBTEST $1 $2"; }
+
+loaded() { lsmod | grep -q '^vpm '; }
+load() { loaded || insmod "$VPM_KO"; }
+unload() { ! loaded || rmmod vpm; }
+
+# json FIELD: read a top-level field of the JSON object on stdin.
+json() {
+	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# status_field [NETNS] FIELD: one field of `vpmctl status --json`.
+status_field() {
+	if [ $# = 2 ]; then
+		ip netns exec "$1" vpmctl status --json | json "$2"
+	else
+		vpmctl status --json | json "$1"
+	fi
+}

@@ -55,11 +55,11 @@ check-spec: deps
 	@$(ROOT)/tools/ynl-gen.sh --check
 
 vpmctl:
-	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo build --release --locked --quiet
+	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo build --release --quiet
 
 host-test:
-	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo test --locked --quiet
-	@$(ENV); cd $(ROOT)/tests/host && cargo test --locked --quiet
+	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo test --quiet
+	@$(ENV); cd $(ROOT)/tests/host && cargo test --quiet
 
 vm-test: module vpmctl
 	@$(ROOT)/tests/vm.sh check "$(KDIR)"

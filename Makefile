@@ -15,7 +15,9 @@
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 ENV := . $(ROOT)/tools/env.sh
-CARGO_TARGET_DIR ?= $(ROOT)/target
+ifeq ($(strip $(CARGO_TARGET_DIR)),)
+CARGO_TARGET_DIR := $(ROOT)/target
+endif
 export CARGO_TARGET_DIR
 VPMCTL := $(CARGO_TARGET_DIR)/release/vpmctl
 

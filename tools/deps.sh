@@ -32,12 +32,15 @@ apt_missing() {
 	echo "${missing[@]:-}"
 }
 
+# Set by every step that changed something, so a no-op run stays quiet.
+installed=
 apt_updated=
 apt_update() {
 	[ -n "$apt_updated" ] && return
 	vpm_log "apt-get update"
 	apt-get update -qq || vpm_die "apt-get update failed: check the machine's apt sources"
 	apt_updated=1
+	installed=1
 }
 
 # Add the backports suite next to the machine's Debian source, pinned low so
@@ -114,6 +117,7 @@ install_rust_src() {
 		rm -rf "$sysroot/lib/rustlib/src"
 	fi
 	ln -s "$want" "$sysroot/lib/rustlib/src"
+	installed=1
 	vpm_log "linked $sysroot/lib/rustlib/src -> $want"
 }
 
@@ -123,6 +127,7 @@ install_bindgen() {
 		return 0
 	fi
 	vpm_log "cargo install bindgen-cli $VPM_BINDGEN_VERSION (about 2 minutes)"
+	installed=1
 	cargo install --quiet --locked --force bindgen-cli --version "$VPM_BINDGEN_VERSION" ||
 		vpm_die "cargo install bindgen-cli failed"
 }
@@ -136,6 +141,7 @@ install_python() {
 		return 0
 	fi
 	vpm_log "creating python venv $VPM_VENV (${want[*]})"
+	installed=1
 	python3 -m venv "$VPM_VENV" || vpm_die "python3 -m venv failed"
 	"$VPM_VENV/bin/pip" install -q --disable-pip-version-check "${want[@]}" ||
 		vpm_die "pip install ${want[*]} failed"
@@ -150,6 +156,6 @@ main() {
 	# Re-read env.sh so LIBCLANG_PATH is set for the check below.
 	. "$(dirname "$0")/env.sh"
 	[ -n "${LIBCLANG_PATH:-}" ] || vpm_die "libclang.so not found in $VPM_VENV"
-	vpm_log "dependencies complete"
+	[ -z "$installed" ] || vpm_log "dependencies complete"
 }
 main "$@"

@@ -46,3 +46,36 @@ mod csum {
         assert_eq!(replace2_udp4(0xffff, 0x0000, 0xffff), 0xffff);
     }
 }
+
+#[kunit_tests(vpm_alloc)]
+mod alloc {
+    use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
+    use kernel::prelude::*;
+
+    fn storage() -> KVec<u64> {
+        KVec::from_elem(0u64, WORDS, GFP_KERNEL).expect("8 KiB for the bitmap")
+    }
+
+    #[test]
+    fn exhausts_then_reuses() {
+        let mut a = PortAllocator::new(storage(), 20000, 20003).unwrap();
+        for want in 20000..=20003u16 {
+            assert_eq!(a.alloc(), Ok(want));
+        }
+        assert_eq!(a.alloc(), Err(AllocError::Exhausted));
+        assert!(a.release(20002));
+        assert_eq!(a.alloc(), Ok(20002));
+        assert_eq!(a.in_use(), 4);
+    }
+
+    #[test]
+    fn reserve_and_range_rules() {
+        let mut a = PortAllocator::new(storage(), 100, 163).unwrap();
+        assert_eq!(a.reserve(163), Ok(()));
+        assert_eq!(a.reserve(163), Err(AllocError::Taken));
+        assert_eq!(a.reserve(164), Err(AllocError::OutOfRange));
+        assert_eq!(a.set_range(100, 162), Err(AllocError::InUseOutside));
+        assert_eq!(a.set_range(150, 200), Ok(()));
+        assert_eq!(a.range(), (150, 200));
+    }
+}

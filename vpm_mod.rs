@@ -14,7 +14,8 @@
 //! - `vpm_nf.rs`: the packet path (netfilter hooks);
 //! - `vpm_genl.rs`: the generic netlink control API of `uapi/vpm.yaml`;
 //! - `vpm_sys.rs`: the thin unsafe layer over the kernel and `vpm_glue.c`;
-//! - `vpm_csum.rs`: checksum arithmetic, pure `core`, host-tested too.
+//! - `vpm_csum.rs`: checksum arithmetic, pure `core`, host-tested too;
+//! - `vpm_alloc.rs`: the anonymous port allocator, pure `core` as well.
 //!
 //! Userspace talks to it with `vpmctl` (`tools/vpmctl`):
 //!
@@ -25,6 +26,11 @@
 
 use kernel::prelude::*;
 
+#[cfg_attr(
+    not(CONFIG_KUNIT = "y"),
+    expect(dead_code, reason = "used by KUnit until the translation table lands")
+)]
+mod vpm_alloc;
 #[cfg_attr(
     not(CONFIG_KUNIT = "y"),
     expect(dead_code, reason = "used by KUnit until the rewriter lands")

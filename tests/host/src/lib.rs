@@ -7,5 +7,11 @@
 #[allow(dead_code)]
 pub mod vpm_csum;
 
+#[path = "../../../vpm_alloc.rs"]
+#[allow(dead_code)]
+pub mod vpm_alloc;
+
+#[cfg(test)]
+mod alloc_props;
 #[cfg(test)]
 mod csum_props;

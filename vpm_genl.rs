@@ -3,13 +3,14 @@
 //! Handlers of the `vpm` generic netlink family (`uapi/vpm.yaml`).
 //!
 //! The C entry points generated from the spec land in `vpm_sys.rs`, which
-//! hands each handler a safe [`GenlInfo`]; handlers run in process context
-//! and may sleep.
+//! hands each handler a safe [`GenlInfo`] (or [`Dump`]); handlers run in
+//! process context and may sleep.  Every error sets an extended-ack message
+//! that says what was wrong and, where it helps, what to do.
 
 use kernel::prelude::*;
 
-use crate::vpm_sys::{GenlInfo, Reply};
-use crate::vpm_table::Stat;
+use crate::vpm_sys::{Dump, DumpCursor, GenlInfo, PutAttrs, Reply};
+use crate::vpm_table::{Aid, Key, Mapping, Stat, TableError, AID_MAX_LEN, PROTO_ALL};
 use crate::vpm_uapi as uapi;
 
 /// `get-status`: module version, hooks and counters of the caller's namespace.
@@ -20,4 +21,258 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
     reply.put_uint(uapi::VPM_A_STATUS_PKTS_SEEN, state.read(Stat::PktsSeen))?;
     reply.send()
+}
+
+/// `add-mapping`: allocate (or return) the anonymous port of (aid, port).
+pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
+    let key = req_key(info)?;
+    let protos = match opt_u32(info, uapi::VPM_A_MAPPING_PROTO)? {
+        None => PROTO_ALL,
+        Some(0) => {
+            info.set_err(c"proto: name at least one of tcp, udp");
+            return Err(EINVAL);
+        }
+        Some(p) => p,
+    };
+    let want = opt_u16(info, uapi::VPM_A_MAPPING_ANON_PORT)?;
+    let (mapping, _created) = info
+        .net_state()
+        .table
+        .lock()
+        .add(key, protos, want)
+        .map_err(|e| table_error(info, e))?;
+    let mut reply = Reply::new(info)?;
+    put_mapping(&mut reply, &key, &mapping)?;
+    reply.send()
+}
+
+/// `del-mapping`: release the allocation of (aid, port).
+pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
+    let key = req_key(info)?;
+    info.net_state()
+        .table
+        .lock()
+        .del(&key)
+        .map_err(|e| table_error(info, e))?;
+    Ok(())
+}
+
+/// `get-mapping` (do): one allocation.
+pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
+    let key = req_key(info)?;
+    let mapping = info.net_state().table.lock().get(&key);
+    let mapping = mapping.ok_or_else(|| table_error(info, TableError::NotFound))?;
+    let mut reply = Reply::new(info)?;
+    put_mapping(&mut reply, &key, &mapping)?;
+    reply.send()
+}
+
+/// `flush`: release every allocation of the namespace.
+pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
+    info.net_state().table.lock().flush();
+    Ok(())
+}
+
+/// `get-config`: range, limit and usage.
+pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
+    let (lo, hi, max, entries) = info.net_state().table.lock().config();
+    let mut reply = Reply::new(info)?;
+    reply.put_u16(uapi::VPM_A_CONFIG_RANGE_LO, lo)?;
+    reply.put_u16(uapi::VPM_A_CONFIG_RANGE_HI, hi)?;
+    reply.put_u32(uapi::VPM_A_CONFIG_MAX_ENTRIES, max)?;
+    reply.put_u32(uapi::VPM_A_CONFIG_ENTRIES, entries)?;
+    reply.send()
+}
+
+/// `set-config`: change the range and/or the limit, all or nothing.
+pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
+    let lo = opt_u16(info, uapi::VPM_A_CONFIG_RANGE_LO)?;
+    let hi = opt_u16(info, uapi::VPM_A_CONFIG_RANGE_HI)?;
+    let max = opt_u32(info, uapi::VPM_A_CONFIG_MAX_ENTRIES)?;
+    let range = match (lo, hi) {
+        (Some(lo), Some(hi)) => Some((lo, hi)),
+        (None, None) => None,
+        _ => {
+            info.set_err(c"range-lo and range-hi must be given together");
+            return Err(EINVAL);
+        }
+    };
+    if range.is_none() && max.is_none() {
+        info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
+        return Err(EINVAL);
+    }
+    info.net_state()
+        .table
+        .lock()
+        .set_config(range, max)
+        .map_err(|e| table_error(info, e))
+}
+
+/// Where a mapping dump resumes: after the key it sent last.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct MappingCursor {
+    started: u8,
+    aid_len: u8,
+    port: u16,
+    aid: [u8; AID_MAX_LEN],
+}
+
+// SAFETY: Plain integers and bytes: every bit pattern is a valid value.
+unsafe impl DumpCursor for MappingCursor {}
+
+impl MappingCursor {
+    fn after(&self) -> Option<Key> {
+        if self.started == 0 {
+            return None;
+        }
+        let len = usize::from(self.aid_len).min(AID_MAX_LEN);
+        Some(Key {
+            port: self.port,
+            aid: Aid::new(&self.aid[..len])?,
+        })
+    }
+
+    fn at(key: &Key) -> Self {
+        let mut aid = [0; AID_MAX_LEN];
+        let bytes = key.aid.as_bytes();
+        aid[..bytes.len()].copy_from_slice(bytes);
+        Self {
+            started: 1,
+            aid_len: bytes.len() as u8,
+            port: key.port,
+            aid,
+        }
+    }
+}
+
+/// `get-mapping` (dump): every allocation, in key order, across as many
+/// calls as the messages need.
+pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
+    let state = dump.net_state();
+    let mut table = state.table.lock();
+    let generation = table.generation();
+    let cursor: MappingCursor = dump.cursor();
+    let after = cursor.after();
+    let mut last = None;
+    let mut full = false;
+    table.visit_from(after.as_ref(), |key, mapping| {
+        let Some(mut msg) = dump.msg(generation) else {
+            full = true;
+            return false;
+        };
+        if put_mapping(&mut msg, key, mapping).is_err() {
+            full = true;
+            return false; // `msg` is dropped, which cancels it.
+        }
+        msg.end();
+        last = Some(*key);
+        true
+    });
+    match last {
+        Some(key) => dump.set_cursor(MappingCursor::at(&key)),
+        // Not even one entry fits an empty message: cannot make progress.
+        None if full => return Err(EMSGSIZE),
+        None => {}
+    }
+    Ok(dump.len())
+}
+
+fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
+    msg.put_bytes_str(uapi::VPM_A_MAPPING_AID, key.aid.as_bytes())?;
+    msg.put_u16(uapi::VPM_A_MAPPING_PORT, key.port)?;
+    msg.put_u32(uapi::VPM_A_MAPPING_PROTO, m.protos)?;
+    msg.put_u16(uapi::VPM_A_MAPPING_ANON_PORT, m.anon)
+}
+
+/// The (aid, port) key every mapping request carries.
+fn req_key(info: &GenlInfo<'_>) -> Result<Key> {
+    let Some(raw) = info.attr(uapi::VPM_A_MAPPING_AID) else {
+        info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_MAPPING_AID);
+        return Err(EINVAL);
+    };
+    // The policy (NLA_NUL_STRING) guarantees a NUL within the payload.
+    let text = raw.split(|&b| b == 0).next().unwrap_or(raw);
+    let Some(aid) = Aid::new(text) else {
+        info.set_err(c"aid must be 1-31 bytes of [A-Za-z0-9._-]");
+        return Err(EINVAL);
+    };
+    let Some(port) = opt_u16(info, uapi::VPM_A_MAPPING_PORT)? else {
+        info.set_err_missing(c"missing attribute: port", uapi::VPM_A_MAPPING_PORT);
+        return Err(EINVAL);
+    };
+    Ok(Key { port, aid })
+}
+
+fn opt_u16(info: &GenlInfo<'_>, ty: u32) -> Result<Option<u16>> {
+    let Some(p) = info.attr(ty) else {
+        return Ok(None);
+    };
+    let b: [u8; 2] = p.try_into().map_err(|_| {
+        info.set_err(c"malformed u16 attribute");
+        EINVAL
+    })?;
+    Ok(Some(u16::from_ne_bytes(b)))
+}
+
+fn opt_u32(info: &GenlInfo<'_>, ty: u32) -> Result<Option<u32>> {
+    let Some(p) = info.attr(ty) else {
+        return Ok(None);
+    };
+    let b: [u8; 4] = p.try_into().map_err(|_| {
+        info.set_err(c"malformed u32 attribute");
+        EINVAL
+    })?;
+    Ok(Some(u32::from_ne_bytes(b)))
+}
+
+/// Maps a table error to its errno, setting the extended-ack message.
+fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
+    match e {
+        TableError::RangeExhausted { in_use, lo, hi } => {
+            info.set_err_fmt(format_args!(
+                "no free port in range {lo}-{hi} ({in_use} in use); widen the range"
+            ));
+            ENOSPC
+        }
+        TableError::TooManyEntries { max } => {
+            info.set_err_fmt(format_args!(
+                "entry limit {max} reached; raise max-entries or delete entries"
+            ));
+            ENOSPC
+        }
+        TableError::PortOutOfRange { lo, hi } => {
+            info.set_err_fmt(format_args!("anon-port is outside the range {lo}-{hi}"));
+            ERANGE
+        }
+        TableError::PortTaken => {
+            info.set_err(c"anon-port is allocated to another AID or port");
+            EADDRINUSE
+        }
+        TableError::OtherAnonPort { anon } => {
+            info.set_err_fmt(format_args!(
+                "this AID and port already hold anonymous port {anon}"
+            ));
+            EEXIST
+        }
+        TableError::NotFound => {
+            info.set_err(c"no allocation for this AID and port");
+            ENOENT
+        }
+        TableError::RangeInUse => {
+            info.set_err(c"allocations lie outside the new range; delete them first");
+            EBUSY
+        }
+        TableError::BadRange => {
+            info.set_err(c"range-lo is above range-hi");
+            EINVAL
+        }
+        TableError::LimitBelowUse { entries } => {
+            info.set_err_fmt(format_args!(
+                "max-entries is below the {entries} allocations held"
+            ));
+            EBUSY
+        }
+        TableError::NoMemory => ENOMEM,
+    }
 }

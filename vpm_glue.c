@@ -138,3 +138,88 @@ int vpm_genl_reply_send(struct sk_buff *skb, struct genl_info *info)
 {
 	return genlmsg_reply(skb, info);
 }
+
+/*
+ * Extended ack: @msg must be static (it is referenced, not copied) unless
+ * @copy is set, in which case it is copied into the ack's own buffer.
+ * @missing names a required attribute the request lacked (0: none).
+ */
+void vpm_genl_set_err(struct genl_info *info, const char *msg, bool copy,
+		      u16 missing)
+{
+	struct netlink_ext_ack *extack = info->extack;
+
+	if (!extack)
+		return;
+	if (copy) {
+		strscpy(extack->_msg_buf, msg, sizeof(extack->_msg_buf));
+		msg = extack->_msg_buf;
+	}
+	do_trace_netlink_extack(msg);
+	extack->_msg = msg;
+	if (missing) {
+		extack->miss_type = missing;
+		extack->miss_nest = NULL;
+	}
+}
+
+/*
+ * The attribute of type @type of the request, or NULL.  Searching the
+ * message (rather than indexing info->attrs, sized by the operation's
+ * policy) is safe for any @type; the core has already validated the
+ * attributes against the policy.
+ */
+const struct nlattr *vpm_genl_attr(const struct genl_info *info, u16 type)
+{
+	return nla_find(nlmsg_attrdata(info->nlhdr, GENL_HDRLEN),
+			nlmsg_attrlen(info->nlhdr, GENL_HDRLEN), type);
+}
+
+/* ---- dumps ------------------------------------------------------------- */
+
+struct net *vpm_dump_net(const struct netlink_callback *cb)
+{
+	return sock_net(cb->skb->sk);
+}
+
+/* The callback's scratch space, kept across the calls of one dump. */
+void *vpm_dump_ctx(struct netlink_callback *cb)
+{
+	return cb->ctx;
+}
+
+const size_t vpm_dump_ctx_size = sizeof_field(struct netlink_callback, ctx);
+
+/*
+ * Starts one NLM_F_MULTI message of the dump; @gen is the table generation
+ * the dump started from, so a change in between flags NLM_F_DUMP_INTR.
+ */
+void *vpm_dump_msg_start(struct sk_buff *skb, struct netlink_callback *cb,
+			 u32 gen)
+{
+	const struct genl_info *info = genl_info_dump(cb);
+	void *hdr;
+
+	hdr = genlmsg_put(skb, info->snd_portid, info->snd_seq, info->family,
+			  NLM_F_MULTI, info->genlhdr->cmd);
+	if (!hdr)
+		return NULL;
+	cb->seq = gen;
+	genl_dump_check_consistent(cb, hdr);
+	return hdr;
+}
+
+void vpm_dump_msg_end(struct sk_buff *skb, void *hdr)
+{
+	genlmsg_end(skb, hdr);
+}
+
+void vpm_dump_msg_cancel(struct sk_buff *skb, void *hdr)
+{
+	genlmsg_cancel(skb, hdr);
+}
+
+unsigned int vpm_skb_len(const struct sk_buff *skb)
+{
+	return skb->len;
+}

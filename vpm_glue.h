@@ -13,6 +13,8 @@
 #include <linux/types.h>
 
 struct genl_info;
+struct netlink_callback;
+struct nlattr;
 struct net;
 struct nf_hook_ops;
 struct sk_buff;
@@ -43,5 +45,18 @@ u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx);
 struct net *vpm_genl_net(const struct genl_info *info);
 void *vpm_genl_reply_header(struct sk_buff *skb, struct genl_info *info);
 int vpm_genl_reply_send(struct sk_buff *skb, struct genl_info *info);
+void vpm_genl_set_err(struct genl_info *info, const char *msg, bool copy,
+		      u16 missing);
+const struct nlattr *vpm_genl_attr(const struct genl_info *info, u16 type);
+
+/* Generic netlink dumps. */
+struct net *vpm_dump_net(const struct netlink_callback *cb);
+void *vpm_dump_ctx(struct netlink_callback *cb);
+extern const size_t vpm_dump_ctx_size;
+void *vpm_dump_msg_start(struct sk_buff *skb, struct netlink_callback *cb,
+			 u32 gen);
+void vpm_dump_msg_end(struct sk_buff *skb, void *hdr);
+void vpm_dump_msg_cancel(struct sk_buff *skb, void *hdr);
+unsigned int vpm_skb_len(const struct sk_buff *skb);
 
 #endif /* _VPM_GLUE_H */

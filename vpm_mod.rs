@@ -45,6 +45,7 @@ mod vpm_table;
 #[path = "gen/vpm_uapi.rs"]
 #[expect(
     non_camel_case_types,
+    non_upper_case_globals,
     dead_code,
     unreachable_pub,
     reason = "bindgen output of the generated uapi header"

@@ -9,10 +9,12 @@
 //! sees safe references.
 
 use core::ffi::{c_int, c_uint, c_void};
+use core::fmt;
 use core::ptr::{self, NonNull};
 
 use kernel::bindings;
 use kernel::error::to_result;
+use kernel::ffi::c_char;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -52,6 +54,27 @@ mod ffi {
             skb: *mut bindings::sk_buff,
             info: *mut bindings::genl_info,
         ) -> c_int;
+
+        pub(super) fn vpm_genl_set_err(
+            info: *mut bindings::genl_info,
+            msg: *const c_char,
+            copy: bool,
+            missing: u16,
+        );
+        pub(super) fn vpm_genl_attr(info: *const bindings::genl_info, ty: u16)
+            -> *const bindings::nlattr;
+
+        pub(super) fn vpm_dump_net(cb: *const bindings::netlink_callback) -> *mut bindings::net;
+        pub(super) fn vpm_dump_ctx(cb: *mut bindings::netlink_callback) -> *mut c_void;
+        pub(super) static vpm_dump_ctx_size: usize;
+        pub(super) fn vpm_dump_msg_start(
+            skb: *mut bindings::sk_buff,
+            cb: *mut bindings::netlink_callback,
+            gen: u32,
+        ) -> *mut c_void;
+        pub(super) fn vpm_dump_msg_end(skb: *mut bindings::sk_buff, hdr: *mut c_void);
+        pub(super) fn vpm_dump_msg_cancel(skb: *mut bindings::sk_buff, hdr: *mut c_void);
+        pub(super) fn vpm_skb_len(skb: *const bindings::sk_buff) -> c_uint;
 
         /// Defined by the ynl-generated `gen/vpm_nl_gen.c`.
         pub(super) static mut vpm_nl_family: bindings::genl_family;
@@ -355,6 +378,125 @@ impl<'a> GenlInfo<'a> {
             &(*slot(net)).state
         }
     }
+
+    /// The payload of request attribute `ty`, if present.
+    ///
+    /// The netlink core has validated it against the operation's policy.
+    pub(crate) fn attr(&self, ty: u32) -> Option<&'a [u8]> {
+        let ty = u16::try_from(ty).ok()?;
+        // SAFETY: `raw` is valid for `'a` (type invariant).
+        let nla = unsafe { ffi::vpm_genl_attr(self.raw.as_ptr(), ty) };
+        if nla.is_null() {
+            return None;
+        }
+        let hdr = core::mem::size_of::<bindings::nlattr>();
+        // SAFETY: A non-null attribute from the parsed request lies inside
+        // the request message, which lives for `'a`, and its `nla_len`
+        // (checked by the parser) covers header and payload.
+        unsafe {
+            let len = usize::from((*nla).nla_len).checked_sub(hdr)?;
+            Some(core::slice::from_raw_parts(nla.cast::<u8>().add(hdr), len))
+        }
+    }
+
+    /// Sets the extended-ack message.
+    pub(crate) fn set_err(&self, msg: &'static CStr) {
+        // SAFETY: `raw` is valid; `msg` is static, as the ack references it.
+        unsafe { ffi::vpm_genl_set_err(self.raw.as_ptr(), msg.as_char_ptr(), false, 0) };
+    }
+
+    /// Sets the extended-ack message and names the missing attribute `ty`.
+    pub(crate) fn set_err_missing(&self, msg: &'static CStr, ty: u32) {
+        let ty = u16::try_from(ty).unwrap_or(0);
+        // SAFETY: As in `set_err`.
+        unsafe { ffi::vpm_genl_set_err(self.raw.as_ptr(), msg.as_char_ptr(), false, ty) };
+    }
+
+    /// Sets a formatted extended-ack message (truncated to the ack's buffer).
+    pub(crate) fn set_err_fmt(&self, args: fmt::Arguments<'_>) {
+        let mut buf = MsgBuf::new();
+        let _ = fmt::Write::write_fmt(&mut buf, args);
+        // SAFETY: `raw` is valid; `buf` is NUL-terminated and copied by the
+        // glue into the ack's own buffer before this returns.
+        unsafe { ffi::vpm_genl_set_err(self.raw.as_ptr(), buf.as_ptr(), true, 0) };
+    }
+}
+
+/// A NUL-terminated message of at most `NETLINK_MAX_FMTMSG_LEN` bytes.
+struct MsgBuf {
+    buf: [u8; 80],
+    len: usize,
+}
+
+impl MsgBuf {
+    fn new() -> Self {
+        Self {
+            buf: [0; 80],
+            len: 0,
+        }
+    }
+
+    fn as_ptr(&self) -> *const c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+impl fmt::Write for MsgBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Keep the last byte for the NUL; truncate silently.
+        let room = self.buf.len() - 1 - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writing attributes into a netlink message under construction.
+pub(crate) trait PutAttrs {
+    /// The message's skb.
+    fn skb(&self) -> *mut bindings::sk_buff;
+
+    /// Appends attribute `attr` with payload `data`.
+    fn put_raw(&mut self, attr: u32, data: &[u8]) -> Result {
+        let attr = c_int::try_from(attr).map_err(|_| EINVAL)?;
+        let len = c_int::try_from(data.len()).map_err(|_| EMSGSIZE)?;
+        // SAFETY: Implementors guarantee `skb` is a message they may append
+        // to; `data` is readable for `len` bytes and nla_put copies it.
+        to_result(unsafe { bindings::nla_put(self.skb(), attr, len, data.as_ptr().cast()) })
+    }
+
+    /// Adds a `u16` attribute.
+    fn put_u16(&mut self, attr: u32, val: u16) -> Result {
+        self.put_raw(attr, &val.to_ne_bytes())
+    }
+
+    /// Adds a `u32` attribute.
+    fn put_u32(&mut self, attr: u32, val: u32) -> Result {
+        self.put_raw(attr, &val.to_ne_bytes())
+    }
+
+    /// Adds a `uint` attribute: 4 bytes when the value fits, else 8
+    /// (the kernel's `nla_put_uint`).
+    fn put_uint(&mut self, attr: u32, val: u64) -> Result {
+        match u32::try_from(val) {
+            Ok(small) => self.put_u32(attr, small),
+            Err(_) => self.put_raw(attr, &val.to_ne_bytes()),
+        }
+    }
+
+    /// Adds a NUL-terminated string attribute.
+    fn put_str(&mut self, attr: u32, val: &CStr) -> Result {
+        self.put_raw(attr, val.to_bytes_with_nul())
+    }
+
+    /// Adds a string attribute from bytes, appending the NUL.
+    fn put_bytes_str(&mut self, attr: u32, val: &[u8]) -> Result {
+        let mut buf = [0u8; 64];
+        let n = val.len().min(buf.len() - 1);
+        buf[..n].copy_from_slice(&val[..n]);
+        self.put_raw(attr, &buf[..=n])
+    }
 }
 
 /// A unicast reply to a [`GenlInfo`] under construction.
@@ -369,14 +511,18 @@ pub(crate) struct Reply<'a> {
     info: &'a GenlInfo<'a>,
 }
 
+impl PutAttrs for Reply<'_> {
+    fn skb(&self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+}
+
 impl<'a> Reply<'a> {
     /// Starts a reply with the request's command, sequence number and port.
     pub(crate) fn new(info: &'a GenlInfo<'a>) -> Result<Self> {
         // SAFETY: Allocation has no preconditions; GFP_KERNEL is fine in a
         // netlink handler (process context).
-        let skb = unsafe {
-            bindings::genlmsg_new(bindings::GENLMSG_DEFAULT_SIZE, bindings::GFP_KERNEL)
-        };
+        let skb = unsafe { bindings::genlmsg_new(bindings::GENLMSG_DEFAULT_SIZE, bindings::GFP_KERNEL) };
         let skb = NonNull::new(skb).ok_or(ENOMEM)?;
         // SAFETY: `skb` is a fresh netlink message and `info` valid.
         let hdr = unsafe { ffi::vpm_genl_reply_header(skb.as_ptr(), info.raw.as_ptr()) };
@@ -387,33 +533,6 @@ impl<'a> Reply<'a> {
         };
         // INVARIANT: `skb` is owned and carries a header at `hdr`.
         Ok(Self { skb, hdr, info })
-    }
-
-    fn put_raw(&mut self, attr: u32, data: &[u8]) -> Result {
-        let attr = c_int::try_from(attr).map_err(|_| EINVAL)?;
-        let len = c_int::try_from(data.len()).map_err(|_| EMSGSIZE)?;
-        // SAFETY: `skb` is owned (type invariant) and `data` is readable for
-        // `len` bytes; nla_put copies it.
-        to_result(unsafe { bindings::nla_put(self.skb.as_ptr(), attr, len, data.as_ptr().cast()) })
-    }
-
-    /// Adds a `u32` attribute.
-    pub(crate) fn put_u32(&mut self, attr: u32, val: u32) -> Result {
-        self.put_raw(attr, &val.to_ne_bytes())
-    }
-
-    /// Adds a `uint` attribute: 4 bytes when the value fits, else 8
-    /// (the kernel's `nla_put_uint`).
-    pub(crate) fn put_uint(&mut self, attr: u32, val: u64) -> Result {
-        match u32::try_from(val) {
-            Ok(small) => self.put_u32(attr, small),
-            Err(_) => self.put_raw(attr, &val.to_ne_bytes()),
-        }
-    }
-
-    /// Adds a NUL-terminated string attribute.
-    pub(crate) fn put_str(&mut self, attr: u32, val: &CStr) -> Result {
-        self.put_raw(attr, val.to_bytes_with_nul())
     }
 
     /// Finishes and sends the reply.
@@ -432,6 +551,104 @@ impl Drop for Reply<'_> {
     fn drop(&mut self) {
         // SAFETY: An unsent reply still owns its skb.
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
+    }
+}
+
+/// One call of a dump in progress.
+///
+/// # Invariants
+///
+/// `skb` and `cb` are the valid arguments of the current `dumpit` call.
+pub(crate) struct Dump<'a> {
+    skb: NonNull<bindings::sk_buff>,
+    cb: NonNull<bindings::netlink_callback>,
+    _life: core::marker::PhantomData<&'a mut bindings::netlink_callback>,
+}
+
+impl<'a> Dump<'a> {
+    /// vpm's state in the dumping socket's namespace.
+    pub(crate) fn net_state(&self) -> &'a NetState {
+        // SAFETY: `cb` is valid; the dumping socket holds a reference on its
+        // namespace, whose slot is initialised while the family exists.
+        unsafe { &(*slot(ffi::vpm_dump_net(self.cb.as_ptr()))).state }
+    }
+
+    /// Reads the dump's resume state, zeroed at the first call.
+    pub(crate) fn cursor<T: DumpCursor>(&mut self) -> T {
+        // SAFETY: `cb` is valid; the scratch area is at least
+        // `size_of::<T>()` bytes (checked) and any bytes are a valid `T`.
+        unsafe {
+            assert!(core::mem::size_of::<T>() <= ffi::vpm_dump_ctx_size);
+            ffi::vpm_dump_ctx(self.cb.as_ptr()).cast::<T>().read_unaligned()
+        }
+    }
+
+    /// Saves the resume state for the next call.
+    pub(crate) fn set_cursor<T: DumpCursor>(&mut self, val: T) {
+        // SAFETY: As in `cursor`.
+        unsafe {
+            assert!(core::mem::size_of::<T>() <= ffi::vpm_dump_ctx_size);
+            ffi::vpm_dump_ctx(self.cb.as_ptr()).cast::<T>().write_unaligned(val)
+        }
+    }
+
+    /// Starts a message; `None` when the skb is full.  `generation` is the
+    /// state the dump reflects: a change since the dump began sets
+    /// `NLM_F_DUMP_INTR`.
+    pub(crate) fn msg(&mut self, generation: u32) -> Option<DumpMsg<'_, 'a>> {
+        // SAFETY: `skb` and `cb` are valid for this call.
+        let hdr = unsafe { ffi::vpm_dump_msg_start(self.skb.as_ptr(), self.cb.as_ptr(), generation) };
+        // INVARIANT: The header was just added to this call's skb.
+        Some(DumpMsg {
+            dump: self,
+            hdr: NonNull::new(hdr)?,
+        })
+    }
+
+    /// Bytes in the skb so far (the `dumpit` return value).
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: `skb` is valid.
+        unsafe { ffi::vpm_skb_len(self.skb.as_ptr()) as usize }
+    }
+}
+
+/// Plain data kept in a dump's scratch area between calls.
+///
+/// # Safety
+///
+/// Every bit pattern, all-zero included, must be a valid value.
+pub(crate) unsafe trait DumpCursor: Copy {}
+
+/// One message of a dump; cancelled unless [`DumpMsg::end`] is called.
+///
+/// # Invariants
+///
+/// `hdr` is the header of the last, unfinished message in the dump's skb.
+pub(crate) struct DumpMsg<'d, 'a> {
+    dump: &'d mut Dump<'a>,
+    hdr: NonNull<c_void>,
+}
+
+impl PutAttrs for DumpMsg<'_, '_> {
+    fn skb(&self) -> *mut bindings::sk_buff {
+        self.dump.skb.as_ptr()
+    }
+}
+
+impl DumpMsg<'_, '_> {
+    /// Completes the message.
+    pub(crate) fn end(self) {
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: `hdr` heads the unfinished last message (type invariant).
+        unsafe { ffi::vpm_dump_msg_end(me.dump.skb.as_ptr(), me.hdr.as_ptr()) };
+    }
+}
+
+impl Drop for DumpMsg<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: `hdr` heads the unfinished last message; cancelling trims
+        // the skb back to before it.
+        unsafe { ffi::vpm_dump_msg_cancel(self.dump.skb.as_ptr(), self.hdr.as_ptr()) };
     }
 }
 
@@ -458,16 +675,55 @@ unsafe fn genl_dispatch(
     }
 }
 
-/// `VPM_CMD_GET_STATUS` (declared by `gen/vpm_nl_gen.h`).
+/// Defines the C entry point `$name` of a `do` operation declared by
+/// `gen/vpm_nl_gen.h`, running the safe handler `$handler`.
+macro_rules! genl_doit {
+    ($name:ident => $handler:path) => {
+        /// Generic netlink `do` entry point (see `uapi/vpm.yaml`).
+        ///
+        /// # Safety
+        ///
+        /// Called only by the generic netlink core with valid arguments.
+        #[no_mangle]
+        unsafe extern "C" fn $name(
+            _skb: *mut bindings::sk_buff,
+            info: *mut bindings::genl_info,
+        ) -> c_int {
+            // SAFETY: The netlink core passes the valid info of this call.
+            unsafe { genl_dispatch(info, $handler) }
+        }
+    };
+}
+
+genl_doit!(vpm_nl_get_status_doit => crate::vpm_genl::get_status);
+genl_doit!(vpm_nl_add_mapping_doit => crate::vpm_genl::add_mapping);
+genl_doit!(vpm_nl_del_mapping_doit => crate::vpm_genl::del_mapping);
+genl_doit!(vpm_nl_get_mapping_doit => crate::vpm_genl::get_mapping);
+genl_doit!(vpm_nl_flush_doit => crate::vpm_genl::flush);
+genl_doit!(vpm_nl_get_config_doit => crate::vpm_genl::get_config);
+genl_doit!(vpm_nl_set_config_doit => crate::vpm_genl::set_config);
+
+/// `VPM_CMD_GET_MAPPING` dump entry point.
 ///
 /// # Safety
 ///
 /// Called only by the generic netlink core with valid arguments.
 #[no_mangle]
-unsafe extern "C" fn vpm_nl_get_status_doit(
-    _skb: *mut bindings::sk_buff,
-    info: *mut bindings::genl_info,
+unsafe extern "C" fn vpm_nl_get_mapping_dumpit(
+    skb: *mut bindings::sk_buff,
+    cb: *mut bindings::netlink_callback,
 ) -> c_int {
-    // SAFETY: The netlink core passes the valid info of this call.
-    unsafe { genl_dispatch(info, crate::vpm_genl::get_status) }
+    let (Some(skb), Some(cb)) = (NonNull::new(skb), NonNull::new(cb)) else {
+        return EINVAL.to_errno();
+    };
+    // INVARIANT: Valid for the duration of this call, per the caller.
+    let mut dump = Dump {
+        skb,
+        cb,
+        _life: core::marker::PhantomData,
+    };
+    match crate::vpm_genl::dump_mappings(&mut dump) {
+        Ok(len) => c_int::try_from(len).unwrap_or(c_int::MAX),
+        Err(e) => e.to_errno(),
+    }
 }

@@ -11,12 +11,82 @@
 
 #include <uapi/linux/vpm.h>
 
+/* VPM_CMD_ADD_MAPPING - do */
+static const struct nla_policy vpm_add_mapping_nl_policy[VPM_A_MAPPING_ANON_PORT + 1] = {
+	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_MAPPING_PROTO] = NLA_POLICY_MASK(NLA_U32, 0x3),
+	[VPM_A_MAPPING_ANON_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+};
+
+/* VPM_CMD_DEL_MAPPING - do */
+static const struct nla_policy vpm_del_mapping_nl_policy[VPM_A_MAPPING_PORT + 1] = {
+	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+};
+
+/* VPM_CMD_GET_MAPPING - do */
+static const struct nla_policy vpm_get_mapping_nl_policy[VPM_A_MAPPING_PORT + 1] = {
+	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+};
+
+/* VPM_CMD_SET_CONFIG - do */
+static const struct nla_policy vpm_set_config_nl_policy[VPM_A_CONFIG_MAX_ENTRIES + 1] = {
+	[VPM_A_CONFIG_RANGE_LO] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_CONFIG_RANGE_HI] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_CONFIG_MAX_ENTRIES] = NLA_POLICY_MIN(NLA_U32, 1),
+};
+
 /* Ops table for vpm */
 static const struct genl_split_ops vpm_nl_ops[] = {
 	{
 		.cmd	= VPM_CMD_GET_STATUS,
 		.doit	= vpm_nl_get_status_doit,
 		.flags	= GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_ADD_MAPPING,
+		.doit		= vpm_nl_add_mapping_doit,
+		.policy		= vpm_add_mapping_nl_policy,
+		.maxattr	= VPM_A_MAPPING_ANON_PORT,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_DEL_MAPPING,
+		.doit		= vpm_nl_del_mapping_doit,
+		.policy		= vpm_del_mapping_nl_policy,
+		.maxattr	= VPM_A_MAPPING_PORT,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_GET_MAPPING,
+		.doit		= vpm_nl_get_mapping_doit,
+		.policy		= vpm_get_mapping_nl_policy,
+		.maxattr	= VPM_A_MAPPING_PORT,
+		.flags		= GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd	= VPM_CMD_GET_MAPPING,
+		.dumpit	= vpm_nl_get_mapping_dumpit,
+		.flags	= GENL_CMD_CAP_DUMP,
+	},
+	{
+		.cmd	= VPM_CMD_FLUSH,
+		.doit	= vpm_nl_flush_doit,
+		.flags	= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd	= VPM_CMD_GET_CONFIG,
+		.doit	= vpm_nl_get_config_doit,
+		.flags	= GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_SET_CONFIG,
+		.doit		= vpm_nl_set_config_doit,
+		.policy		= vpm_set_config_nl_policy,
+		.maxattr	= VPM_A_CONFIG_MAX_ENTRIES,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
 	},
 };
 

@@ -13,6 +13,13 @@
 #include <uapi/linux/vpm.h>
 
 int vpm_nl_get_status_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_add_mapping_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_del_mapping_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_get_mapping_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_get_mapping_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
+int vpm_nl_flush_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_get_config_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_set_config_doit(struct sk_buff *skb, struct genl_info *info);
 
 extern struct genl_family vpm_nl_family;
 

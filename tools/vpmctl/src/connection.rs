@@ -1,11 +1,16 @@
 //! A generic netlink connection to the vpm family.
 
+use std::cell::Cell;
+
 use neli::{
-    consts::{genl::NlAttrType, nl::NlmF, socket::NlFamily},
-    err::RouterError,
-    genl::{Genlmsghdr, GenlmsghdrBuilder, NoUserHeader},
-    nl::NlPayload,
-    router::synchronous::NlRouter,
+    consts::{
+        genl::{CtrlAttr, CtrlCmd, NlAttrType},
+        nl::{GenlId, NlmF, Nlmsg},
+        socket::NlFamily,
+    },
+    genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
+    nl::{NlPayload, NlmsghdrBuilder},
+    socket::synchronous::NlSocketHandle,
     types::{Buffer, GenlBuffer},
     utils::Groups,
 };
@@ -16,37 +21,61 @@ use crate::uapi::{Cmd, FAMILY_NAME, FAMILY_VERSION};
 /// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const ENOENT: i32 = 2;
+/// Version of the generic netlink controller protocol.
+const CTRL_VERSION: u8 = 2;
 
 /// A socket bound to the vpm family of the caller's network namespace.
+///
+/// It talks to the socket directly (rather than through neli's router)
+/// so that the kernel's extended-ack messages reach the user.
 pub struct Connection {
-    router: NlRouter,
+    sock: NlSocketHandle,
     family: u16,
+    seq: Cell<u32>,
 }
 
 impl Connection {
     /// Connects and resolves the family by name, with extended acks and
     /// strict checking on.
     pub fn open() -> Result<Self> {
-        let (router, _) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+        let sock = NlSocketHandle::connect(NlFamily::Generic, None, Groups::empty())
             .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
-        router
-            .enable_ext_ack(true)
+        sock.enable_ext_ack(true)
             .map_err(|e| Error::Netlink(format!("cannot enable extended acks: {e}")))?;
-        router
-            .enable_strict_checking(true)
+        sock.enable_strict_checking(true)
             .map_err(|e| Error::Netlink(format!("cannot enable strict checking: {e}")))?;
-        let family = match router.resolve_genl_family(FAMILY_NAME) {
-            Ok(id) => id,
-            Err(RouterError::Nlmsgerr(e)) if -*e.error() == ENOENT => return Err(Error::NotLoaded),
-            // The controller answered, but without the family.
-            Err(RouterError::Msg(_)) => return Err(Error::NotLoaded),
-            Err(e) => {
-                return Err(Error::Netlink(format!(
-                    "cannot resolve the {FAMILY_NAME} family: {e}"
-                )))
-            }
+        let mut conn = Self {
+            sock,
+            family: GenlId::Ctrl.into(),
+            seq: Cell::new(0),
         };
-        Ok(Self { router, family })
+        conn.family = conn.resolve_family()?;
+        Ok(conn)
+    }
+
+    fn resolve_family(&self) -> Result<u16> {
+        let mut attrs = GenlBuffer::new();
+        attrs.push(attr(CtrlAttr::FamilyName, nul_str(FAMILY_NAME))?);
+        let replies = match self.exchange(
+            "resolve the vpm family",
+            CtrlCmd::Getfamily,
+            CTRL_VERSION,
+            attrs,
+            NlmF::ACK,
+        ) {
+            Ok((r, _)) => r,
+            Err(Error::Kernel(e)) if e.errno == ENOENT => return Err(Error::NotLoaded),
+            Err(e) => return Err(e),
+        };
+        replies
+            .iter()
+            .find_map(|m| {
+                m.attrs()
+                    .get_attr_handle()
+                    .get_attr_payload_as::<u16>(CtrlAttr::FamilyId)
+                    .ok()
+            })
+            .ok_or(Error::NotLoaded)
     }
 
     /// Sends a `do` request and returns the reply messages.
@@ -56,39 +85,124 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
-        let msg = GenlmsghdrBuilder::<Cmd, A, NoUserHeader>::default()
-            .cmd(cmd)
-            .version(FAMILY_VERSION)
-            .attrs(attrs)
-            .build()
-            .map_err(|e| Error::Netlink(format!("cannot build {name} request: {e}")))?;
-        let recv = self
-            .router
-            .send::<_, _, u16, Genlmsghdr<Cmd, A>>(self.family, NlmF::ACK, NlPayload::Payload(msg))
-            .map_err(|e| Error::Netlink(format!("cannot send {name}: {e}")))?;
-        let mut replies = Vec::new();
-        for msg in recv {
-            match msg {
-                Ok(m) => {
-                    if let NlPayload::Payload(p) = m.nl_payload() {
-                        replies.push(p.clone());
-                    }
-                }
-                Err(RouterError::Nlmsgerr(e)) => {
-                    let message = e
-                        .ext_ack()
-                        .iter()
-                        .find(|a| u16::from(a.nla_type()) == NLMSGERR_ATTR_MSG)
-                        .and_then(|a| extack_text(a.nla_payload().as_ref()));
-                    return Err(Error::Kernel(KernelError {
-                        request: name,
-                        errno: -*e.error(),
-                        message,
-                    }));
-                }
-                Err(e) => return Err(Error::Netlink(format!("{name}: {e}"))),
+        Ok(self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
+    }
+
+    /// Dumps a table; retries (a few times) when the kernel reports the
+    /// table changed during the dump (`NLM_F_DUMP_INTR`).
+    pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+        for _ in 0..DUMP_TRIES {
+            let (msgs, interrupted) =
+                self.exchange(name, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
+            if !interrupted {
+                return Ok(msgs);
             }
         }
-        Ok(replies)
+        Err(Error::Netlink(format!(
+            "{name}: the table kept changing during {DUMP_TRIES} dumps; try again"
+        )))
     }
+
+    /// Sends one request and collects its replies up to the ack (`do`) or
+    /// `NLMSG_DONE` (dump).  Returns the replies and whether the kernel
+    /// flagged a dump as interrupted.
+    fn exchange<C: neli::consts::genl::Cmd, A: NlAttrType>(
+        &self,
+        name: &'static str,
+        cmd: C,
+        version: u8,
+        attrs: GenlBuffer<A, Buffer>,
+        flags: NlmF,
+    ) -> Result<(Vec<Genlmsghdr<C, A>>, bool)> {
+        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let genl = GenlmsghdrBuilder::<C, A, NoUserHeader>::default()
+            .cmd(cmd)
+            .version(version)
+            .attrs(attrs)
+            .build()
+            .map_err(|e| nl_err("cannot build the request", &e))?;
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
+        let msg = NlmsghdrBuilder::default()
+            .nl_type(self.family)
+            .nl_flags(NlmF::REQUEST | flags)
+            .nl_seq(seq)
+            .nl_payload(NlPayload::Payload(genl))
+            .build()
+            .map_err(|e| nl_err("cannot build the request", &e))?;
+        self.sock.send(&msg).map_err(|e| nl_err("send", &e))?;
+
+        let mut replies = Vec::new();
+        let mut interrupted = false;
+        loop {
+            let (msgs, _) = self
+                .sock
+                .recv::<u16, Genlmsghdr<C, A>>()
+                .map_err(|e| nl_err("receive", &e))?;
+            for msg in msgs {
+                let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
+                if *msg.nl_seq() != seq {
+                    continue;
+                }
+                interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
+                let done = *msg.nl_type() == u16::from(Nlmsg::Done);
+                match msg.nl_payload() {
+                    NlPayload::Payload(p) if !done => replies.push(p.clone()),
+                    NlPayload::Err(e) => {
+                        return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))
+                    }
+                    NlPayload::DumpExtAck(e) if *e.error() != 0 => {
+                        return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))
+                    }
+                    NlPayload::Ack(_) => return Ok((replies, interrupted)),
+                    _ => {}
+                }
+                if done {
+                    return Ok((replies, interrupted));
+                }
+            }
+        }
+    }
+}
+
+/// The error the kernel answered with, and its extended-ack message.
+fn kernel_error<'a>(
+    request: &'static str,
+    error: i32,
+    ext_ack: impl Iterator<Item = &'a Nlattr<neli::consts::nl::NlmsgerrAttr, Buffer>>,
+) -> Error {
+    let mut message = None;
+    for a in ext_ack {
+        if u16::from(a.nla_type()) == NLMSGERR_ATTR_MSG {
+            message = extack_text(a.nla_payload().as_ref());
+        }
+    }
+    Error::Kernel(KernelError {
+        request,
+        errno: -error,
+        message,
+    })
+}
+
+/// How often a dump is retried after `NLM_F_DUMP_INTR`.
+const DUMP_TRIES: usize = 5;
+
+/// Builds one attribute.
+pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(ty: A, payload: P) -> Result<Nlattr<A, Buffer>> {
+    let nla_type = AttrTypeBuilder::default()
+        .nla_type(ty)
+        .build()
+        .map_err(|e| Error::Netlink(format!("cannot build attribute: {e}")))?;
+    NlattrBuilder::default()
+        .nla_type(nla_type)
+        .nla_payload(payload)
+        .build()
+        .map_err(|e| Error::Netlink(format!("cannot build attribute: {e}")))
+}
+
+/// A NUL-terminated string payload.
+pub fn nul_str(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
 }

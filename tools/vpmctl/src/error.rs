@@ -25,6 +25,10 @@ pub enum Error {
     Netlink(String),
     #[error("unexpected reply from the vpm module: {0} (is vpmctl older than the module?)")]
     Protocol(String),
+    #[error("batch: {0}")]
+    Batch(String),
+    #[error("batch line {line}: {err}")]
+    AtLine { line: usize, err: Box<Error> },
 }
 
 impl Error {
@@ -33,6 +37,16 @@ impl Error {
             Error::NotLoaded => exit::NOT_LOADED,
             Error::Kernel(_) => exit::KERNEL,
             Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
+            Error::Batch(_) => exit::USAGE,
+            Error::AtLine { err, .. } => err.exit_code(),
+        }
+    }
+
+    /// The same error, attributed to line `line` of a batch file.
+    pub fn at_line(self, line: usize) -> Self {
+        Error::AtLine {
+            line,
+            err: Box::new(self),
         }
     }
 }
@@ -110,6 +124,13 @@ mod tests {
             "vpm kernel module not loaded: insmod vpm.ko"
         );
         assert_eq!(Error::NotLoaded.exit_code(), exit::NOT_LOADED);
+    }
+
+    #[test]
+    fn batch_errors_name_the_line_and_keep_the_code() {
+        let e = Error::NotLoaded.at_line(7);
+        assert_eq!(e.to_string(), "batch line 7: vpm kernel module not loaded: insmod vpm.ko");
+        assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]

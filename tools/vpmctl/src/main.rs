@@ -2,8 +2,11 @@
 //!
 //! Every command acts on the network namespace vpmctl runs in.
 
+mod attrs;
+mod config;
 mod connection;
 mod error;
+mod mapping;
 mod status;
 mod uapi;
 
@@ -23,6 +26,59 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
+    Add {
+        /// Application id: 1-31 characters of A-Z a-z 0-9 . _ -
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+        /// The fixed port the application uses.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Protocols to multiplex.
+        #[arg(long, value_enum, default_value_t = mapping::Proto::Both)]
+        proto: mapping::Proto,
+        /// Ask for exactly this anonymous port (restoring a saved state).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        anon_port: Option<u16>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the allocation of an AID's fixed port.
+    Del {
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    },
+    /// List the allocations of this network namespace.
+    Show {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release every allocation of this network namespace.
+    Flush,
+    /// Run the commands in FILE ("-" for standard input), one per line,
+    /// over one connection.  Every line is parsed before any runs; running
+    /// stops at the first failure, naming its line.
+    Batch {
+        /// Commands as on the command line without "vpmctl"; blank lines
+        /// and lines starting with # are skipped.
+        file: std::path::PathBuf,
+    },
+    /// Show or change the anonymous port range and the entry limit.
+    Config {
+        /// New anonymous port range, LO-HI.
+        #[arg(long, value_parser = config::parse_range)]
+        range: Option<(u16, u16)>,
+        /// New limit on allocations.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_entries: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the module version, hooks and counters of this network namespace.
     Status {
         /// Print JSON instead of a table.
@@ -33,8 +89,86 @@ enum Command {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Batch { file } => batch(&file),
+        cmd => run_one(&Connection::open()?, cmd),
+    }
+}
+
+/// Runs one batch file; see [`Command::Batch`].
+fn batch(file: &std::path::Path) -> Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| error::Error::Batch(format!("cannot read {}: {e}", file.display())))?;
+    // Parse every line before running any, so a typo runs nothing.
+    let mut cmds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let args = std::iter::once("vpmctl").chain(line.split_whitespace());
+        let cmd = Cli::try_parse_from(args)
+            .map_err(|e| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim())))?
+            .command;
+        if matches!(cmd, Command::Batch { .. }) {
+            return Err(error::Error::Batch(format!("line {}: batch files do not nest", n + 1)));
+        }
+        cmds.push((n + 1, cmd));
+    }
+    let conn = Connection::open()?;
+    for (line, cmd) in cmds {
+        run_one(&conn, cmd).map_err(|e| e.at_line(line))?;
+    }
+    Ok(())
+}
+
+fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Batch { .. } => unreachable!("handled by run"),
+        Command::Add {
+            aid,
+            port,
+            proto,
+            anon_port,
+            json,
+        } => {
+            let m = mapping::add(conn, &aid, port, proto, anon_port)?;
+            if json {
+                println!("{}", serde_json::to_string(&m).expect("mapping serialises"));
+            } else {
+                println!("{} {} {} -> {}", m.aid, m.port, m.proto.join(","), m.anon_port);
+            }
+        }
+        Command::Del { aid, port } => mapping::del(conn, &aid, port)?,
+        Command::Show { json } => {
+            let maps = mapping::list(conn)?;
+            if json {
+                println!("{}", serde_json::to_string(&maps).expect("mappings serialise"));
+            } else {
+                print!("{}", mapping::render(&maps));
+            }
+        }
+        Command::Flush => mapping::flush(conn)?,
+        Command::Config {
+            range,
+            max_entries,
+            json,
+        } => {
+            if range.is_some() || max_entries.is_some() {
+                config::set(conn, range, max_entries)?;
+            }
+            let c = config::get(conn)?;
+            if json {
+                println!("{}", serde_json::to_string(&c).expect("config serialises"));
+            } else {
+                print!("{}", c.render());
+            }
+        }
         Command::Status { json } => {
-            let st = status::get(&Connection::open()?)?;
+            let st = status::get(conn)?;
             if json {
                 println!("{}", serde_json::to_string(&st).expect("status serialises"));
             } else {
@@ -78,6 +212,17 @@ mod tests {
     fn status_takes_json() {
         let cli = Cli::try_parse_from(["vpmctl", "status", "--json"]).unwrap();
         assert!(matches!(cli.command, Command::Status { json: true }));
+    }
+
+    #[test]
+    fn add_rejects_port_zero_and_bad_aids() {
+        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "0"]).is_err());
+        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a b", "--port", "1"]).is_err());
+        let cli = Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "9000"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Add { proto: mapping::Proto::Both, anon_port: None, .. }
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
+use crate::attrs;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, StatusAttr};
@@ -26,11 +27,11 @@ impl Status {
         for (ty, payload) in attrs {
             match StatusAttr::from(ty) {
                 StatusAttr::Version => {
-                    st.version = nul_string(payload)?;
+                    st.version = attrs::string(payload)?;
                     have_version = true;
                 }
-                StatusAttr::Hooks => st.hooks = parse_u32(payload)?,
-                StatusAttr::PktsSeen => st.pkts_seen = parse_uint(payload)?,
+                StatusAttr::Hooks => st.hooks = attrs::u32(payload)?,
+                StatusAttr::PktsSeen => st.pkts_seen = attrs::uint(payload)?,
                 // Newer modules may report more: ignore what we do not know.
                 StatusAttr::UnrecognizedConst(_) => {}
             }
@@ -47,27 +48,6 @@ impl Status {
             "vpm {}\n  netfilter hooks  {}\n  packets seen     {}\n",
             self.version, self.hooks, self.pkts_seen
         )
-    }
-}
-
-fn nul_string(p: &[u8]) -> Result<String> {
-    let end = p.iter().position(|&b| b == 0).unwrap_or(p.len());
-    String::from_utf8(p[..end].to_vec()).map_err(|_| Error::Protocol("string is not UTF-8".into()))
-}
-
-fn parse_u32(p: &[u8]) -> Result<u32> {
-    let b: [u8; 4] = p
-        .try_into()
-        .map_err(|_| Error::Protocol(format!("u32 attribute of {} bytes", p.len())))?;
-    Ok(u32::from_ne_bytes(b))
-}
-
-/// A netlink `uint`: 4 or 8 bytes, host order.
-fn parse_uint(p: &[u8]) -> Result<u64> {
-    match p.len() {
-        4 => parse_u32(p).map(u64::from),
-        8 => Ok(u64::from_ne_bytes(p.try_into().expect("length checked"))),
-        n => Err(Error::Protocol(format!("uint attribute of {n} bytes"))),
     }
 }
 

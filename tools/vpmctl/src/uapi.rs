@@ -32,6 +32,12 @@ pub const FAMILY_VERSION: u8 = raw::VPM_FAMILY_VERSION as u8;
 #[neli::neli_enum(serialized_type = "u8")]
 pub enum Cmd {
     GetStatus = raw::VPM_CMD_GET_STATUS as u8,
+    AddMapping = raw::VPM_CMD_ADD_MAPPING as u8,
+    DelMapping = raw::VPM_CMD_DEL_MAPPING as u8,
+    GetMapping = raw::VPM_CMD_GET_MAPPING as u8,
+    Flush = raw::VPM_CMD_FLUSH as u8,
+    GetConfig = raw::VPM_CMD_GET_CONFIG as u8,
+    SetConfig = raw::VPM_CMD_SET_CONFIG as u8,
 }
 impl neli::consts::genl::Cmd for Cmd {}
 
@@ -43,3 +49,30 @@ pub enum StatusAttr {
     PktsSeen = raw::VPM_A_STATUS_PKTS_SEEN as u16,
 }
 impl neli::consts::genl::NlAttrType for StatusAttr {}
+
+/// The `mapping` attribute set.
+#[neli::neli_enum(serialized_type = "u16")]
+pub enum MappingAttr {
+    Aid = raw::VPM_A_MAPPING_AID as u16,
+    Port = raw::VPM_A_MAPPING_PORT as u16,
+    Proto = raw::VPM_A_MAPPING_PROTO as u16,
+    AnonPort = raw::VPM_A_MAPPING_ANON_PORT as u16,
+}
+impl neli::consts::genl::NlAttrType for MappingAttr {}
+
+/// The `config` attribute set.
+#[neli::neli_enum(serialized_type = "u16")]
+pub enum ConfigAttr {
+    RangeLo = raw::VPM_A_CONFIG_RANGE_LO as u16,
+    RangeHi = raw::VPM_A_CONFIG_RANGE_HI as u16,
+    MaxEntries = raw::VPM_A_CONFIG_MAX_ENTRIES as u16,
+    Entries = raw::VPM_A_CONFIG_ENTRIES as u16,
+}
+impl neli::consts::genl::NlAttrType for ConfigAttr {}
+
+/// `proto` flag bits.
+pub const PROTO_TCP: u32 = raw::vpm_proto_VPM_PROTO_TCP;
+pub const PROTO_UDP: u32 = raw::vpm_proto_VPM_PROTO_UDP;
+
+/// Longest AID in bytes.
+pub const AID_MAX_LEN: usize = raw::VPM_AID_MAX_LEN as usize;

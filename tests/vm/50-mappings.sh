@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The allocation table through vpmctl: idempotent add, unique anonymous
+# ports, exhaustion, delete, limits, multi-part dumps, namespace isolation,
+# privilege.  Leaves allocations behind on purpose: the harness then
+# unloads the module with a populated table and runs kmemleak.
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+ip netns del vpmm 2>/dev/null || true
+load
+vpmctl flush
+vpmctl config --range 20000-29999 --max-entries 65535 >/dev/null
+
+# expect_fail CODE TEXT COMMAND...: COMMAND exits with CODE and its
+# stderr contains TEXT.
+expect_fail() {
+	local code=$1 text=$2 out rc
+	shift 2
+	set +e
+	out=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	set -e
+	expect_eq "exit code of '$*'" "$code" "$rc"
+	expect "'$*' says '$text' (said: $out)" grep -qF -- "$text" <<<"$out"
+}
+
+a1=$(vpmctl add --aid a --port 9000 --json | json anon_port)
+a2=$(vpmctl add --aid a --port 9000 --json | json anon_port)
+b1=$(vpmctl add --aid b --port 9000 --json | json anon_port)
+expect_eq "same AID and port, same anonymous port" "$a1" "$a2"
+expect "another AID gets another port ($a1 vs $b1)" test "$a1" != "$b1"
+expect "anonymous port in the default range" test "$a1" -ge 20000 -a "$a1" -le 29999
+subtest PASS idempotent-add
+
+# An explicit anonymous port that another pair holds is refused.
+expect_fail 1 "anon-port is allocated to another AID or port" \
+	vpmctl add --aid c --port 9000 --anon-port "$a1"
+expect_fail 1 "already hold anonymous port $a1" \
+	vpmctl add --aid a --port 9000 --anon-port "$b1"
+
+# 1,000 AIDs: all allocations distinct and in range; the dump (several
+# netlink messages) returns every one of them.
+vpmctl flush
+for i in $(seq 1000); do echo "add --aid app$i --port 8080"; done >/tmp/vpm-batch
+vpmctl batch /tmp/vpm-batch >/dev/null
+vpmctl show --json | python3 -c '
+import json, sys
+maps = json.load(sys.stdin)
+assert len(maps) == 1000, f"dump returned {len(maps)} of 1000"
+ports = [m["anon_port"] for m in maps]
+assert len(set(ports)) == 1000, "anonymous ports not unique"
+assert all(20000 <= p <= 29999 for p in ports), "port outside the range"
+assert sorted(m["aid"] for m in maps) == sorted(f"app{i}" for i in range(1, 1001))
+'
+expect_eq "entries in config" 1000 "$(vpmctl config --json | json entries)"
+subtest PASS unique-1000
+
+# 10,000 allocations through one batch: the whole default range.
+vpmctl flush
+for i in $(seq 10000); do echo "add --aid big$i --port 443"; done >/tmp/vpm-batch
+start=$(date +%s%N)
+vpmctl batch /tmp/vpm-batch >/dev/null
+ms=$((($(date +%s%N) - start) / 1000000))
+echo "10000 allocations in one batch: ${ms} ms"
+expect_eq "entries after the big batch" 10000 "$(vpmctl config --json | json entries)"
+expect_eq "allocations dumped" 10000 "$(vpmctl show --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect_fail 1 "no free port in range 20000-29999 (10000 in use)" vpmctl add --aid one-too-many --port 443
+subtest PASS "batch-10000 (${ms}ms)"
+vpmctl flush
+for i in $(seq 1000); do echo "add --aid app$i --port 8080"; done >/tmp/vpm-batch
+vpmctl batch /tmp/vpm-batch >/dev/null
+
+# A batch stops at its first failing line and names it.
+printf 'add --aid ok1 --port 5000\ndel --aid nosuch --port 5000\nadd --aid ok2 --port 5000\n' >/tmp/vpm-batch
+expect_fail 1 "batch line 2: del failed" vpmctl batch /tmp/vpm-batch
+expect "line 3 of the failed batch did not run" sh -c '! vpmctl show | grep -q ok2'
+vpmctl del --aid ok1 --port 5000
+
+# Limits and range changes are all-or-nothing.
+expect_fail 1 "max-entries is below the 1000 allocations held" vpmctl config --max-entries 10
+expect_fail 1 "allocations lie outside the new range" vpmctl config --range 30000-30010
+vpmctl flush
+
+# Exhaustion names the range and its use.
+vpmctl config --range 30000-30004 >/dev/null
+for i in 1 2 3 4 5; do vpmctl add --aid "x$i" --port 7000 >/dev/null; done
+expect_fail 1 "no free port in range 30000-30004 (5 in use)" vpmctl add --aid x6 --port 7000
+vpmctl del --aid x3 --port 7000
+expect_eq "a released port is reused" 30002 "$(vpmctl add --aid x6 --port 7000 --json | json anon_port)"
+subtest PASS exhaustion
+
+# Deleting what does not exist.
+expect_fail 1 "no allocation for this AID and port" vpmctl del --aid nosuch --port 7000
+expect_fail 1 "No such file or directory" vpmctl del --aid nosuch --port 7000
+
+# Namespaces do not see each other's allocations.
+ip netns add vpmm
+ip netns exec vpmm vpmctl add --aid inner --port 9000 >/dev/null
+expect_eq "allocations in the child netns" 1 "$(ip netns exec vpmm vpmctl show --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect "init_net does not see the child's allocation" \
+	sh -c '! vpmctl show --json | grep -q inner'
+expect_eq "child netns has the default range" 20000 "$(ip netns exec vpmm vpmctl config --json | json range_lo)"
+subtest PASS netns-isolation
+
+# Writes need CAP_NET_ADMIN; reads do not.
+nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps=-all "$@"; }
+expect_fail 1 "Operation not permitted" nobody vpmctl add --aid z --port 9000
+expect_fail 1 "needs CAP_NET_ADMIN" nobody vpmctl flush
+expect "show works unprivileged" nobody vpmctl show >/dev/null
+subtest PASS privileges
+
+# Leave populated tables, in init_net and in the still-alive namespace
+# vpmm, for the unload and kmemleak checks that follow.
+vpmctl flush
+vpmctl config --range 20000-29999 >/dev/null
+vpmctl add --aid leftover --port 9000 >/dev/null

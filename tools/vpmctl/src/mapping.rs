@@ -1,0 +1,176 @@
+//! `vpmctl add | del | show | flush`: allocations of (AID, fixed port).
+
+use neli::genl::Genlmsghdr;
+use neli::types::{Buffer, GenlBuffer};
+use serde::Serialize;
+
+use crate::attrs;
+use crate::connection::{attr, nul_str, Connection};
+use crate::error::{Error, Result};
+use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN, PROTO_TCP, PROTO_UDP};
+
+/// Protocols an allocation covers, as given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Both,
+}
+
+impl Proto {
+    fn bits(self) -> u32 {
+        match self {
+            Proto::Tcp => PROTO_TCP,
+            Proto::Udp => PROTO_UDP,
+            Proto::Both => PROTO_TCP | PROTO_UDP,
+        }
+    }
+}
+
+/// One allocation as the kernel reports it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    pub aid: String,
+    pub port: u16,
+    pub proto: Vec<&'static str>,
+    pub anon_port: u16,
+}
+
+impl Mapping {
+    /// Builds a mapping from (attribute type, payload) pairs.
+    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
+        let mut m = Mapping::default();
+        for (ty, p) in attrs {
+            match MappingAttr::from(ty) {
+                MappingAttr::Aid => m.aid = attrs::string(p)?,
+                MappingAttr::Port => m.port = attrs::u16(p)?,
+                MappingAttr::Proto => m.proto = proto_names(attrs::u32(p)?),
+                MappingAttr::AnonPort => m.anon_port = attrs::u16(p)?,
+                MappingAttr::UnrecognizedConst(_) => {}
+            }
+        }
+        if m.aid.is_empty() || m.port == 0 || m.anon_port == 0 {
+            return Err(Error::Protocol("mapping without aid, port or anon-port".into()));
+        }
+        Ok(m)
+    }
+
+    fn from_msg(msg: &Genlmsghdr<Cmd, MappingAttr>) -> Result<Self> {
+        let handle = msg.attrs().get_attr_handle();
+        Self::from_attrs(
+            handle
+                .iter()
+                .map(|a| (u16::from(*a.nla_type().nla_type()), a.nla_payload().as_ref())),
+        )
+    }
+}
+
+fn proto_names(bits: u32) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if bits & PROTO_TCP != 0 {
+        v.push("tcp");
+    }
+    if bits & PROTO_UDP != 0 {
+        v.push("udp");
+    }
+    v
+}
+
+/// Checks an AID before the kernel does, to say precisely what is wrong.
+pub fn check_aid(aid: &str) -> std::result::Result<String, String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if aid.is_empty() || aid.len() > AID_MAX_LEN || !aid.chars().all(ok) {
+        return Err(format!(
+            "'{aid}' is not an AID: use 1 to {AID_MAX_LEN} characters of A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(aid.to_string())
+}
+
+fn key_attrs(aid: &str, port: u16) -> Result<GenlBuffer<MappingAttr, Buffer>> {
+    let mut attrs = GenlBuffer::new();
+    attrs.push(attr(MappingAttr::Aid, nul_str(aid))?);
+    attrs.push(attr(MappingAttr::Port, port)?);
+    Ok(attrs)
+}
+
+/// Allocates (or returns) the anonymous port of (aid, port).
+pub fn add(conn: &Connection, aid: &str, port: u16, proto: Proto, anon: Option<u16>) -> Result<Mapping> {
+    let mut attrs = key_attrs(aid, port)?;
+    attrs.push(attr(MappingAttr::Proto, proto.bits())?);
+    if let Some(a) = anon {
+        attrs.push(attr(MappingAttr::AnonPort, a)?);
+    }
+    let replies = conn.request("add", Cmd::AddMapping, attrs)?;
+    Mapping::from_msg(replies.first().ok_or_else(|| Error::Protocol("no reply to add".into()))?)
+}
+
+/// Releases the allocation of (aid, port).
+pub fn del(conn: &Connection, aid: &str, port: u16) -> Result<()> {
+    conn.request("del", Cmd::DelMapping, key_attrs(aid, port)?)?;
+    Ok(())
+}
+
+/// Every allocation, ordered by fixed port then AID.
+pub fn list(conn: &Connection) -> Result<Vec<Mapping>> {
+    conn.dump::<MappingAttr>("show", Cmd::GetMapping)?
+        .iter()
+        .map(Mapping::from_msg)
+        .collect()
+}
+
+/// Releases every allocation.
+pub fn flush(conn: &Connection) -> Result<()> {
+    conn.request("flush", Cmd::Flush, GenlBuffer::<MappingAttr, Buffer>::new())?;
+    Ok(())
+}
+
+/// The human-readable table.
+pub fn render(maps: &[Mapping]) -> String {
+    let mut out = format!("{:<32} {:>5} {:<7} {:>9}\n", "AID", "PORT", "PROTO", "ANON-PORT");
+    for m in maps {
+        out += &format!(
+            "{:<32} {:>5} {:<7} {:>9}\n",
+            m.aid,
+            m.port,
+            m.proto.join(","),
+            m.anon_port
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aid_rules() {
+        assert!(check_aid("web-blue.v2_1").is_ok());
+        assert!(check_aid("").is_err());
+        assert!(check_aid("has space").is_err());
+        assert!(check_aid(&"x".repeat(AID_MAX_LEN)).is_ok());
+        assert!(check_aid(&"x".repeat(AID_MAX_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn parses_a_mapping() {
+        let a = [
+            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
+            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
+            (u16::from(MappingAttr::Proto), 3u32.to_ne_bytes().to_vec()),
+            (u16::from(MappingAttr::AnonPort), 20000u16.to_ne_bytes().to_vec()),
+        ];
+        let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000}"#
+        );
+    }
+
+    #[test]
+    fn rejects_incomplete_mapping() {
+        let a = [(u16::from(MappingAttr::Aid), b"a\0".to_vec())];
+        assert!(Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).is_err());
+    }
+}

@@ -8,6 +8,8 @@
 //! that says what was wrong and, where it helps, what to do.
 
 use kernel::prelude::*;
+use kernel::sync::CondVarTimeoutResult;
+use kernel::time::msecs_to_jiffies;
 
 use crate::vpm_sys::{Dump, DumpCursor, GenlInfo, PutAttrs, Reply};
 use crate::vpm_table::{Aid, Key, Mapping, Stat, TableError, AID_MAX_LEN, PROTO_ALL};
@@ -35,12 +37,33 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         Some(p) => p,
     };
     let want = opt_u16(info, uapi::VPM_A_MAPPING_ANON_PORT)?;
-    let (mapping, _created) = info
-        .net_state()
-        .table
-        .lock()
-        .add(key, protos, want)
-        .map_err(|e| table_error(info, e))?;
+    let wait_ms = opt_u32(info, uapi::VPM_A_MAPPING_WAIT_MS)?.unwrap_or(0);
+    let state = info.net_state();
+    let mut table = state.table.lock();
+    let mut left = msecs_to_jiffies(wait_ms);
+    let mapping = loop {
+        match table.add(key, protos, want) {
+            Ok((mapping, _created)) => break mapping,
+            // Queued allocation: wait for a release, then try again.
+            Err(TableError::RangeExhausted { .. } | TableError::TooManyEntries { .. }) if left > 0 => {
+                match state.freed.wait_interruptible_timeout(&mut table, left) {
+                    CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+                    CondVarTimeoutResult::Timeout => {
+                        info.set_err_fmt(format_args!(
+                            "waited {wait_ms} ms and no allocation was released"
+                        ));
+                        return Err(ETIMEDOUT);
+                    }
+                    CondVarTimeoutResult::Signal { .. } => {
+                        info.set_err(c"interrupted by a signal while waiting for a free port");
+                        return Err(EINTR);
+                    }
+                }
+            }
+            Err(e) => return Err(table_error(info, e)),
+        }
+    };
+    drop(table);
     let mut reply = Reply::new(info)?;
     put_mapping(&mut reply, &key, &mapping)?;
     reply.send()
@@ -49,11 +72,9 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
 /// `del-mapping`: release the allocation of (aid, port).
 pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    info.net_state()
-        .table
-        .lock()
-        .del(&key)
-        .map_err(|e| table_error(info, e))?;
+    let state = info.net_state();
+    state.table.lock().del(&key).map_err(|e| table_error(info, e))?;
+    state.freed.notify_all();
     Ok(())
 }
 
@@ -69,7 +90,9 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
 
 /// `flush`: release every allocation of the namespace.
 pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
-    info.net_state().table.lock().flush();
+    let state = info.net_state();
+    state.table.lock().flush();
+    state.freed.notify_all();
     Ok(())
 }
 
@@ -101,11 +124,11 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
         return Err(EINVAL);
     }
-    info.net_state()
-        .table
-        .lock()
-        .set_config(range, max)
-        .map_err(|e| table_error(info, e))
+    let state = info.net_state();
+    state.table.lock().set_config(range, max).map_err(|e| table_error(info, e))?;
+    // A wider range or a higher limit may make room for waiters.
+    state.freed.notify_all();
+    Ok(())
 }
 
 /// Where a mapping dump resumes: after the key it sent last.

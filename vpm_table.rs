@@ -19,10 +19,10 @@ use core::cmp::Ordering as CmpOrdering;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
-use kernel::new_mutex;
+use kernel::{new_condvar, new_mutex};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
-use kernel::sync::Mutex;
+use kernel::sync::{CondVar, Mutex};
 
 use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
 use crate::vpm_sys::PerCpuCounters;
@@ -301,6 +301,9 @@ pub(crate) struct NetState {
     hooks: AtomicU32,
     /// The allocations; control plane only.
     pub(crate) table: Pin<KBox<Mutex<Table>>>,
+    /// Signalled whenever allocations are released or limits raised, for
+    /// `add-mapping` requests waiting for room.
+    pub(crate) freed: Pin<KBox<CondVar>>,
 }
 
 impl NetState {
@@ -310,6 +313,7 @@ impl NetState {
             counters: PerCpuCounters::new()?,
             hooks: AtomicU32::new(0),
             table: KBox::pin_init(new_mutex!(Table::new()?, "vpm_table"), GFP_KERNEL_ACCOUNT)?,
+            freed: KBox::pin_init(new_condvar!("vpm_freed"), GFP_KERNEL_ACCOUNT)?,
         })
     }
 

@@ -9,7 +9,8 @@
 # saved to $VPM_CACHE/logs and scanned for kernel splats.
 #
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
-# VPM_VM_TIMEOUT bounds the whole VM run in seconds.
+# VPM_VM_TIMEOUT bounds the whole VM run in seconds; VPM_TESTS='70-*'
+# runs only the matching tests/vm scripts (for development).
 set -euo pipefail
 . "$(dirname "$0")/../tools/env.sh"
 
@@ -37,7 +38,7 @@ kvm=(--disable-kvm)
 # insmod.
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=1 printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl bash $VPM_ROOT/tests/vm/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_TESTS='${VPM_TESTS:-}' bash $VPM_ROOT/tests/vm/guest.sh $mode"
 vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}); console log: $log"
 set +e
 timeout --kill-after=30 "$VPM_VM_TIMEOUT" \

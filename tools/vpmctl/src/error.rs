@@ -27,6 +27,10 @@ pub enum Error {
     Protocol(String),
     #[error("batch: {0}")]
     Batch(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("restore: {0}")]
+    State(String),
     #[error("batch line {line}: {err}")]
     AtLine { line: usize, err: Box<Error> },
 }
@@ -37,7 +41,8 @@ impl Error {
             Error::NotLoaded => exit::NOT_LOADED,
             Error::Kernel(_) => exit::KERNEL,
             Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
-            Error::Batch(_) => exit::USAGE,
+            Error::Batch(_) | Error::Input(_) => exit::USAGE,
+            Error::State(_) => exit::KERNEL,
             Error::AtLine { err, .. } => err.exit_code(),
         }
     }

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod error;
 mod mapping;
+mod state;
 mod status;
 mod uapi;
 
@@ -40,6 +41,10 @@ enum Command {
         /// Ask for exactly this anonymous port (restoring a saved state).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         anon_port: Option<u16>,
+        /// When no port is free, wait this long (e.g. 5s, 500ms; at most
+        /// 60s) for one to be released instead of failing at once.
+        #[arg(long, value_parser = mapping::parse_wait)]
+        wait: Option<u32>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -59,6 +64,13 @@ enum Command {
     },
     /// Release every allocation of this network namespace.
     Flush,
+    /// Print the namespace's settings and allocations as JSON.
+    Save,
+    /// Recreate a saved state (same anonymous ports); all or nothing.
+    Restore {
+        /// A file written by `vpmctl save` ("-" for standard input).
+        file: std::path::PathBuf,
+    },
     /// Run the commands in FILE ("-" for standard input), one per line,
     /// over one connection.  Every line is parsed before any runs; running
     /// stops at the first failure, naming its line.
@@ -94,14 +106,19 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Runs one batch file; see [`Command::Batch`].
-fn batch(file: &std::path::Path) -> Result<()> {
-    let text = if file.as_os_str() == "-" {
+/// The contents of FILE, or of standard input for "-".
+fn read_input(file: &std::path::Path) -> Result<String> {
+    if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {
         std::fs::read_to_string(file)
     }
-    .map_err(|e| error::Error::Batch(format!("cannot read {}: {e}", file.display())))?;
+    .map_err(|e| error::Error::Input(format!("cannot read {}: {e}", file.display())))
+}
+
+/// Runs one batch file; see [`Command::Batch`].
+fn batch(file: &std::path::Path) -> Result<()> {
+    let text = read_input(file)?;
     // Parse every line before running any, so a typo runs nothing.
     let mut cmds = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -113,8 +130,8 @@ fn batch(file: &std::path::Path) -> Result<()> {
         let cmd = Cli::try_parse_from(args)
             .map_err(|e| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim())))?
             .command;
-        if matches!(cmd, Command::Batch { .. }) {
-            return Err(error::Error::Batch(format!("line {}: batch files do not nest", n + 1)));
+        if matches!(cmd, Command::Batch { .. } | Command::Restore { .. }) {
+            return Err(error::Error::Batch(format!("line {}: batch and restore do not run inside a batch", n + 1)));
         }
         cmds.push((n + 1, cmd));
     }
@@ -133,9 +150,10 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             port,
             proto,
             anon_port,
+            wait,
             json,
         } => {
-            let m = mapping::add(conn, &aid, port, proto, anon_port)?;
+            let m = mapping::add(conn, &aid, port, proto, anon_port, wait)?;
             if json {
                 println!("{}", serde_json::to_string(&m).expect("mapping serialises"));
             } else {
@@ -152,6 +170,17 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             }
         }
         Command::Flush => mapping::flush(conn)?,
+        Command::Save => {
+            let st = state::save(conn)?;
+            println!("{}", serde_json::to_string_pretty(&st).expect("state serialises"));
+        }
+        Command::Restore { file } => {
+            let text = read_input(&file)?;
+            let st: state::State = serde_json::from_str(&text).map_err(|e| {
+                error::Error::State(format!("{} is not a saved state: {e}", file.display()))
+            })?;
+            state::restore(conn, &st)?;
+        }
         Command::Config {
             range,
             max_entries,

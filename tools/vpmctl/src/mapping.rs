@@ -46,7 +46,7 @@ impl Mapping {
                 MappingAttr::Port => m.port = attrs::u16(p)?,
                 MappingAttr::Proto => m.proto = proto_names(attrs::u32(p)?),
                 MappingAttr::AnonPort => m.anon_port = attrs::u16(p)?,
-                MappingAttr::UnrecognizedConst(_) => {}
+                MappingAttr::WaitMs | MappingAttr::UnrecognizedConst(_) => {}
             }
         }
         if m.aid.is_empty() || m.port == 0 || m.anon_port == 0 {
@@ -94,12 +94,45 @@ fn key_attrs(aid: &str, port: u16) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     Ok(attrs)
 }
 
-/// Allocates (or returns) the anonymous port of (aid, port).
-pub fn add(conn: &Connection, aid: &str, port: u16, proto: Proto, anon: Option<u16>) -> Result<Mapping> {
+/// Longest wait for a free port the kernel accepts.
+pub const MAX_WAIT_MS: u32 = 60_000;
+
+/// Parses a wait: `5s`, `500ms`, `1m`, or plain seconds; at most 60 s.
+pub fn parse_wait(s: &str) -> std::result::Result<u32, String> {
+    let bad = || format!("'{s}' is not a duration: use e.g. 5s, 500ms, 1m (at most 60s)");
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (s, 1000)
+    };
+    let ms = num.trim().parse::<u32>().map_err(|_| bad())?.checked_mul(scale).ok_or_else(bad)?;
+    if ms > MAX_WAIT_MS {
+        return Err(format!("'{s}' is too long: vpm waits at most 60s"));
+    }
+    Ok(ms)
+}
+
+/// Allocates (or returns) the anonymous port of (aid, port); with
+/// `wait_ms`, the kernel waits that long for room instead of failing.
+pub fn add(
+    conn: &Connection,
+    aid: &str,
+    port: u16,
+    proto: Proto,
+    anon: Option<u16>,
+    wait_ms: Option<u32>,
+) -> Result<Mapping> {
     let mut attrs = key_attrs(aid, port)?;
     attrs.push(attr(MappingAttr::Proto, proto.bits())?);
     if let Some(a) = anon {
         attrs.push(attr(MappingAttr::AnonPort, a)?);
+    }
+    if let Some(w) = wait_ms {
+        attrs.push(attr(MappingAttr::WaitMs, w)?);
     }
     let replies = conn.request("add", Cmd::AddMapping, attrs)?;
     Mapping::from_msg(replies.first().ok_or_else(|| Error::Protocol("no reply to add".into()))?)
@@ -166,6 +199,16 @@ mod tests {
             serde_json::to_string(&m).unwrap(),
             r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000}"#
         );
+    }
+
+    #[test]
+    fn waits() {
+        assert_eq!(parse_wait("5s"), Ok(5000));
+        assert_eq!(parse_wait("250ms"), Ok(250));
+        assert_eq!(parse_wait("1m"), Ok(60_000));
+        assert_eq!(parse_wait("7"), Ok(7000));
+        assert!(parse_wait("61s").is_err());
+        assert!(parse_wait("soon").is_err());
     }
 
     #[test]

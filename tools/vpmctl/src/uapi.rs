@@ -57,6 +57,7 @@ pub enum MappingAttr {
     Port = raw::VPM_A_MAPPING_PORT as u16,
     Proto = raw::VPM_A_MAPPING_PROTO as u16,
     AnonPort = raw::VPM_A_MAPPING_ANON_PORT as u16,
+    WaitMs = raw::VPM_A_MAPPING_WAIT_MS as u16,
 }
 impl neli::consts::genl::NlAttrType for MappingAttr {}
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# save -> flush -> restore reproduces the allocations (same anonymous
+# ports) and the settings exactly; a conflicting restore changes nothing
+# and names the entry in the way.
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+ip netns del vpmr 2>/dev/null || true
+ip netns add vpmr
+trap 'ip netns del vpmr 2>/dev/null || true' EXIT
+load
+r() { ip netns exec vpmr vpmctl "$@"; }
+
+r config --range 21000-21999 --max-entries 500 >/dev/null
+for i in $(seq 50); do echo "add --aid svc$i --port $((9000 + i % 3))"; done >/tmp/vpm-batch
+echo "add --aid tcp-only --port 80 --proto tcp" >>/tmp/vpm-batch
+# A hole in the range, so restore must reproduce ports, not just count.
+echo "del --aid svc7 --port 9001" >>/tmp/vpm-batch
+r batch /tmp/vpm-batch >/dev/null
+r show --json >/tmp/vpm-before.json
+r config --json >/tmp/vpm-config-before.json
+r save >/tmp/vpm-state.json
+
+r flush
+r config --range 20000-29999 --max-entries 65535 >/dev/null
+r restore /tmp/vpm-state.json
+expect "show --json is identical after restore" cmp -s /tmp/vpm-before.json <(r show --json)
+expect "config is identical after restore" cmp -s /tmp/vpm-config-before.json <(r config --json)
+subtest PASS round-trip
+
+# Restoring onto the same state is a no-op.
+r restore /tmp/vpm-state.json
+expect "restore onto itself changes nothing" cmp -s /tmp/vpm-before.json <(r show --json)
+
+# A conflicting live allocation: nothing is restored, the entry is named.
+taken=$(python3 -c 'import json; print(json.load(open("/tmp/vpm-state.json"))["mappings"][0]["anon_port"])')
+r flush
+r add --aid intruder --port 1 --anon-port "$taken" >/dev/null
+set +e
+out=$(r restore /tmp/vpm-state.json 2>&1)
+rc=$?
+set -e
+expect_eq "restore exit code on conflict" 1 "$rc"
+expect "restore names the conflict (said: $out)" grep -q "anonymous port $taken is held by intruder port 1" <<<"$out"
+expect_eq "allocations after a refused restore" 1 \
+	"$(r show --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+expect_eq "range after a refused restore" 21000 "$(r config --json | json range_lo)"
+subtest PASS conflict-all-or-nothing

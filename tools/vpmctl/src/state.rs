@@ -1,0 +1,256 @@
+//! `vpmctl save` and `vpmctl restore`: a namespace's allocations and
+//! settings as JSON (the patent's snapshot and restore of an application's
+//! port state).
+//!
+//! Restore is all or nothing: it first checks the saved state against the
+//! live one and names the first conflicting entry; if the kernel still
+//! refuses an entry midway, everything restore added is removed again and
+//! the old settings are put back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Config};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::mapping::{self, Mapping, Proto};
+
+/// Format version of a saved state.
+const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedConfig {
+    pub range_lo: u16,
+    pub range_hi: u16,
+    pub max_entries: u32,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedMapping {
+    pub aid: String,
+    pub port: u16,
+    pub proto: Vec<String>,
+    pub anon_port: u16,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub config: SavedConfig,
+    pub mappings: Vec<SavedMapping>,
+}
+
+impl SavedMapping {
+    fn from_live(m: &Mapping) -> Self {
+        Self {
+            aid: m.aid.clone(),
+            port: m.port,
+            proto: m.proto.iter().map(|p| p.to_string()).collect(),
+            anon_port: m.anon_port,
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("{} port {}", self.aid, self.port)
+    }
+
+    fn proto(&self) -> Result<Proto> {
+        let tcp = self.proto.iter().any(|p| p == "tcp");
+        let udp = self.proto.iter().any(|p| p == "udp");
+        match (tcp, udp) {
+            (true, true) => Ok(Proto::Both),
+            (true, false) => Ok(Proto::Tcp),
+            (false, true) => Ok(Proto::Udp),
+            _ => Err(Error::State(format!("{}: proto must list tcp and/or udp", self.name()))),
+        }
+    }
+}
+
+/// The live state of the namespace.
+pub fn save(conn: &Connection) -> Result<State> {
+    let c = config::get(conn)?;
+    let maps = mapping::list(conn)?;
+    Ok(State {
+        version: STATE_VERSION,
+        config: SavedConfig {
+            range_lo: c.range_lo,
+            range_hi: c.range_hi,
+            max_entries: c.max_entries,
+        },
+        mappings: maps.iter().map(SavedMapping::from_live).collect(),
+    })
+}
+
+/// What restoring `want` on top of `live` would break, if anything.
+pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
+    let c = &want.config;
+    if c.range_lo == 0 || c.range_lo > c.range_hi {
+        return Some(format!("config: bad range {}-{}", c.range_lo, c.range_hi));
+    }
+    if want.mappings.len() as u64 + live.len() as u64 > u64::from(c.max_entries) {
+        // Entries may coincide; count precisely below only if needed.
+        let extra = want
+            .mappings
+            .iter()
+            .filter(|w| !live.iter().any(|l| l.aid == w.aid && l.port == w.port))
+            .count();
+        if extra + live.len() > c.max_entries as usize {
+            return Some(format!(
+                "config: max_entries {} cannot hold {} live and {} restored allocations",
+                c.max_entries,
+                live.len(),
+                extra
+            ));
+        }
+    }
+    for l in live {
+        if !(c.range_lo..=c.range_hi).contains(&l.anon_port) {
+            return Some(format!(
+                "live allocation {} port {} (anonymous port {}) lies outside the saved range {}-{}",
+                l.aid, l.port, l.anon_port, c.range_lo, c.range_hi
+            ));
+        }
+    }
+    for (i, w) in want.mappings.iter().enumerate() {
+        if !(c.range_lo..=c.range_hi).contains(&w.anon_port) {
+            return Some(format!(
+                "{}: anonymous port {} outside the saved range",
+                w.name(),
+                w.anon_port
+            ));
+        }
+        if let Some(o) = want.mappings[..i]
+            .iter()
+            .find(|o| o.anon_port == w.anon_port || (o.aid == w.aid && o.port == w.port))
+        {
+            return Some(format!("{}: clashes with {} in the saved state", w.name(), o.name()));
+        }
+        for l in live {
+            let same_key = l.aid == w.aid && l.port == w.port;
+            if same_key && l.anon_port != w.anon_port {
+                return Some(format!(
+                    "{}: holds anonymous port {} now, the saved state says {}",
+                    w.name(),
+                    l.anon_port,
+                    w.anon_port
+                ));
+            }
+            if !same_key && l.anon_port == w.anon_port {
+                return Some(format!(
+                    "{}: anonymous port {} is held by {} port {}",
+                    w.name(),
+                    w.anon_port,
+                    l.aid,
+                    l.port
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Restores `want`; on any failure the namespace is left as it was.
+pub fn restore(conn: &Connection, want: &State) -> Result<()> {
+    if want.version != STATE_VERSION {
+        return Err(Error::State(format!(
+            "state format version {} is not {STATE_VERSION}",
+            want.version
+        )));
+    }
+    for w in &want.mappings {
+        mapping::check_aid(&w.aid).map_err(|e| Error::State(format!("{}: {e}", w.name())))?;
+        w.proto()?;
+    }
+    let live = mapping::list(conn)?;
+    if let Some(c) = first_conflict(want, &live) {
+        return Err(Error::State(format!("nothing restored: {c}")));
+    }
+    let old: Config = config::get(conn)?;
+    config::set(
+        conn,
+        Some((want.config.range_lo, want.config.range_hi)),
+        Some(want.config.max_entries),
+    )?;
+    let mut added: Vec<(String, u16)> = Vec::new();
+    for w in &want.mappings {
+        let existed = live.iter().any(|l| l.aid == w.aid && l.port == w.port);
+        if let Err(e) = mapping::add(conn, &w.aid, w.port, w.proto()?, Some(w.anon_port), None) {
+            // Undo, newest first; the namespace was consistent before.
+            for (aid, port) in added.iter().rev() {
+                let _ = mapping::del(conn, aid.as_str(), *port);
+            }
+            let _ = config::set(conn, Some((old.range_lo, old.range_hi)), Some(old.max_entries));
+            return Err(Error::State(format!("nothing restored: {}: {e}", w.name())));
+        }
+        if !existed {
+            added.push((w.aid.clone(), w.port));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(maps: &[(&str, u16, u16)]) -> State {
+        State {
+            version: 1,
+            config: SavedConfig {
+                range_lo: 20000,
+                range_hi: 20099,
+                max_entries: 100,
+            },
+            mappings: maps
+                .iter()
+                .map(|(a, p, n)| SavedMapping {
+                    aid: a.to_string(),
+                    port: *p,
+                    proto: vec!["tcp".into(), "udp".into()],
+                    anon_port: *n,
+                })
+                .collect(),
+        }
+    }
+
+    fn live(maps: &[(&str, u16, u16)]) -> Vec<Mapping> {
+        maps.iter()
+            .map(|(a, p, n)| Mapping {
+                aid: a.to_string(),
+                port: *p,
+                proto: vec!["tcp", "udp"],
+                anon_port: *n,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clean_restore_has_no_conflict() {
+        assert_eq!(first_conflict(&state(&[("a", 9000, 20000)]), &[]), None);
+        // Restoring what is already there is fine.
+        assert_eq!(
+            first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20000)])),
+            None
+        );
+    }
+
+    #[test]
+    fn names_the_conflicting_entry() {
+        let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("x", 1, 20000)])).unwrap();
+        assert_eq!(c, "a port 9000: anonymous port 20000 is held by x port 1");
+        let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20001)])).unwrap();
+        assert!(c.contains("holds anonymous port 20001 now"), "{c}");
+        let c = first_conflict(&state(&[("a", 9000, 20000), ("b", 9000, 20000)]), &[]).unwrap();
+        assert!(c.starts_with("b port 9000: clashes with a port 9000"), "{c}");
+        let c = first_conflict(&state(&[("a", 9000, 30000)]), &[]).unwrap();
+        assert!(c.contains("outside the saved range"), "{c}");
+        let c = first_conflict(&state(&[]), &live(&[("x", 1, 30000)])).unwrap();
+        assert!(c.contains("lies outside the saved range"), "{c}");
+    }
+
+    #[test]
+    fn round_trips_as_json() {
+        let s = state(&[("a", 9000, 20000)]);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+    }
+}

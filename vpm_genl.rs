@@ -11,7 +11,7 @@ use kernel::prelude::*;
 use kernel::sync::CondVarTimeoutResult;
 use kernel::time::msecs_to_jiffies;
 
-use crate::vpm_sys::{Dump, DumpCursor, GenlInfo, PutAttrs, Reply};
+use crate::vpm_sys::{Dump, DumpCursor, Event, GenlInfo, PutAttrs, Reply};
 use crate::vpm_table::{Aid, Key, Mapping, Stat, TableError, AID_MAX_LEN, PROTO_ALL};
 use crate::vpm_uapi as uapi;
 
@@ -41,9 +41,9 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     let state = info.net_state();
     let mut table = state.table.lock();
     let mut left = msecs_to_jiffies(wait_ms);
-    let mapping = loop {
+    let (mapping, changed) = loop {
         match table.add(key, protos, want) {
-            Ok((mapping, _created)) => break mapping,
+            Ok(done) => break done,
             // Queued allocation: wait for a release, then try again.
             Err(TableError::RangeExhausted { .. } | TableError::TooManyEntries { .. }) if left > 0 => {
                 match state.freed.wait_interruptible_timeout(&mut table, left) {
@@ -64,6 +64,9 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         }
     };
     drop(table);
+    if changed {
+        notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, &mapping);
+    }
     let mut reply = Reply::new(info)?;
     put_mapping(&mut reply, &key, &mapping)?;
     reply.send()
@@ -73,8 +76,9 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
 pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
     let state = info.net_state();
-    state.table.lock().del(&key).map_err(|e| table_error(info, e))?;
+    let mapping = state.table.lock().del(&key).map_err(|e| table_error(info, e))?;
     state.freed.notify_all();
+    notify_mapping(info, uapi::VPM_CMD_MAPPING_DEL_NTF, &key, &mapping);
     Ok(())
 }
 
@@ -93,18 +97,34 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
     let state = info.net_state();
     state.table.lock().flush();
     state.freed.notify_all();
+    if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
+        event.send();
+    }
     Ok(())
 }
 
 /// `get-config`: range, limit and usage.
 pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
-    let (lo, hi, max, entries) = info.net_state().table.lock().config();
     let mut reply = Reply::new(info)?;
-    reply.put_u16(uapi::VPM_A_CONFIG_RANGE_LO, lo)?;
-    reply.put_u16(uapi::VPM_A_CONFIG_RANGE_HI, hi)?;
-    reply.put_u32(uapi::VPM_A_CONFIG_MAX_ENTRIES, max)?;
-    reply.put_u32(uapi::VPM_A_CONFIG_ENTRIES, entries)?;
+    put_config(&mut reply, info)?;
     reply.send()
+}
+
+fn put_config(msg: &mut impl PutAttrs, info: &GenlInfo<'_>) -> Result {
+    let (lo, hi, max, entries) = info.net_state().table.lock().config();
+    msg.put_u16(uapi::VPM_A_CONFIG_RANGE_LO, lo)?;
+    msg.put_u16(uapi::VPM_A_CONFIG_RANGE_HI, hi)?;
+    msg.put_u32(uapi::VPM_A_CONFIG_MAX_ENTRIES, max)?;
+    msg.put_u32(uapi::VPM_A_CONFIG_ENTRIES, entries)
+}
+
+/// Tells the "events" group about a mapping change (if anyone listens).
+fn notify_mapping(info: &GenlInfo<'_>, cmd: u32, key: &Key, mapping: &Mapping) {
+    if let Some(mut event) = Event::new(info, cmd) {
+        if put_mapping(&mut event, key, mapping).is_ok() {
+            event.send();
+        }
+    }
 }
 
 /// `set-config`: change the range and/or the limit, all or nothing.
@@ -128,6 +148,11 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
     state.table.lock().set_config(range, max).map_err(|e| table_error(info, e))?;
     // A wider range or a higher limit may make room for waiters.
     state.freed.notify_all();
+    if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
+        if put_config(&mut event, info).is_ok() {
+            event.send();
+        }
+    }
     Ok(())
 }
 

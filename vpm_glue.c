@@ -18,6 +18,7 @@
 #include <net/netns/generic.h>
 
 #include "vpm_glue.h"
+#include "gen/vpm_nl_gen.h"
 
 #ifndef CONFIG_64BIT
 #error "vpm reads per-CPU u64 counters without a seqcount: 64-bit only"
@@ -222,4 +223,36 @@ void vpm_dump_msg_cancel(struct sk_buff *skb, void *hdr)
 unsigned int vpm_skb_len(const struct sk_buff *skb)
 {
 	return skb->len;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+/*
+ * Starts an event for the "events" group of @net.  Returns NULL when
+ * nobody listens there (the common case, and free) or memory is short:
+ * events are best effort, like every netlink notification.
+ */
+struct sk_buff *vpm_event_new(struct net *net, u8 cmd, void **hdr)
+{
+	struct sk_buff *skb;
+
+	if (!genl_has_listeners(&vpm_nl_family, net, VPM_NLGRP_EVENTS))
+		return NULL;
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!skb)
+		return NULL;
+	*hdr = genlmsg_put(skb, 0, 0, &vpm_nl_family, 0, cmd);
+	if (!*hdr) {
+		nlmsg_free(skb);
+		return NULL;
+	}
+	return skb;
+}
+
+/* Sends an event started by vpm_event_new(); consumes @skb. */
+void vpm_event_send(struct net *net, struct sk_buff *skb, void *hdr)
+{
+	genlmsg_end(skb, hdr);
+	genlmsg_multicast_netns(&vpm_nl_family, net, skb, 0, VPM_NLGRP_EVENTS,
+				GFP_KERNEL);
 }

@@ -59,4 +59,8 @@ void vpm_dump_msg_end(struct sk_buff *skb, void *hdr);
 void vpm_dump_msg_cancel(struct sk_buff *skb, void *hdr);
 unsigned int vpm_skb_len(const struct sk_buff *skb);
 
+/* Events (multicast group "events"). */
+struct sk_buff *vpm_event_new(struct net *net, u8 cmd, void **hdr);
+void vpm_event_send(struct net *net, struct sk_buff *skb, void *hdr);
+
 #endif /* _VPM_GLUE_H */

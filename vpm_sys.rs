@@ -76,6 +76,17 @@ mod ffi {
         pub(super) fn vpm_dump_msg_cancel(skb: *mut bindings::sk_buff, hdr: *mut c_void);
         pub(super) fn vpm_skb_len(skb: *const bindings::sk_buff) -> c_uint;
 
+        pub(super) fn vpm_event_new(
+            net: *mut bindings::net,
+            cmd: u8,
+            hdr: *mut *mut c_void,
+        ) -> *mut bindings::sk_buff;
+        pub(super) fn vpm_event_send(
+            net: *mut bindings::net,
+            skb: *mut bindings::sk_buff,
+            hdr: *mut c_void,
+        );
+
         /// Defined by the ynl-generated `gen/vpm_nl_gen.c`.
         pub(super) static mut vpm_nl_family: bindings::genl_family;
     }
@@ -550,6 +561,61 @@ impl<'a> Reply<'a> {
 impl Drop for Reply<'_> {
     fn drop(&mut self) {
         // SAFETY: An unsent reply still owns its skb.
+        unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
+    }
+}
+
+/// An event for the namespace's "events" multicast group, being built.
+///
+/// # Invariants
+///
+/// `skb` is an owned netlink message with a generic netlink header at
+/// `hdr`, for namespace `net`, which outlives `'a`; it is either sent
+/// (which consumes it) or freed on drop.
+pub(crate) struct Event<'a> {
+    net: NonNull<bindings::net>,
+    skb: NonNull<bindings::sk_buff>,
+    hdr: NonNull<c_void>,
+    _life: core::marker::PhantomData<&'a GenlInfo<'a>>,
+}
+
+impl PutAttrs for Event<'_> {
+    fn skb(&self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+}
+
+impl<'a> Event<'a> {
+    /// Starts event `cmd` in the requester's namespace; `None` when nobody
+    /// listens (or memory is short: events are best effort).
+    pub(crate) fn new(info: &'a GenlInfo<'a>, cmd: u32) -> Option<Self> {
+        let cmd = u8::try_from(cmd).ok()?;
+        // SAFETY: `info` is valid; its namespace is alive for the request.
+        let net = NonNull::new(unsafe { ffi::vpm_genl_net(info.raw.as_ptr()) })?;
+        let mut hdr = ptr::null_mut();
+        // SAFETY: `net` is alive; `hdr` is a valid out-pointer.
+        let skb = NonNull::new(unsafe { ffi::vpm_event_new(net.as_ptr(), cmd, &mut hdr) })?;
+        // INVARIANT: `vpm_event_new` returned an owned skb with its header.
+        Some(Self {
+            net,
+            skb,
+            hdr: NonNull::new(hdr)?,
+            _life: core::marker::PhantomData,
+        })
+    }
+
+    /// Sends the event to the group's listeners.
+    pub(crate) fn send(self) {
+        let me = core::mem::ManuallyDrop::new(self);
+        // SAFETY: The skb is owned with its header at `hdr`; sending
+        // consumes it, so it is not freed again.
+        unsafe { ffi::vpm_event_send(me.net.as_ptr(), me.skb.as_ptr(), me.hdr.as_ptr()) };
+    }
+}
+
+impl Drop for Event<'_> {
+    fn drop(&mut self) {
+        // SAFETY: An unsent event still owns its skb.
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
     }
 }

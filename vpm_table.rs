@@ -157,7 +157,7 @@ impl Table {
     /// Allocates (or returns the existing) anonymous port of `key`.
     ///
     /// `want` asks for exactly that port.  Returns the mapping and whether
-    /// it was created.
+    /// the table changed (created, or widened to more protocols).
     pub(crate) fn add(
         &mut self,
         key: Key,
@@ -168,11 +168,12 @@ impl Table {
             if want.is_some_and(|w| w != m.anon) {
                 return Err(TableError::OtherAnonPort { anon: m.anon });
             }
-            if m.protos | protos != m.protos {
+            let widened = m.protos | protos != m.protos;
+            if widened {
                 m.protos |= protos;
                 self.generation = self.generation.wrapping_add(1);
             }
-            return Ok((*m, false));
+            return Ok((*m, widened));
         }
         if self.entries >= self.max_entries {
             return Err(TableError::TooManyEntries {

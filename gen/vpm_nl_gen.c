@@ -96,6 +96,10 @@ static const struct genl_split_ops vpm_nl_ops[] = {
 	},
 };
 
+static const struct genl_multicast_group vpm_nl_mcgrps[] = {
+	[VPM_NLGRP_EVENTS] = { "events", },
+};
+
 struct genl_family vpm_nl_family __ro_after_init = {
 	.name		= VPM_FAMILY_NAME,
 	.version	= VPM_FAMILY_VERSION,
@@ -104,4 +108,6 @@ struct genl_family vpm_nl_family __ro_after_init = {
 	.module		= THIS_MODULE,
 	.split_ops	= vpm_nl_ops,
 	.n_split_ops	= ARRAY_SIZE(vpm_nl_ops),
+	.mcgrps		= vpm_nl_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(vpm_nl_mcgrps),
 };

@@ -21,6 +21,10 @@ int vpm_nl_flush_doit(struct sk_buff *skb, struct genl_info *info);
 int vpm_nl_get_config_doit(struct sk_buff *skb, struct genl_info *info);
 int vpm_nl_set_config_doit(struct sk_buff *skb, struct genl_info *info);
 
+enum {
+	VPM_NLGRP_EVENTS,
+};
+
 extern struct genl_family vpm_nl_family;
 
 #endif /* _LINUX_VPM_GEN_H */

@@ -4,7 +4,7 @@ use std::cell::Cell;
 
 use neli::{
     consts::{
-        genl::{CtrlAttr, CtrlCmd, NlAttrType},
+        genl::{CtrlAttr, CtrlAttrMcastGrp, CtrlCmd, Index, NlAttrType},
         nl::{GenlId, NlmF, Nlmsg},
         socket::NlFamily,
     },
@@ -31,6 +31,8 @@ const CTRL_VERSION: u8 = 2;
 pub struct Connection {
     sock: NlSocketHandle,
     family: u16,
+    /// Multicast group ids of the family, by name.
+    groups: Vec<(String, u32)>,
     seq: Cell<u32>,
 }
 
@@ -47,13 +49,51 @@ impl Connection {
         let mut conn = Self {
             sock,
             family: GenlId::Ctrl.into(),
+            groups: Vec::new(),
             seq: Cell::new(0),
         };
-        conn.family = conn.resolve_family()?;
+        (conn.family, conn.groups) = conn.resolve_family()?;
         Ok(conn)
     }
 
-    fn resolve_family(&self) -> Result<u16> {
+    /// Joins multicast group `name` of the family; messages then arrive
+    /// through [`Connection::next_event`].
+    pub fn subscribe(&self, name: &str) -> Result<()> {
+        let id = self
+            .groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| Error::Protocol(format!("the module has no '{name}' multicast group")))?;
+        self.sock
+            .add_mcast_membership(Groups::new_groups(&[id]))
+            .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
+    }
+
+    /// Blocks for the next multicast messages (at least one).
+    pub fn next_events<A: NlAttrType>(&self) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+        loop {
+            let (msgs, _) = self
+                .sock
+                .recv::<u16, Genlmsghdr<Cmd, A>>()
+                .map_err(|e| Error::Netlink(format!("monitor: receive: {e}")))?;
+            let mut out = Vec::new();
+            for msg in msgs {
+                let msg = msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
+                if *msg.nl_type() != self.family {
+                    continue;
+                }
+                if let NlPayload::Payload(p) = msg.nl_payload() {
+                    out.push(p.clone());
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn resolve_family(&self) -> Result<(u16, Vec<(String, u32)>)> {
         let mut attrs = GenlBuffer::new();
         attrs.push(attr(CtrlAttr::FamilyName, nul_str(FAMILY_NAME))?);
         let replies = match self.exchange(
@@ -67,15 +107,26 @@ impl Connection {
             Err(Error::Kernel(e)) if e.errno == ENOENT => return Err(Error::NotLoaded),
             Err(e) => return Err(e),
         };
-        replies
-            .iter()
-            .find_map(|m| {
-                m.attrs()
-                    .get_attr_handle()
-                    .get_attr_payload_as::<u16>(CtrlAttr::FamilyId)
-                    .ok()
-            })
-            .ok_or(Error::NotLoaded)
+        let reply = replies.first().ok_or(Error::NotLoaded)?;
+        let handle = reply.attrs().get_attr_handle();
+        let id = handle
+            .get_attr_payload_as::<u16>(CtrlAttr::FamilyId)
+            .map_err(|_| Error::NotLoaded)?;
+        let mut groups = Vec::new();
+        if let Ok(list) = handle.get_nested_attributes::<Index>(CtrlAttr::McastGroups) {
+            for item in list.iter() {
+                let Ok(grp) = item.get_attr_handle::<CtrlAttrMcastGrp>() else {
+                    continue;
+                };
+                if let (Ok(name), Ok(gid)) = (
+                    grp.get_attr_payload_as_with_len::<String>(CtrlAttrMcastGrp::Name),
+                    grp.get_attr_payload_as::<u32>(CtrlAttrMcastGrp::Id),
+                ) {
+                    groups.push((name, gid));
+                }
+            }
+        }
+        Ok((id, groups))
     }
 
     /// Sends a `do` request and returns the reply messages.

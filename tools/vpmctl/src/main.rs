@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod error;
 mod mapping;
+mod monitor;
 mod state;
 mod status;
 mod uapi;
@@ -64,6 +65,13 @@ enum Command {
     },
     /// Release every allocation of this network namespace.
     Flush,
+    /// Print allocation and configuration changes as they happen (until
+    /// interrupted).
+    Monitor {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the namespace's settings and allocations as JSON.
     Save,
     /// Recreate a saved state (same anonymous ports); all or nothing.
@@ -130,8 +138,8 @@ fn batch(file: &std::path::Path) -> Result<()> {
         let cmd = Cli::try_parse_from(args)
             .map_err(|e| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim())))?
             .command;
-        if matches!(cmd, Command::Batch { .. } | Command::Restore { .. }) {
-            return Err(error::Error::Batch(format!("line {}: batch and restore do not run inside a batch", n + 1)));
+        if matches!(cmd, Command::Batch { .. } | Command::Restore { .. } | Command::Monitor { .. }) {
+            return Err(error::Error::Batch(format!("line {}: batch, restore and monitor do not run inside a batch", n + 1)));
         }
         cmds.push((n + 1, cmd));
     }
@@ -170,6 +178,7 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             }
         }
         Command::Flush => mapping::flush(conn)?,
+        Command::Monitor { json } => monitor::run(conn, json)?,
         Command::Save => {
             let st = state::save(conn)?;
             println!("{}", serde_json::to_string_pretty(&st).expect("state serialises"));

@@ -38,7 +38,14 @@ pub enum Cmd {
     Flush = raw::VPM_CMD_FLUSH as u8,
     GetConfig = raw::VPM_CMD_GET_CONFIG as u8,
     SetConfig = raw::VPM_CMD_SET_CONFIG as u8,
+    MappingNewNtf = raw::VPM_CMD_MAPPING_NEW_NTF as u8,
+    MappingDelNtf = raw::VPM_CMD_MAPPING_DEL_NTF as u8,
+    FlushNtf = raw::VPM_CMD_FLUSH_NTF as u8,
+    ConfigNtf = raw::VPM_CMD_CONFIG_NTF as u8,
 }
+
+/// The multicast group of change events (`mcast-groups` in the spec).
+pub const EVENTS_GROUP: &str = "events";
 impl neli::consts::genl::Cmd for Cmd {}
 
 /// The `status` attribute set.

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# vpmctl monitor sees every event of a scripted sequence, in order, and
+# only those of its own namespace.
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+for n in vpmev vpmother; do ip netns del $n 2>/dev/null || true; ip netns add $n; done
+cleanup() {
+	kill $(jobs -p) 2>/dev/null || true
+	ip netns del vpmev 2>/dev/null || true
+	ip netns del vpmother 2>/dev/null || true
+}
+trap cleanup EXIT
+load
+e() { ip netns exec vpmev vpmctl "$@"; }
+
+ip netns exec vpmev vpmctl monitor --json >/tmp/vpm-events.json 2>&1 &
+sleep 2 # let it subscribe
+
+e add --aid a --port 9000 --proto tcp >/dev/null
+e add --aid a --port 9000 --proto tcp >/dev/null # no change: no event
+e add --aid a --port 9000 --proto both >/dev/null # widened: event
+e add --aid b --port 9000 >/dev/null
+e config --range 20000-20999 >/dev/null
+e del --aid a --port 9000
+e flush
+ip netns exec vpmother vpmctl add --aid elsewhere --port 1 >/dev/null
+sleep 2
+
+python3 - /tmp/vpm-events.json <<'PY'
+import json, sys
+got = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+kinds = [(e["event"], e.get("mapping", {}).get("aid"), tuple(e.get("mapping", {}).get("proto", [])))
+         for e in got]
+want = [("new", "a", ("tcp",)), ("new", "a", ("tcp", "udp")), ("new", "b", ("tcp", "udp")),
+        ("config", None, ()), ("del", "a", ("tcp", "udp")), ("flush", None, ())]
+assert kinds == want, f"events {kinds}\n  wanted {want}"
+assert got[3]["config"]["range_hi"] == 20999, got[3]
+assert got[0]["mapping"]["anon_port"] == got[4]["mapping"]["anon_port"], "del names the port new gave"
+PY
+subtest PASS event-sequence

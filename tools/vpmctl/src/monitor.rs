@@ -1,0 +1,99 @@
+//! `vpmctl monitor`: print allocation and configuration changes as the
+//! kernel announces them on the family's "events" multicast group.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::mapping::Mapping;
+use crate::uapi::{Cmd, EVENTS_GROUP};
+
+/// One change, as printed.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    New { mapping: Mapping },
+    Del { mapping: Mapping },
+    Flush,
+    Config { config: Config },
+}
+
+impl Event {
+    /// Decodes one notification; `None` for commands this vpmctl does not know.
+    pub fn decode<'a>(cmd: Cmd, attrs: impl IntoIterator<Item = (u16, &'a [u8])> + Clone) -> Result<Option<Self>> {
+        Ok(Some(match cmd {
+            Cmd::MappingNewNtf => Event::New {
+                mapping: Mapping::from_attrs(attrs)?,
+            },
+            Cmd::MappingDelNtf => Event::Del {
+                mapping: Mapping::from_attrs(attrs)?,
+            },
+            Cmd::FlushNtf => Event::Flush,
+            Cmd::ConfigNtf => Event::Config {
+                config: Config::from_attrs(attrs)?,
+            },
+            _ => return Ok(None),
+        }))
+    }
+
+    /// The human-readable line.
+    pub fn render(&self) -> String {
+        let map = |m: &Mapping| format!("{} {} {} -> {}", m.aid, m.port, m.proto.join(","), m.anon_port);
+        match self {
+            Event::New { mapping } => format!("new {}", map(mapping)),
+            Event::Del { mapping } => format!("del {}", map(mapping)),
+            Event::Flush => "flush".to_string(),
+            Event::Config { config: c } => format!(
+                "config range {}-{} max-entries {} entries {}",
+                c.range_lo, c.range_hi, c.max_entries, c.entries
+            ),
+        }
+    }
+}
+
+/// Prints events until interrupted.
+pub fn run(conn: &Connection, json: bool) -> Result<()> {
+    conn.subscribe(EVENTS_GROUP)?;
+    loop {
+        for msg in conn.next_events::<u16>()? {
+            let handle = msg.attrs().get_attr_handle();
+            let attrs = handle
+                .iter()
+                .map(|a| (*a.nla_type().nla_type(), a.nla_payload().as_ref()));
+            if let Some(ev) = Event::decode(*msg.cmd(), attrs)? {
+                if json {
+                    println!("{}", serde_json::to_string(&ev).expect("event serialises"));
+                } else {
+                    println!("{}", ev.render());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uapi::MappingAttr;
+
+    #[test]
+    fn decodes_and_renders() {
+        let a = [
+            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
+            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
+            (u16::from(MappingAttr::Proto), 1u32.to_ne_bytes().to_vec()),
+            (u16::from(MappingAttr::AnonPort), 20000u16.to_ne_bytes().to_vec()),
+        ];
+        let it = a.iter().map(|(t, p)| (*t, p.as_slice()));
+        let ev = Event::decode(Cmd::MappingNewNtf, it).unwrap().unwrap();
+        assert_eq!(ev.render(), "new a 9000 tcp -> 20000");
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"new","mapping":{"aid":"a","port":9000,"proto":["tcp"],"anon_port":20000}}"#
+        );
+        let flush = Event::decode(Cmd::FlushNtf, std::iter::empty()).unwrap().unwrap();
+        assert_eq!(serde_json::to_string(&flush).unwrap(), r#"{"event":"flush"}"#);
+        assert!(Event::decode(Cmd::GetStatus, std::iter::empty()).unwrap().is_none());
+    }
+}

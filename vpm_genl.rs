@@ -253,25 +253,28 @@ fn req_key(info: &GenlInfo<'_>) -> Result<Key> {
 }
 
 fn opt_u16(info: &GenlInfo<'_>, ty: u32) -> Result<Option<u16>> {
-    let Some(p) = info.attr(ty) else {
-        return Ok(None);
-    };
-    let b: [u8; 2] = p.try_into().map_err(|_| {
-        info.set_err(c"malformed u16 attribute");
-        EINVAL
-    })?;
-    Ok(Some(u16::from_ne_bytes(b)))
+    opt_ne(info, ty, u16::from_ne_bytes, c"malformed u16 attribute")
 }
 
 fn opt_u32(info: &GenlInfo<'_>, ty: u32) -> Result<Option<u32>> {
+    opt_ne(info, ty, u32::from_ne_bytes, c"malformed u32 attribute")
+}
+
+/// Attribute `ty` as a host-order integer of `N` bytes, if present.
+fn opt_ne<T, const N: usize>(
+    info: &GenlInfo<'_>,
+    ty: u32,
+    from_bytes: fn([u8; N]) -> T,
+    malformed: &'static CStr,
+) -> Result<Option<T>> {
     let Some(p) = info.attr(ty) else {
         return Ok(None);
     };
-    let b: [u8; 4] = p.try_into().map_err(|_| {
-        info.set_err(c"malformed u32 attribute");
+    let bytes: [u8; N] = p.try_into().map_err(|_| {
+        info.set_err(malformed);
         EINVAL
     })?;
-    Ok(Some(u32::from_ne_bytes(b)))
+    Ok(Some(from_bytes(bytes)))
 }
 
 /// Maps a table error to its errno, setting the extended-ack message.

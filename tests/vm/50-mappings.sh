@@ -5,7 +5,7 @@
 # unloads the module with a populated table and runs kmemleak.
 . "$VPM_ROOT/tests/vm/lib.sh"
 
-ip netns del vpmm 2>/dev/null || true
+fresh_netns vpmm
 load
 vpmctl flush
 vpmctl config --range 20000-29999 --max-entries 65535 >/dev/null
@@ -93,7 +93,6 @@ expect_fail 1 "no allocation for this AID and port" vpmctl del --aid nosuch --po
 expect_fail 1 "No such file or directory" vpmctl del --aid nosuch --port 7000
 
 # Namespaces do not see each other's allocations.
-ip netns add vpmm
 ip netns exec vpmm vpmctl add --aid inner --port 9000 >/dev/null
 expect_eq "allocations in the child netns" 1 "$(ip netns exec vpmm vpmctl show --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 expect "init_net does not see the child's allocation" \

@@ -4,8 +4,7 @@
 # and names the entry in the way.
 . "$VPM_ROOT/tests/vm/lib.sh"
 
-ip netns del vpmr 2>/dev/null || true
-ip netns add vpmr
+fresh_netns vpmr
 trap 'ip netns del vpmr 2>/dev/null || true' EXIT
 load
 r() { ip netns exec vpmr vpmctl "$@"; }

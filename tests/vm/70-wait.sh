@@ -4,8 +4,7 @@
 # release it fails after its timeout; a signal ends the wait at once.
 . "$VPM_ROOT/tests/vm/lib.sh"
 
-ip netns del vpmw 2>/dev/null || true
-ip netns add vpmw
+fresh_netns vpmw
 trap 'ip netns del vpmw 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 load
 w() { ip netns exec vpmw vpmctl "$@"; }

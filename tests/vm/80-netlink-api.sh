@@ -5,8 +5,7 @@
 # splats by the harness afterwards).
 . "$VPM_ROOT/tests/vm/lib.sh"
 
-ip netns del vpma 2>/dev/null || true
-ip netns add vpma
+fresh_netns vpma
 trap 'ip netns del vpma 2>/dev/null || true' EXIT
 load
 ip netns exec vpma python3 "$VPM_ROOT/tests/vm/nl_adversary.py"

@@ -3,7 +3,7 @@
 # only those of its own namespace.
 . "$VPM_ROOT/tests/vm/lib.sh"
 
-for n in vpmev vpmother; do ip netns del $n 2>/dev/null || true; ip netns add $n; done
+fresh_netns vpmev vpmother
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
 	ip netns del vpmev 2>/dev/null || true

@@ -28,6 +28,15 @@ expect_eq() {
 
 subtest() { echo "SUBTEST $1 $2"; }
 
+# fresh_netns NAME...: (re)create empty network namespaces.
+fresh_netns() {
+	local n
+	for n in "$@"; do
+		ip netns del "$n" 2>/dev/null || true
+		ip netns add "$n"
+	done
+}
+
 loaded() { lsmod | grep -q '^vpm '; }
 load() { loaded || insmod "$VPM_KO"; }
 unload() { ! loaded || rmmod vpm; }

@@ -4,7 +4,7 @@ use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
 use crate::attrs;
-use crate::connection::{attr, Connection};
+use crate::connection::{attr, parse_attrs, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, ConfigAttr};
 
@@ -55,16 +55,8 @@ pub fn parse_range(s: &str) -> std::result::Result<(u16, u16), String> {
 }
 
 pub fn get(conn: &Connection) -> Result<Config> {
-    let replies = conn.request("config", Cmd::GetConfig, GenlBuffer::<ConfigAttr, Buffer>::new())?;
-    let msg = replies
-        .first()
-        .ok_or_else(|| Error::Protocol("no reply to get-config".into()))?;
-    let handle = msg.attrs().get_attr_handle();
-    Config::from_attrs(
-        handle
-            .iter()
-            .map(|a| (u16::from(*a.nla_type().nla_type()), a.nla_payload().as_ref())),
-    )
+    let reply = conn.request_one("config", Cmd::GetConfig, GenlBuffer::<ConfigAttr, Buffer>::new())?;
+    parse_attrs(&reply, |attrs| Config::from_attrs(attrs))
 }
 
 pub fn set(conn: &Connection, range: Option<(u16, u16)>, max_entries: Option<u32>) -> Result<()> {

@@ -139,6 +139,19 @@ impl Connection {
         Ok(self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
     }
 
+    /// Sends a `do` request that answers with exactly one message.
+    pub fn request_one<A: NlAttrType>(
+        &self,
+        name: &'static str,
+        cmd: Cmd,
+        attrs: GenlBuffer<A, Buffer>,
+    ) -> Result<Genlmsghdr<Cmd, A>> {
+        self.request(name, cmd, attrs)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol(format!("no reply to {name}")))
+    }
+
     /// Dumps a table; retries (a few times) when the kernel reports the
     /// table changed during the dump (`NLM_F_DUMP_INTR`).
     pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
@@ -249,6 +262,18 @@ pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(ty: A, payload: P) -> 
         .nla_payload(payload)
         .build()
         .map_err(|e| Error::Netlink(format!("cannot build attribute: {e}")))
+}
+
+/// Runs `parse` over the (type, payload) pairs of a message's attributes.
+pub fn parse_attrs<A: NlAttrType, T>(
+    msg: &Genlmsghdr<Cmd, A>,
+    parse: impl for<'a> FnOnce(&mut dyn Iterator<Item = (u16, &'a [u8])>) -> Result<T>,
+) -> Result<T> {
+    let handle = msg.attrs().get_attr_handle();
+    let mut pairs = handle
+        .iter()
+        .map(|a| ((*a.nla_type().nla_type()).into(), a.nla_payload().as_ref()));
+    parse(&mut pairs)
 }
 
 /// A NUL-terminated string payload.

@@ -5,7 +5,7 @@ use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
 use crate::attrs;
-use crate::connection::{attr, nul_str, Connection};
+use crate::connection::{attr, nul_str, parse_attrs, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN, PROTO_TCP, PROTO_UDP};
 
@@ -56,12 +56,7 @@ impl Mapping {
     }
 
     fn from_msg(msg: &Genlmsghdr<Cmd, MappingAttr>) -> Result<Self> {
-        let handle = msg.attrs().get_attr_handle();
-        Self::from_attrs(
-            handle
-                .iter()
-                .map(|a| (u16::from(*a.nla_type().nla_type()), a.nla_payload().as_ref())),
-        )
+        parse_attrs(msg, |attrs| Self::from_attrs(attrs))
     }
 }
 
@@ -134,8 +129,7 @@ pub fn add(
     if let Some(w) = wait_ms {
         attrs.push(attr(MappingAttr::WaitMs, w)?);
     }
-    let replies = conn.request("add", Cmd::AddMapping, attrs)?;
-    Mapping::from_msg(replies.first().ok_or_else(|| Error::Protocol("no reply to add".into()))?)
+    Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, attrs)?)
 }
 
 /// Releases the allocation of (aid, port).

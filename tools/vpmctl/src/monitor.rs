@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::connection::{parse_attrs, Connection};
 use crate::error::Result;
 use crate::mapping::Mapping;
 use crate::uapi::{Cmd, EVENTS_GROUP};
@@ -21,7 +21,7 @@ pub enum Event {
 
 impl Event {
     /// Decodes one notification; `None` for commands this vpmctl does not know.
-    pub fn decode<'a>(cmd: Cmd, attrs: impl IntoIterator<Item = (u16, &'a [u8])> + Clone) -> Result<Option<Self>> {
+    pub fn decode<'a>(cmd: Cmd, attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Option<Self>> {
         Ok(Some(match cmd {
             Cmd::MappingNewNtf => Event::New {
                 mapping: Mapping::from_attrs(attrs)?,
@@ -57,11 +57,7 @@ pub fn run(conn: &Connection, json: bool) -> Result<()> {
     conn.subscribe(EVENTS_GROUP)?;
     loop {
         for msg in conn.next_events::<u16>()? {
-            let handle = msg.attrs().get_attr_handle();
-            let attrs = handle
-                .iter()
-                .map(|a| (*a.nla_type().nla_type(), a.nla_payload().as_ref()));
-            if let Some(ev) = Event::decode(*msg.cmd(), attrs)? {
+            if let Some(ev) = parse_attrs(&msg, |attrs| Event::decode(*msg.cmd(), attrs))? {
                 if json {
                     println!("{}", serde_json::to_string(&ev).expect("event serialises"));
                 } else {

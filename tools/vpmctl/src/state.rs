@@ -86,21 +86,19 @@ pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
     if c.range_lo == 0 || c.range_lo > c.range_hi {
         return Some(format!("config: bad range {}-{}", c.range_lo, c.range_hi));
     }
-    if want.mappings.len() as u64 + live.len() as u64 > u64::from(c.max_entries) {
-        // Entries may coincide; count precisely below only if needed.
-        let extra = want
-            .mappings
-            .iter()
-            .filter(|w| !live.iter().any(|l| l.aid == w.aid && l.port == w.port))
-            .count();
-        if extra + live.len() > c.max_entries as usize {
-            return Some(format!(
-                "config: max_entries {} cannot hold {} live and {} restored allocations",
-                c.max_entries,
-                live.len(),
-                extra
-            ));
-        }
+    // Saved entries that are live already do not count twice.
+    let extra = want
+        .mappings
+        .iter()
+        .filter(|w| !live.iter().any(|l| l.aid == w.aid && l.port == w.port))
+        .count();
+    if extra + live.len() > c.max_entries as usize {
+        return Some(format!(
+            "config: max_entries {} cannot hold {} live and {} restored allocations",
+            c.max_entries,
+            live.len(),
+            extra
+        ));
     }
     for l in live {
         if !(c.range_lo..=c.range_hi).contains(&l.anon_port) {
@@ -245,6 +243,16 @@ mod tests {
         assert!(c.contains("outside the saved range"), "{c}");
         let c = first_conflict(&state(&[]), &live(&[("x", 1, 30000)])).unwrap();
         assert!(c.contains("lies outside the saved range"), "{c}");
+    }
+
+    #[test]
+    fn entry_limit_counts_live_entries_once() {
+        let mut s = state(&[("a", 9000, 20000), ("b", 9000, 20001)]);
+        s.config.max_entries = 2;
+        // "a" is live already: 2 entries in all, which fits.
+        assert_eq!(first_conflict(&s, &live(&[("a", 9000, 20000)])), None);
+        let c = first_conflict(&s, &live(&[("x", 1, 20050)])).unwrap();
+        assert!(c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"), "{c}");
     }
 
     #[test]

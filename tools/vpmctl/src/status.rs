@@ -4,7 +4,7 @@ use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
 use crate::attrs;
-use crate::connection::Connection;
+use crate::connection::{parse_attrs, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, StatusAttr};
 
@@ -53,16 +53,8 @@ impl Status {
 
 /// Asks the module for its status.
 pub fn get(conn: &Connection) -> Result<Status> {
-    let replies = conn.request("get-status", Cmd::GetStatus, GenlBuffer::<StatusAttr, Buffer>::new())?;
-    let reply = replies
-        .first()
-        .ok_or_else(|| Error::Protocol("no reply to get-status".into()))?;
-    let handle = reply.attrs().get_attr_handle();
-    Status::from_attrs(
-        handle
-            .iter()
-            .map(|a| (u16::from(*a.nla_type().nla_type()), a.nla_payload().as_ref())),
-    )
+    let reply = conn.request_one("get-status", Cmd::GetStatus, GenlBuffer::<StatusAttr, Buffer>::new())?;
+    parse_attrs(&reply, |attrs| Status::from_attrs(attrs))
 }
 
 #[cfg(test)]

@@ -11,8 +11,12 @@ use kernel::prelude::*;
 use kernel::sync::CondVarTimeoutResult;
 use kernel::time::msecs_to_jiffies;
 
-use crate::vpm_sys::{Dump, DumpCursor, Event, GenlInfo, PutAttrs, Reply};
-use crate::vpm_table::{Aid, Key, Mapping, Stat, TableError, AID_MAX_LEN, PROTO_ALL};
+use crate::vpm_rules::{Family, Match, RuleError};
+use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, Event, GenlInfo, PutAttrs, Reply};
+use crate::vpm_table::{
+    Aid, Cgroup, EntryStat, Key, Mapping, RuleKey, Stat, TableError, AID_MAX_LEN, PROTO_ALL,
+    RULES_PER_PORT,
+};
 use crate::vpm_uapi as uapi;
 
 /// `get-status`: module version, hooks and counters of the caller's namespace.
@@ -21,7 +25,17 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
     let mut reply = Reply::new(info)?;
     reply.put_str(uapi::VPM_A_STATUS_VERSION, crate::VERSION)?;
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
-    reply.put_uint(uapi::VPM_A_STATUS_PKTS_SEEN, state.read(Stat::PktsSeen))?;
+    for (attr, stat) in [
+        (uapi::VPM_A_STATUS_PKTS_SEEN, Stat::PktsSeen),
+        (uapi::VPM_A_STATUS_PKTS_XLAT_IN, Stat::XlatIn),
+        (uapi::VPM_A_STATUS_PKTS_XLAT_OUT, Stat::XlatOut),
+        (uapi::VPM_A_STATUS_PKTS_NO_AID, Stat::NoAid),
+        (uapi::VPM_A_STATUS_PKTS_MALFORMED, Stat::Malformed),
+        (uapi::VPM_A_STATUS_PKTS_FRAGMENTS, Stat::Fragments),
+        (uapi::VPM_A_STATUS_PKTS_DROPPED, Stat::Dropped),
+    ] {
+        reply.put_uint(attr, state.read(stat))?;
+    }
     reply.send()
 }
 
@@ -38,11 +52,12 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     };
     let want = opt_u16(info, uapi::VPM_A_MAPPING_ANON_PORT)?;
     let wait_ms = opt_u32(info, uapi::VPM_A_MAPPING_WAIT_MS)?.unwrap_or(0);
+    let mut cgroup = req_cgroup(info)?;
     let state = info.net_state();
     let mut table = state.table.lock();
     let mut left = msecs_to_jiffies(wait_ms);
-    let (mapping, changed) = loop {
-        match table.add(key, protos, want) {
+    let changed = loop {
+        match table.add(key, protos, want, &mut cgroup) {
             Ok(done) => break done,
             // Queued allocation: wait for a release, then try again.
             Err(TableError::RangeExhausted { .. } | TableError::TooManyEntries { .. }) if left > 0 => {
@@ -63,13 +78,34 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
             Err(e) => return Err(table_error(info, e)),
         }
     };
-    drop(table);
+    let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
-        notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, &mapping);
+        notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, mapping);
     }
     let mut reply = Reply::new(info)?;
-    put_mapping(&mut reply, &key, &mapping)?;
+    put_mapping(&mut reply, &key, mapping)?;
+    drop(table);
     reply.send()
+}
+
+/// The cgroup of an add-mapping request, resolved to its id.
+fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
+    let Some(raw) = info.attr(uapi::VPM_A_MAPPING_CGROUP) else {
+        return Ok(None);
+    };
+    // The policy (NLA_NUL_STRING) guarantees a NUL within the payload.
+    let len = raw.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    let path = CStr::from_bytes_with_nul(&raw[..=len]).map_err(|_| EINVAL)?;
+    let id = cgroup_id(path).inspect_err(|e| {
+        if *e == ENOENT || *e == ENOTDIR {
+            info.set_err(c"cgroup: no such cgroup v2 directory (give its path below the cgroup2 root, e.g. /vpm/a)");
+        } else {
+            info.set_err(c"cgroup: cannot resolve the cgroup v2 path");
+        }
+    })?;
+    let mut path = KVec::with_capacity(len, GFP_KERNEL_ACCOUNT)?;
+    path.extend_from_slice(&raw[..len], GFP_KERNEL_ACCOUNT)?;
+    Ok(Some(Cgroup { id, path }))
 }
 
 /// `del-mapping`: release the allocation of (aid, port).
@@ -85,10 +121,11 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
 /// `get-mapping` (do): one allocation.
 pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let mapping = info.net_state().table.lock().get(&key);
-    let mapping = mapping.ok_or_else(|| table_error(info, TableError::NotFound))?;
+    let table = info.net_state().table.lock();
+    let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
     let mut reply = Reply::new(info)?;
-    put_mapping(&mut reply, &key, &mapping)?;
+    put_mapping(&mut reply, &key, mapping)?;
+    drop(table);
     reply.send()
 }
 
@@ -111,11 +148,12 @@ pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
 }
 
 fn put_config(msg: &mut impl PutAttrs, info: &GenlInfo<'_>) -> Result {
-    let (lo, hi, max, entries) = info.net_state().table.lock().config();
+    let (lo, hi, max, entries, rules) = info.net_state().table.lock().config();
     msg.put_u16(uapi::VPM_A_CONFIG_RANGE_LO, lo)?;
     msg.put_u16(uapi::VPM_A_CONFIG_RANGE_HI, hi)?;
     msg.put_u32(uapi::VPM_A_CONFIG_MAX_ENTRIES, max)?;
-    msg.put_u32(uapi::VPM_A_CONFIG_ENTRIES, entries)
+    msg.put_u32(uapi::VPM_A_CONFIG_ENTRIES, entries)?;
+    msg.put_u32(uapi::VPM_A_CONFIG_RULES, rules)
 }
 
 /// Tells the "events" group about a mapping change (if anyone listens).
@@ -198,7 +236,7 @@ impl MappingCursor {
 /// calls as the messages need.
 pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
     let state = dump.net_state();
-    let mut table = state.table.lock();
+    let table = state.table.lock();
     let generation = table.generation();
     let cursor: MappingCursor = dump.cursor();
     let after = cursor.after();
@@ -230,19 +268,203 @@ fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
     msg.put_bytes_str(uapi::VPM_A_MAPPING_AID, key.aid.as_bytes())?;
     msg.put_u16(uapi::VPM_A_MAPPING_PORT, key.port)?;
     msg.put_u32(uapi::VPM_A_MAPPING_PROTO, m.protos)?;
-    msg.put_u16(uapi::VPM_A_MAPPING_ANON_PORT, m.anon)
+    msg.put_u16(uapi::VPM_A_MAPPING_ANON_PORT, m.anon)?;
+    if let Some(c) = &m.cgroup {
+        msg.put_bytes_str(uapi::VPM_A_MAPPING_CGROUP, &c.path)?;
+        msg.put_uint(uapi::VPM_A_MAPPING_CGROUP_ID, c.id)?;
+    }
+    for (attr, stat) in [
+        (uapi::VPM_A_MAPPING_PKTS_IN, EntryStat::PktsIn),
+        (uapi::VPM_A_MAPPING_BYTES_IN, EntryStat::BytesIn),
+        (uapi::VPM_A_MAPPING_PKTS_OUT, EntryStat::PktsOut),
+        (uapi::VPM_A_MAPPING_BYTES_OUT, EntryStat::BytesOut),
+    ] {
+        msg.put_uint(attr, m.counters.sum(stat as usize))?;
+    }
+    Ok(())
 }
 
-/// The (aid, port) key every mapping request carries.
-fn req_key(info: &GenlInfo<'_>) -> Result<Key> {
-    let Some(raw) = info.attr(uapi::VPM_A_MAPPING_AID) else {
-        info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_MAPPING_AID);
+// ---- source rules ----------------------------------------------------------
+
+/// `add-rule`: steer a source match on a fixed port to an allocation.
+pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
+    let rk = req_rule_key(info)?;
+    let Some(aid) = req_aid(info, uapi::VPM_A_RULE_AID)? else {
+        info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_RULE_AID);
         return Err(EINVAL);
+    };
+    let state = info.net_state();
+    let mut table = state.table.lock();
+    table.rule_add(rk, aid).map_err(|e| table_error(info, e))?;
+    drop(table);
+    notify_rule(info, uapi::VPM_CMD_RULE_NEW_NTF, &rk, &aid);
+    Ok(())
+}
+
+/// `del-rule`: remove the rule with this match.
+pub(crate) fn del_rule(info: &GenlInfo<'_>) -> Result {
+    let rk = req_rule_key(info)?;
+    let aid = info.net_state().table.lock().rule_del(&rk).map_err(|e| table_error(info, e))?;
+    notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, &rk, &aid);
+    Ok(())
+}
+
+fn notify_rule(info: &GenlInfo<'_>, cmd: u32, rk: &RuleKey, aid: &Aid) {
+    if let Some(mut event) = Event::new(info, cmd) {
+        if put_rule(&mut event, rk, aid).is_ok() {
+            event.send();
+        }
+    }
+}
+
+fn put_rule(msg: &mut impl PutAttrs, rk: &RuleKey, aid: &Aid) -> Result {
+    msg.put_u16(uapi::VPM_A_RULE_PORT, rk.port)?;
+    msg.put_bytes_str(uapi::VPM_A_RULE_AID, aid.as_bytes())?;
+    let len = usize::from(rk.m.family().bits() / 8);
+    if len > 0 {
+        msg.put_raw(uapi::VPM_A_RULE_ADDR, &rk.m.addr()[..len])?;
+        msg.put_raw(uapi::VPM_A_RULE_PREFIX_LEN, &[rk.m.plen()])?;
+    }
+    if rk.m.port() != 0 {
+        msg.put_u16(uapi::VPM_A_RULE_SRC_PORT, rk.m.port())?;
+    }
+    Ok(())
+}
+
+/// The (port, match) key every rule request carries.
+fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
+    let Some(port) = opt_u16(info, uapi::VPM_A_RULE_PORT)? else {
+        info.set_err_missing(c"missing attribute: port", uapi::VPM_A_RULE_PORT);
+        return Err(EINVAL);
+    };
+    let plen = opt_ne(info, uapi::VPM_A_RULE_PREFIX_LEN, u8::from_ne_bytes, c"malformed u8 attribute")?;
+    let sport = opt_u16(info, uapi::VPM_A_RULE_SRC_PORT)?.unwrap_or(0);
+    let mut addr = [0u8; 16];
+    let family = match info.attr(uapi::VPM_A_RULE_ADDR) {
+        None if plen.is_some() => {
+            info.set_err(c"prefix-len needs addr");
+            return Err(EINVAL);
+        }
+        None => Family::Any,
+        Some(a) if a.len() == 4 || a.len() == 16 => {
+            addr[..a.len()].copy_from_slice(a);
+            if a.len() == 4 { Family::V4 } else { Family::V6 }
+        }
+        Some(_) => {
+            info.set_err(c"addr must be 4 (IPv4) or 16 (IPv6) bytes");
+            return Err(EINVAL);
+        }
+    };
+    let plen = plen.unwrap_or(family.bits());
+    let m = Match::new(family, addr, plen, sport).map_err(|e| {
+        match e {
+            RuleError::PrefixTooLong { max } => {
+                info.set_err_fmt(format_args!("prefix-len {plen} is longer than the address ({max} bits)"))
+            }
+            RuleError::HostBits => info.set_err(
+                c"addr has bits set beyond prefix-len: give the network address (e.g. 10.1.0.0/16)",
+            ),
+        }
+        EINVAL
+    })?;
+    Ok(RuleKey { port, m })
+}
+
+/// Where a rule dump resumes: after the rule it sent last.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct RuleCursor {
+    started: u8,
+    family: u8,
+    plen: u8,
+    _pad: u8,
+    port: u16,
+    sport: u16,
+    addr: [u8; 16],
+}
+
+// SAFETY: Plain integers and bytes: every bit pattern is a valid value.
+unsafe impl DumpCursor for RuleCursor {}
+
+impl RuleCursor {
+    fn after(&self) -> Option<RuleKey> {
+        if self.started == 0 {
+            return None;
+        }
+        let family = match self.family {
+            4 => Family::V4,
+            6 => Family::V6,
+            _ => Family::Any,
+        };
+        let m = Match::new(family, self.addr, self.plen, self.sport).ok()?;
+        Some(RuleKey { port: self.port, m })
+    }
+
+    fn at(rk: &RuleKey) -> Self {
+        Self {
+            started: 1,
+            family: match rk.m.family() {
+                Family::Any => 0,
+                Family::V4 => 4,
+                Family::V6 => 6,
+            },
+            plen: rk.m.plen(),
+            _pad: 0,
+            port: rk.port,
+            sport: rk.m.port(),
+            addr: *rk.m.addr(),
+        }
+    }
+}
+
+/// `get-rule` (dump): every rule, in key order.
+pub(crate) fn dump_rules(dump: &mut Dump<'_>) -> Result<usize> {
+    let state = dump.net_state();
+    let table = state.table.lock();
+    let generation = table.generation();
+    let cursor: RuleCursor = dump.cursor();
+    let after = cursor.after();
+    let mut last = None;
+    let mut full = false;
+    table.visit_rules_from(after.as_ref(), |rk, aid| {
+        let Some(mut msg) = dump.msg(generation) else {
+            full = true;
+            return false;
+        };
+        if put_rule(&mut msg, rk, aid).is_err() {
+            full = true;
+            return false;
+        }
+        msg.end();
+        last = Some(*rk);
+        true
+    });
+    match last {
+        Some(rk) => dump.set_cursor(RuleCursor::at(&rk)),
+        None if full => return Err(EMSGSIZE),
+        None => {}
+    }
+    Ok(dump.len())
+}
+
+/// The AID in attribute `ty`, if present.
+fn req_aid(info: &GenlInfo<'_>, ty: u32) -> Result<Option<Aid>> {
+    let Some(raw) = info.attr(ty) else {
+        return Ok(None);
     };
     // The policy (NLA_NUL_STRING) guarantees a NUL within the payload.
     let text = raw.split(|&b| b == 0).next().unwrap_or(raw);
     let Some(aid) = Aid::new(text) else {
         info.set_err(c"aid must be 1-31 bytes of [A-Za-z0-9._-]");
+        return Err(EINVAL);
+    };
+    Ok(Some(aid))
+}
+
+/// The (aid, port) key every mapping request carries.
+fn req_key(info: &GenlInfo<'_>) -> Result<Key> {
+    let Some(aid) = req_aid(info, uapi::VPM_A_MAPPING_AID)? else {
+        info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_MAPPING_AID);
         return Err(EINVAL);
     };
     let Some(port) = opt_u16(info, uapi::VPM_A_MAPPING_PORT)? else {
@@ -324,6 +546,32 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
             ));
             EBUSY
         }
-        TableError::NoMemory => ENOMEM,
+        TableError::RuleWithoutMapping => {
+            info.set_err(c"no allocation for this AID and port: add it (vpmctl add) before its rules");
+            ENOENT
+        }
+        TableError::RuleExists { aid } => {
+            let aid = core::str::from_utf8(aid.as_bytes()).unwrap_or("?");
+            info.set_err_fmt(format_args!(
+                "a rule with this source already exists (AID {aid}); delete it first"
+            ));
+            EEXIST
+        }
+        TableError::RuleNotFound => {
+            info.set_err(c"no rule with this port and source");
+            ENOENT
+        }
+        TableError::TooManyRules { max } if max == RULES_PER_PORT => {
+            info.set_err_fmt(format_args!("this port already has {max} rules, the most a port may hold"));
+            ENOSPC
+        }
+        TableError::TooManyRules { max } => {
+            info.set_err_fmt(format_args!("rule limit {max} reached; raise max-entries or delete rules"));
+            ENOSPC
+        }
+        TableError::NoMemory => {
+            info.set_err(c"out of memory (or the memory cgroup's limit) while changing the table");
+            ENOMEM
+        }
     }
 }

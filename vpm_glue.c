@@ -7,13 +7,17 @@
  * inline helpers or macros (net_generic, this_cpu_add, genlmsg_reply,
  * genl_info_net).  No policy: every decision is made in Rust.
  */
+#include <linux/cgroup.h>
 #include <linux/module.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6.h>
 #include <linux/percpu.h>
 #include <linux/slab.h>
+#include <net/dst.h>
 #include <net/genetlink.h>
+#include <net/ip.h>
+#include <net/sock.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
@@ -40,23 +44,40 @@ static unsigned int vpm_hook_entry(void *priv, struct sk_buff *skb,
 }
 
 /*
- * Inbound traffic is seen in PRE_ROUTING (from the wire) and LOCAL_OUT
- * (from local clients, which never pass PRE_ROUTING); replies leave through
- * LOCAL_OUT.  The priority puts vpm after defragmentation (-400), so with
- * conntrack loaded whole datagrams are seen, and before conntrack (-200),
- * so conntrack only ever records the translated tuple.
+ * Where vpm sits relative to conntrack and NAT (see README, "Design"):
+ *
+ * - Inbound translation (fixed port -> anonymous port) runs in PRE_ROUTING
+ *   for packets from the wire and in LOCAL_OUT for packets from local
+ *   clients (which never pass PRE_ROUTING), at CONNTRACK_DEFRAG + 1: after
+ *   defragmentation (-400), so whole datagrams are seen, and before
+ *   conntrack (-200) and DNAT (-100), so both only ever see the anonymous
+ *   port.
+ * - Reply translation (anonymous port -> fixed port) runs in POST_ROUTING
+ *   at NAT_SRC + 1: after conntrack matched the reply against the tuple it
+ *   recorded on the way in (with the anonymous port) and after SNAT, the
+ *   last stage that may change a source port, so the wire only ever sees
+ *   the fixed port.
+ *
+ * Conntrack thus tracks the "inside" view of every translated flow, and
+ * nftables rules in between (filter, DNAT, SNAT) match anonymous ports.
  */
-#define VPM_HOOK_PRIO (NF_IP_PRI_CONNTRACK_DEFRAG + 1)
+#define VPM_PRIO_IN (NF_IP_PRI_CONNTRACK_DEFRAG + 1)
+#define VPM_PRIO_OUT (NF_IP_PRI_NAT_SRC + 1)
+
+static_assert(NF_IP6_PRI_CONNTRACK_DEFRAG == NF_IP_PRI_CONNTRACK_DEFRAG);
+static_assert(NF_IP6_PRI_NAT_SRC == NF_IP_PRI_NAT_SRC);
+
+#define VPM_HOOK(family, num, prio) \
+	{ .hook = vpm_hook_entry, .pf = (family), .hooknum = (num), \
+	  .priority = (prio) }
 
 static const struct nf_hook_ops vpm_hook_template[] = {
-	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV4,
-	  .hooknum = NF_INET_PRE_ROUTING, .priority = VPM_HOOK_PRIO },
-	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV4,
-	  .hooknum = NF_INET_LOCAL_OUT, .priority = VPM_HOOK_PRIO },
-	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV6,
-	  .hooknum = NF_INET_PRE_ROUTING, .priority = VPM_HOOK_PRIO },
-	{ .hook = vpm_hook_entry, .pf = NFPROTO_IPV6,
-	  .hooknum = NF_INET_LOCAL_OUT, .priority = VPM_HOOK_PRIO },
+	VPM_HOOK(NFPROTO_IPV4, NF_INET_PRE_ROUTING, VPM_PRIO_IN),
+	VPM_HOOK(NFPROTO_IPV4, NF_INET_LOCAL_OUT, VPM_PRIO_IN),
+	VPM_HOOK(NFPROTO_IPV4, NF_INET_POST_ROUTING, VPM_PRIO_OUT),
+	VPM_HOOK(NFPROTO_IPV6, NF_INET_PRE_ROUTING, VPM_PRIO_IN),
+	VPM_HOOK(NFPROTO_IPV6, NF_INET_LOCAL_OUT, VPM_PRIO_IN),
+	VPM_HOOK(NFPROTO_IPV6, NF_INET_POST_ROUTING, VPM_PRIO_OUT),
 };
 
 const unsigned int vpm_hook_count = ARRAY_SIZE(vpm_hook_template);
@@ -91,6 +112,113 @@ void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops)
 void vpm_hooks_free(struct nf_hook_ops *ops)
 {
 	kfree(ops);
+}
+
+/* ---- packets ------------------------------------------------------------ */
+
+/* Offset of the network header from skb->data (0 at vpm's hooks). */
+int vpm_skb_nh_off(const struct sk_buff *skb)
+{
+	return skb_network_offset(skb);
+}
+
+u8 vpm_skb_ip_summed(const struct sk_buff *skb)
+{
+	return skb->ip_summed;
+}
+
+/*
+ * Makes the first @len bytes from skb->data writable (unsharing a clone,
+ * pulling paged data into the head) and returns skb->data, or NULL.
+ * Any header pointer taken before the call is stale afterwards.
+ */
+u8 *vpm_skb_writable(struct sk_buff *skb, unsigned int len)
+{
+	if (skb_ensure_writable(skb, len))
+		return NULL;
+	return skb->data;
+}
+
+/* Whether a locally generated packet was routed for local delivery. */
+bool vpm_skb_dst_local(const struct sk_buff *skb)
+{
+	const struct dst_entry *dst = skb_dst(skb);
+
+	return dst && dst->dev && (dst->dev->flags & IFF_LOOPBACK);
+}
+
+/*
+ * The cgroup v2 ids of the sending socket's cgroup and its ancestors,
+ * innermost first, at most @max; returns how many.  Request sockets stand
+ * for their listener; time-wait sockets and socketless packets have none.
+ * Called under RCU: a socket pins its cgroup, a cgroup its ancestors.
+ */
+unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
+				unsigned int max)
+{
+#ifdef CONFIG_SOCK_CGROUP_DATA
+	const struct sock *sk = skb_to_full_sk(skb);
+	struct cgroup *cgrp;
+	unsigned int n = 0;
+
+	if (!sk || !sk_fullsock(sk))
+		return 0;
+	for (cgrp = sock_cgroup_ptr(&sk->sk_cgrp_data); cgrp && n < max;
+	     cgrp = cgroup_parent(cgrp))
+		ids[n++] = cgroup_id(cgrp);
+	return n;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * The id of the cgroup v2 at @path (relative to the caller's cgroup
+ * namespace root), or a negative errno: -ENOENT, -ENOTDIR.
+ */
+s64 vpm_cgroup_id(const char *path)
+{
+#ifdef CONFIG_CGROUPS
+	struct cgroup *cgrp = cgroup_get_from_path(path);
+	u64 id;
+
+	if (IS_ERR(cgrp))
+		return PTR_ERR(cgrp);
+	id = cgroup_id(cgrp);
+	cgroup_put(cgrp);
+	return id;
+#else
+	return -EOPNOTSUPP;
+#endif
+}
+
+/* ---- reserved ports ------------------------------------------------------ */
+
+/*
+ * net.ipv4.ip_local_reserved_ports (shared by IPv4 and IPv6): a port set
+ * there is never picked for an automatic bind (connect(), UDP autobind,
+ * bind to port 0) but can still be bound explicitly, which is exactly what
+ * an anonymous port needs.  Returns whether the bit was clear before.
+ */
+bool vpm_port_reserve(struct net *net, u16 port)
+{
+#ifdef CONFIG_SYSCTL
+	unsigned long *map = net->ipv4.sysctl_local_reserved_ports;
+
+	return map && !test_and_set_bit(port, map);
+#else
+	return false;
+#endif
+}
+
+void vpm_port_unreserve(struct net *net, u16 port)
+{
+#ifdef CONFIG_SYSCTL
+	unsigned long *map = net->ipv4.sysctl_local_reserved_ports;
+
+	if (map)
+		clear_bit(port, map);
+#endif
 }
 
 /* ---- per-CPU counters ---------------------------------------------------- */

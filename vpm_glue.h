@@ -35,6 +35,20 @@ int vpm_hooks_register(struct net *net, void *priv, struct nf_hook_ops **out);
 void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops);
 void vpm_hooks_free(struct nf_hook_ops *ops);
 
+/* Packets. */
+int vpm_skb_nh_off(const struct sk_buff *skb);
+u8 vpm_skb_ip_summed(const struct sk_buff *skb);
+u8 *vpm_skb_writable(struct sk_buff *skb, unsigned int len);
+bool vpm_skb_dst_local(const struct sk_buff *skb);
+unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
+				unsigned int max);
+
+s64 vpm_cgroup_id(const char *path);
+
+/* Reserved ports (net.ipv4.ip_local_reserved_ports). */
+bool vpm_port_reserve(struct net *net, u16 port);
+void vpm_port_unreserve(struct net *net, u16 port);
+
 /* Per-CPU u64 counters. */
 u64 __percpu *vpm_pcpu_alloc(unsigned int n);
 void vpm_pcpu_free(u64 __percpu *ctrs);

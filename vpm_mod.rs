@@ -26,20 +26,15 @@
 
 use kernel::prelude::*;
 
-#[cfg_attr(
-    not(CONFIG_KUNIT = "y"),
-    expect(dead_code, reason = "used by KUnit until the translation table lands")
-)]
 mod vpm_alloc;
-#[cfg_attr(
-    not(CONFIG_KUNIT = "y"),
-    expect(dead_code, reason = "used by KUnit until the rewriter lands")
-)]
 mod vpm_csum;
 mod vpm_genl;
 #[cfg(CONFIG_KUNIT = "y")]
 mod vpm_kunit;
 mod vpm_nf;
+mod vpm_parse;
+mod vpm_rcu;
+mod vpm_rules;
 mod vpm_sys;
 mod vpm_table;
 #[path = "gen/vpm_uapi.rs"]

@@ -40,6 +40,21 @@ mod ffi {
         pub(super) fn vpm_hooks_unregister(net: *mut bindings::net, ops: *mut c_void);
         pub(super) fn vpm_hooks_free(ops: *mut c_void);
 
+        pub(super) fn vpm_skb_nh_off(skb: *const bindings::sk_buff) -> c_int;
+        pub(super) fn vpm_skb_ip_summed(skb: *const bindings::sk_buff) -> u8;
+        pub(super) fn vpm_skb_writable(skb: *mut bindings::sk_buff, len: c_uint) -> *mut u8;
+        pub(super) fn vpm_skb_dst_local(skb: *const bindings::sk_buff) -> bool;
+        pub(super) fn vpm_skb_cgroup_ids(
+            skb: *const bindings::sk_buff,
+            ids: *mut u64,
+            max: c_uint,
+        ) -> c_uint;
+
+        pub(super) fn vpm_cgroup_id(path: *const c_char) -> i64;
+
+        pub(super) fn vpm_port_reserve(net: *mut bindings::net, port: u16) -> bool;
+        pub(super) fn vpm_port_unreserve(net: *mut bindings::net, port: u16);
+
         pub(super) fn vpm_pcpu_alloc(n: c_uint) -> *mut u64;
         pub(super) fn vpm_pcpu_free(ctrs: *mut u64);
         pub(super) fn vpm_pcpu_add(ctrs: *mut u64, idx: c_uint, val: u64);
@@ -159,6 +174,9 @@ impl Drop for Pernet {
         // Unregistering runs pre_exit, an RCU grace period and exit for every
         // namespace, so no hook can run afterwards.
         unsafe { bindings::unregister_pernet_subsys(PERNET_OPS.0.get()) };
+        // Views replaced by the control plane are freed by RCU callbacks
+        // that live in this module's text: wait for all of them.
+        kernel::sync::rcu::rcu_barrier();
     }
 }
 
@@ -183,7 +201,13 @@ unsafe extern "C" fn vpm_rs_net_init(net: *mut bindings::net) -> c_int {
     // SAFETY: The namespace core calls init with a live `net` after our
     // operations are registered.
     let slot = unsafe { slot(net) };
-    let state = match NetState::new() {
+    // INVARIANT: the state (and the `NetRef` in it) is freed in exit,
+    // while `net` is still live.
+    let netref = NetRef {
+        // SAFETY: The namespace core passes a valid, non-null namespace.
+        net: unsafe { NonNull::new_unchecked(net) },
+    };
+    let state = match NetState::new(netref) {
         Ok(s) => s,
         Err(e) => return e.to_errno(),
     };
@@ -249,17 +273,140 @@ unsafe extern "C" fn vpm_rs_net_exit(net: *mut bindings::net) {
     }
 }
 
-// ---- netfilter -------------------------------------------------------------
-
-/// A packet as handed to a netfilter hook.
+/// A network namespace, for the control plane's side effects on it.
 ///
 /// # Invariants
 ///
-/// `skb` is valid for the lifetime `'a` (the duration of the hook call).
+/// `net` is a live namespace for as long as the `NetRef` exists: vpm keeps
+/// it only inside the namespace's own state, which is freed in the
+/// namespace's exit (or module unload) while the namespace is still live.
+pub(crate) struct NetRef {
+    net: NonNull<bindings::net>,
+}
+
+// SAFETY: A namespace is not tied to a thread; the operations below are
+// atomic bit operations, safe from any CPU.
+unsafe impl Send for NetRef {}
+// SAFETY: As above.
+unsafe impl Sync for NetRef {}
+
+impl NetRef {
+    /// Reserves `port` in `net.ipv4.ip_local_reserved_ports`; true if it was
+    /// not reserved before (so vpm must clear it again).
+    pub(crate) fn reserve_port(&self, port: u16) -> bool {
+        // SAFETY: `net` is live (type invariant).
+        unsafe { ffi::vpm_port_reserve(self.net.as_ptr(), port) }
+    }
+
+    /// Clears a reservation made by [`NetRef::reserve_port`].
+    pub(crate) fn unreserve_port(&self, port: u16) {
+        // SAFETY: `net` is live (type invariant).
+        unsafe { ffi::vpm_port_unreserve(self.net.as_ptr(), port) }
+    }
+}
+
+// ---- netfilter -------------------------------------------------------------
+
+/// A packet as handed to a netfilter hook, seen from its network header.
+///
+/// # Invariants
+///
+/// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
+/// of the hook call); `nh` is the offset of its network header from
+/// `skb->data`.
 pub(crate) struct Skb<'a> {
-    #[expect(dead_code, reason = "header access arrives with the rewriter")]
     skb: NonNull<bindings::sk_buff>,
+    nh: usize,
     _life: core::marker::PhantomData<&'a mut bindings::sk_buff>,
+}
+
+/// How the transport checksum of a packet is handled (`skb->ip_summed`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CsumState {
+    /// The checksum field is final (NONE, UNNECESSARY, COMPLETE): a
+    /// rewrite must update it.
+    Final,
+    /// CHECKSUM_PARTIAL: the field holds the pseudo-header seed and the
+    /// device (or the stack) sums the ports later: leave it alone.
+    Partial,
+}
+
+/// Most cgroup levels [`Skb::cgroup_ids`] reports.
+pub(crate) const CGROUP_DEPTH: usize = 8;
+
+impl Skb<'_> {
+    fn raw(&self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+
+    /// The checksum state.
+    pub(crate) fn csum(&self) -> CsumState {
+        // SAFETY: The skb is valid (type invariant).
+        match u32::from(unsafe { ffi::vpm_skb_ip_summed(self.raw()) }) {
+            bindings::CHECKSUM_PARTIAL => CsumState::Partial,
+            _ => CsumState::Final,
+        }
+    }
+
+    /// Makes the first `len` bytes from the network header writable and
+    /// returns them; `None` if the packet is shorter or memory is short.
+    pub(crate) fn writable(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = c_uint::try_from(self.nh.checked_add(len)?).ok()?;
+        // SAFETY: The skb is ours (type invariant); the call may reallocate
+        // the head, which is why the pointer is taken from its result.
+        let data = unsafe { ffi::vpm_skb_writable(self.raw(), end) };
+        let data = NonNull::new(data)?;
+        // SAFETY: `skb_ensure_writable` succeeded, so `data[..end]` is linear,
+        // private to this skb and writable; `&mut self` keeps anything else
+        // (including another `writable`) from touching it meanwhile.
+        Some(unsafe { core::slice::from_raw_parts_mut(data.as_ptr().add(self.nh), len) })
+    }
+
+    /// Whether a locally generated packet is routed to this host.
+    pub(crate) fn dst_is_local(&self) -> bool {
+        // SAFETY: The skb is valid (type invariant).
+        unsafe { ffi::vpm_skb_dst_local(self.raw()) }
+    }
+
+    /// Fills `ids` with the cgroup ids of the sending socket, innermost
+    /// first; returns how many.
+    pub(crate) fn cgroup_ids(&self, ids: &mut [u64; CGROUP_DEPTH]) -> usize {
+        // SAFETY: The skb is valid and `ids` has room for CGROUP_DEPTH ids;
+        // hooks run under RCU, which the C side requires.
+        let n = unsafe { ffi::vpm_skb_cgroup_ids(self.raw(), ids.as_mut_ptr(), CGROUP_DEPTH as c_uint) };
+        (n as usize).min(CGROUP_DEPTH)
+    }
+}
+
+/// The id of the cgroup v2 at `path`, relative to the caller's cgroup
+/// namespace root.  Process context.
+pub(crate) fn cgroup_id(path: &CStr) -> Result<u64> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let id = unsafe { ffi::vpm_cgroup_id(path.as_char_ptr()) };
+    if id < 0 {
+        return Err(Error::from_errno(id as c_int));
+    }
+    Ok(id as u64)
+}
+
+impl crate::vpm_parse::Packet for Skb<'_> {
+    fn len(&self) -> usize {
+        // SAFETY: The skb is valid (type invariant).
+        (unsafe { ffi::vpm_skb_len(self.raw()) } as usize).saturating_sub(self.nh)
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
+        let (Some(at), Ok(len)) = (self.nh.checked_add(off), c_int::try_from(buf.len())) else {
+            return false;
+        };
+        let Ok(at) = c_int::try_from(at) else {
+            return false;
+        };
+        // SAFETY: The skb is valid; `skb_copy_bits` checks the range against
+        // the packet (linear and paged parts) and writes at most `len`
+        // bytes into `buf`, which has exactly that room.
+        unsafe { bindings::skb_copy_bits(self.raw(), at, buf.as_mut_ptr().cast(), len) == 0 }
+    }
 }
 
 /// The netfilter entry point of every vpm hook.
@@ -282,9 +429,15 @@ unsafe extern "C" fn vpm_rs_hook(
     let Some(skb) = NonNull::new(skb) else {
         return bindings::NF_ACCEPT;
     };
-    // INVARIANT: netfilter owns the skb for the duration of the call.
+    // SAFETY: netfilter hands a valid skb.
+    let Ok(nh) = usize::try_from(unsafe { ffi::vpm_skb_nh_off(skb.as_ptr()) }) else {
+        return bindings::NF_ACCEPT;
+    };
+    // INVARIANT: netfilter gives the hook the skb for the duration of the
+    // call; `nh` is its network header offset.
     let skb = Skb {
         skb,
+        nh,
         _life: core::marker::PhantomData,
     };
     crate::vpm_nf::hook(state, skb, pf, hooknum)
@@ -503,10 +656,21 @@ pub(crate) trait PutAttrs {
 
     /// Adds a string attribute from bytes, appending the NUL.
     fn put_bytes_str(&mut self, attr: u32, val: &[u8]) -> Result {
-        let mut buf = [0u8; 64];
-        let n = val.len().min(buf.len() - 1);
-        buf[..n].copy_from_slice(&val[..n]);
-        self.put_raw(attr, &buf[..=n])
+        let attr = c_int::try_from(attr).map_err(|_| EINVAL)?;
+        let len = c_int::try_from(val.len() + 1).map_err(|_| EMSGSIZE)?;
+        // SAFETY: Implementors guarantee `skb` is a message they may append to.
+        let nla = unsafe { bindings::nla_reserve(self.skb(), attr, len) };
+        if nla.is_null() {
+            return Err(EMSGSIZE);
+        }
+        // SAFETY: `nla_reserve` returned an attribute with `len` payload
+        // bytes right after its (aligned) header; nothing else refers to them.
+        unsafe {
+            let data = nla.add(1).cast::<u8>();
+            ptr::copy_nonoverlapping(val.as_ptr(), data, val.len());
+            data.add(val.len()).write(0);
+        }
+        Ok(())
     }
 }
 
@@ -768,28 +932,40 @@ genl_doit!(vpm_nl_get_mapping_doit => crate::vpm_genl::get_mapping);
 genl_doit!(vpm_nl_flush_doit => crate::vpm_genl::flush);
 genl_doit!(vpm_nl_get_config_doit => crate::vpm_genl::get_config);
 genl_doit!(vpm_nl_set_config_doit => crate::vpm_genl::set_config);
+genl_doit!(vpm_nl_add_rule_doit => crate::vpm_genl::add_rule);
+genl_doit!(vpm_nl_del_rule_doit => crate::vpm_genl::del_rule);
 
-/// `VPM_CMD_GET_MAPPING` dump entry point.
-///
-/// # Safety
-///
-/// Called only by the generic netlink core with valid arguments.
-#[no_mangle]
-unsafe extern "C" fn vpm_nl_get_mapping_dumpit(
-    skb: *mut bindings::sk_buff,
-    cb: *mut bindings::netlink_callback,
-) -> c_int {
-    let (Some(skb), Some(cb)) = (NonNull::new(skb), NonNull::new(cb)) else {
-        return EINVAL.to_errno();
+/// Defines the C entry point `$name` of a `dump` operation declared by
+/// `gen/vpm_nl_gen.h`, running the safe handler `$handler`, which returns
+/// the length of the dump skb (0 ends the dump) or an error.
+macro_rules! genl_dumpit {
+    ($name:ident => $handler:path) => {
+        /// Generic netlink `dump` entry point (see `uapi/vpm.yaml`).
+        ///
+        /// # Safety
+        ///
+        /// Called only by the generic netlink core with valid arguments.
+        #[no_mangle]
+        unsafe extern "C" fn $name(
+            skb: *mut bindings::sk_buff,
+            cb: *mut bindings::netlink_callback,
+        ) -> c_int {
+            let (Some(skb), Some(cb)) = (NonNull::new(skb), NonNull::new(cb)) else {
+                return EINVAL.to_errno();
+            };
+            // INVARIANT: Valid for the duration of this call, per the caller.
+            let mut dump = Dump {
+                skb,
+                cb,
+                _life: core::marker::PhantomData,
+            };
+            match $handler(&mut dump) {
+                Ok(len) => c_int::try_from(len).unwrap_or(c_int::MAX),
+                Err(e) => e.to_errno(),
+            }
+        }
     };
-    // INVARIANT: Valid for the duration of this call, per the caller.
-    let mut dump = Dump {
-        skb,
-        cb,
-        _life: core::marker::PhantomData,
-    };
-    match crate::vpm_genl::dump_mappings(&mut dump) {
-        Ok(len) => c_int::try_from(len).unwrap_or(c_int::MAX),
-        Err(e) => e.to_errno(),
-    }
 }
+
+genl_dumpit!(vpm_nl_get_mapping_dumpit => crate::vpm_genl::dump_mappings);
+genl_dumpit!(vpm_nl_get_rule_dumpit => crate::vpm_genl::dump_rules);

@@ -12,8 +12,13 @@
 //! # Locking
 //!
 //! [`NetState::table`] is a mutex taken only by netlink handlers (process
-//! context, may sleep).  It protects the allocator, the map of allocations
-//! and the dump generation; the packet path never takes it.
+//! context, may sleep).  It protects the allocator, the allocations, the
+//! source rules, the reserved-port record and the dump generation, and it
+//! serialises every writer of [`NetState::views`].  The packet path never
+//! takes it: it reads the views under RCU (`vpm_rcu.rs`), which writers
+//! replace per port and free after a grace period.  The views are a
+//! function of the table: each change stages the new views before it
+//! touches the table, so an allocation failure changes nothing.
 
 use core::cmp::Ordering as CmpOrdering;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -22,16 +27,20 @@ use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
 use kernel::{new_condvar, new_mutex};
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
-use kernel::sync::{CondVar, Mutex};
+use kernel::sync::{rcu, Arc, CondVar, Mutex};
 
 use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
-use crate::vpm_sys::PerCpuCounters;
+use crate::vpm_rcu::{PortMap, Staged};
+use crate::vpm_rules::{self, Match, Source};
+use crate::vpm_sys::{NetRef, PerCpuCounters};
 
 /// Default anonymous port range: below the default ephemeral range
 /// (32768-60999), so the kernel never hands these ports to `connect()`.
 pub(crate) const DEFAULT_RANGE: (u16, u16) = (20000, 29999);
 /// Default limit on allocations per namespace.
 pub(crate) const DEFAULT_MAX_ENTRIES: u32 = 65535;
+/// Most source rules on one fixed port: bounds the packet path's scan.
+pub(crate) const RULES_PER_PORT: u32 = 256;
 /// Longest application id, in bytes (uapi `VPM_AID_MAX_LEN`).
 pub(crate) const AID_MAX_LEN: usize = 31;
 
@@ -44,7 +53,7 @@ pub(crate) const PROTO_ALL: u32 =
 /// # Invariants
 ///
 /// `bytes[..len]` is a valid id and `bytes[len..]` is zero.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Aid {
     len: u8,
     bytes: [u8; AID_MAX_LEN],
@@ -65,6 +74,14 @@ impl Aid {
             bytes,
         })
     }
+
+    /// The smallest valid id, `-` (dump cursors start below every AID).
+    pub(crate) const MIN: Aid = {
+        let mut bytes = [0; AID_MAX_LEN];
+        bytes[0] = b'-';
+        // INVARIANT: "-" is a valid id; the tail is zero.
+        Aid { len: 1, bytes }
+    };
 
     /// The id's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
@@ -96,13 +113,73 @@ pub(crate) struct Key {
     pub(crate) aid: Aid,
 }
 
-/// One allocation.
+impl Key {
+    /// The first possible key of `port`.
+    fn first_of(port: u16) -> Self {
+        Self {
+            port,
+            aid: Aid::MIN,
+        }
+    }
+}
+
+/// Per-allocation counters, indexed into [`EntryCounters`].
 #[derive(Clone, Copy)]
+pub(crate) enum EntryStat {
+    /// Packets translated fixed port -> anonymous port.
+    PktsIn,
+    /// Their bytes (IP header included).
+    BytesIn,
+    /// Packets translated anonymous port -> fixed port.
+    PktsOut,
+    /// Their bytes (IP header included).
+    BytesOut,
+}
+
+impl EntryStat {
+    /// Number of counters.
+    pub(crate) const COUNT: usize = 4;
+}
+
+/// Per-CPU counters of one allocation, shared by the control plane (which
+/// reports them) and the packet path's views (which count into them).
+pub(crate) type EntryCounters = PerCpuCounters<{ EntryStat::COUNT }>;
+
+/// The cgroup v2 whose sockets belong to an allocation's AID.
+pub(crate) struct Cgroup {
+    /// Its id (the inode number of its directory).
+    pub(crate) id: u64,
+    /// The path the configurator gave, reported back as is.
+    pub(crate) path: KVec<u8>,
+}
+
+/// One allocation.
 pub(crate) struct Mapping {
     /// The anonymous port.
     pub(crate) anon: u16,
     /// Protocols covered (`PROTO_*` bits).
     pub(crate) protos: u32,
+    /// Local clients in this cgroup (or below) reach this allocation.
+    pub(crate) cgroup: Option<Cgroup>,
+    /// Traffic counters.
+    pub(crate) counters: Arc<EntryCounters>,
+}
+
+impl Mapping {
+    fn target(&self) -> Target {
+        Target {
+            anon: self.anon,
+            protos: self.protos,
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// Key of a source rule: fixed port, then what the rule matches.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RuleKey {
+    pub(crate) port: u16,
+    pub(crate) m: Match,
 }
 
 /// Why a table operation failed; each maps to an errno and a message.
@@ -126,62 +203,345 @@ pub(crate) enum TableError {
     BadRange,
     /// A limit below the current number of entries.
     LimitBelowUse { entries: u32 },
+    /// A rule names an (AID, port) without an allocation.
+    RuleWithoutMapping,
+    /// A rule with the same match exists (pointing to `aid`).
+    RuleExists { aid: Aid },
+    /// No such rule.
+    RuleNotFound,
+    /// The port has `max` rules already.
+    TooManyRules { max: u32 },
     /// Out of memory.
     NoMemory,
 }
 
-/// The control plane's view of a namespace's allocations.
+impl From<kernel::error::Error> for TableError {
+    fn from(_: kernel::error::Error) -> Self {
+        TableError::NoMemory
+    }
+}
+
+impl From<kernel::alloc::AllocError> for TableError {
+    fn from(_: kernel::alloc::AllocError) -> Self {
+        TableError::NoMemory
+    }
+}
+
+// ---- the packet path's views ------------------------------------------------
+
+/// An allocation as the packet path sees it.
+#[derive(Clone)]
+pub(crate) struct Target {
+    /// The anonymous port.
+    pub(crate) anon: u16,
+    /// Protocols covered (`PROTO_*` bits).
+    pub(crate) protos: u32,
+    /// Where its traffic is counted.
+    pub(crate) counters: Arc<EntryCounters>,
+}
+
+/// Everything the packet path needs to steer packets for one fixed port.
+///
+/// Built by the control plane from the table, published whole through
+/// RCU, never modified afterwards.
+pub(crate) struct PortView {
+    /// Source rules except the default, most specific first.
+    rules: KVec<(Match, Target)>,
+    /// Allocations with a cgroup.
+    cgroups: KVec<(u64, Target)>,
+    /// The port's default AID.
+    default: Option<Target>,
+}
+
+impl PortView {
+    /// The allocation a packet of protocol bit `proto` from `src` belongs
+    /// to: the most specific source rule, else the sending local socket's
+    /// cgroup (`cgroups`, innermost first), else the port's default.
+    pub(crate) fn select(&self, src: &Source, cgroups: &[u64], proto: u32) -> Option<&Target> {
+        let usable = |t: &Target| t.protos & proto != 0;
+        if let Some(t) = vpm_rules::select(&self.rules, src, usable) {
+            return Some(t);
+        }
+        for id in cgroups {
+            if let Some((_, t)) = self.cgroups.iter().find(|(c, t)| c == id && usable(t)) {
+                return Some(t);
+            }
+        }
+        self.default.as_ref().filter(|t| usable(t))
+    }
+}
+
+/// What the packet path needs for replies from one anonymous port.
+pub(crate) struct RevView {
+    /// The fixed port replies must carry.
+    pub(crate) fixed: u16,
+    /// Protocols covered (`PROTO_*` bits).
+    pub(crate) protos: u32,
+    /// Where its traffic is counted.
+    pub(crate) counters: Arc<EntryCounters>,
+}
+
+/// The packet path's lock-free view of a namespace's table.
+///
+/// # Locking
+///
+/// Written only by [`Table`] methods, which run under the table's mutex;
+/// read under RCU by the hooks.  Lookups are two loads per port, whatever
+/// the number of entries.
+pub(crate) struct Views {
+    /// Fixed port -> how to steer packets addressed to it.
+    pub(crate) fwd: KBox<PortMap<PortView>>,
+    /// Anonymous port -> the fixed port its replies carry.
+    pub(crate) rev: KBox<PortMap<RevView>>,
+}
+
+/// Visits `tree` from the first key not below `from` while `f` says so.
+fn for_each_from<K: Ord, V, E>(
+    tree: &RBTree<K, V>,
+    from: &K,
+    mut f: impl FnMut(&K, &V) -> Result<bool, E>,
+) -> Result<(), E> {
+    let mut cur = tree.cursor_lower_bound(from);
+    while let Some(c) = cur {
+        let (k, v) = c.current();
+        if !f(k, v)? {
+            break;
+        }
+        cur = c.peek_next().and_then(|(next, _)| tree.cursor_lower_bound(next));
+    }
+    Ok(())
+}
+
+// ---- the control plane's table ---------------------------------------------
+
+/// The control plane's view of a namespace's allocations and rules.
+///
+/// Every change stages the packet path's new views first (the only step
+/// that allocates), then changes the table and commits the views, so a
+/// failed request leaves both exactly as they were.
 pub(crate) struct Table {
     alloc: PortAllocator<KVec<u64>>,
     map: RBTree<Key, Mapping>,
+    rules: RBTree<RuleKey, Aid>,
     entries: u32,
+    rule_count: u32,
     max_entries: u32,
     /// Bumped on every change; dumps compare it to detect a concurrent change.
     generation: u32,
+    views: Arc<Views>,
+    net: NetRef,
+    /// Ports vpm set in `ip_local_reserved_ports` (and must clear again).
+    reserved: KVec<u64>,
 }
 
 impl Table {
-    fn new() -> Result<Self> {
+    fn new(views: Arc<Views>, net: NetRef) -> Result<Self> {
         let bits = KVec::from_elem(0u64, WORDS, GFP_KERNEL_ACCOUNT)?;
         let alloc =
             PortAllocator::new(bits, DEFAULT_RANGE.0, DEFAULT_RANGE.1).map_err(|_| EINVAL)?;
         Ok(Self {
             alloc,
             map: RBTree::new(),
+            rules: RBTree::new(),
             entries: 0,
+            rule_count: 0,
             max_entries: DEFAULT_MAX_ENTRIES,
             generation: 1,
+            views,
+            net,
+            reserved: KVec::from_elem(0u64, WORDS, GFP_KERNEL_ACCOUNT)?,
         })
+    }
+
+    fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Keeps the kernel from handing `port` to `connect()` or autobind.
+    fn reserve(&mut self, port: u16) {
+        if self.net.reserve_port(port) {
+            self.reserved[usize::from(port) / 64] |= 1 << (port % 64);
+        }
+    }
+
+    /// Undoes [`Table::reserve`], leaving reservations vpm did not make.
+    fn unreserve(&mut self, port: u16) {
+        let (word, bit) = (usize::from(port) / 64, 1u64 << (port % 64));
+        if self.reserved[word] & bit != 0 {
+            self.reserved[word] &= !bit;
+            self.net.unreserve_port(port);
+        }
+    }
+
+    /// The packet path's view of `port` as the table stands, leaving out
+    /// the allocation of `without` (and its rules); `None` when no
+    /// allocation of the port is left.
+    fn port_view(&self, port: u16, without: Option<&Aid>) -> Result<Option<PortView>, TableError> {
+        let mut cgroups = KVec::new();
+        let mut any = false;
+        for_each_from(&self.map, &Key::first_of(port), |k, m| {
+            if k.port != port {
+                return Ok(false);
+            }
+            if Some(&k.aid) != without {
+                any = true;
+                if let Some(c) = &m.cgroup {
+                    cgroups.push((c.id, m.target()), GFP_KERNEL_ACCOUNT)?;
+                }
+            }
+            Ok::<_, TableError>(true)
+        })?;
+        if !any {
+            return Ok(None);
+        }
+        let mut rules = KVec::new();
+        let mut default = None;
+        let first = RuleKey {
+            port,
+            m: Match::ANY,
+        };
+        for_each_from(&self.rules, &first, |rk, aid| {
+            if rk.port != port {
+                return Ok(false);
+            }
+            if Some(aid) == without {
+                return Ok(true);
+            }
+            // Rules only ever point to existing allocations (`rule_add`
+            // checks, `del` removes a mapping's rules with it).
+            let Some(m) = self.map.get(&Key { port, aid: *aid }) else {
+                return Ok(true);
+            };
+            if rk.m.is_default() {
+                default = Some(m.target());
+            } else {
+                rules.push((rk.m, m.target()), GFP_KERNEL_ACCOUNT)?;
+            }
+            Ok::<_, TableError>(true)
+        })?;
+        vpm_rules::sort(&mut rules);
+        Ok(Some(PortView {
+            rules,
+            cgroups,
+            default,
+        }))
+    }
+
+    /// Stages the views of fixed port `port` (without `without`'s entry).
+    fn stage_port(&self, port: u16, without: Option<&Aid>) -> Result<Option<Staged<'_, PortView>>, TableError> {
+        match self.port_view(port, without)? {
+            Some(view) => Ok(Some(self.views.fwd.stage(port, view)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stages the reply view of `key`'s allocation.
+    fn stage_rev(&self, key: &Key) -> Result<Staged<'_, RevView>, TableError> {
+        let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        let rev = RevView {
+            fixed: key.port,
+            protos: m.protos,
+            counters: m.counters.clone(),
+        };
+        Ok(self.views.rev.stage(m.anon, rev)?)
+    }
+
+    /// Whether rules of `key.port` point to `key.aid`.
+    fn has_rules(&self, key: &Key) -> bool {
+        let mut found = false;
+        let _ = for_each_from(&self.rules, &RuleKey { port: key.port, m: Match::ANY }, |k, aid| {
+            found = k.port == key.port && *aid == key.aid;
+            Ok::<_, ()>(k.port == key.port && !found)
+        });
+        found
+    }
+
+    /// Whether the port of `key` has another allocation than `key`'s.
+    fn port_has_other(&self, key: &Key) -> bool {
+        let mut other = false;
+        let _ = for_each_from(&self.map, &Key::first_of(key.port), |k, _| {
+            other = k.port == key.port && k.aid != key.aid;
+            Ok::<_, ()>(k.port == key.port && !other)
+        });
+        other
+    }
+
+    /// Whether the packet path has a view of fixed port `port`.
+    fn port_published(&self, port: u16) -> bool {
+        let guard = rcu::read_lock();
+        self.views.fwd.get(port, &guard).is_some()
+    }
+
+    /// Publishes the views of `key`'s allocation and, if `fwd`, of its
+    /// fixed port; nothing changes on error.
+    ///
+    /// A port's view only lists allocations that rules or cgroups steer
+    /// to, so an allocation without either changes it only by creating
+    /// or removing the port: skipping the rebuild otherwise keeps adding
+    /// the 10,000th AID of a port as cheap as adding the first.
+    fn publish(&self, key: &Key, fwd: bool) -> Result<(), TableError> {
+        let fwd = if fwd { self.stage_port(key.port, None)? } else { None };
+        let rev = self.stage_rev(key)?;
+        if let Some(fwd) = fwd {
+            fwd.commit();
+        }
+        rev.commit();
+        Ok(())
     }
 
     /// Allocates (or returns the existing) anonymous port of `key`.
     ///
-    /// `want` asks for exactly that port.  Returns the mapping and whether
-    /// the table changed (created, or widened to more protocols).
+    /// `want` asks for exactly that port; `cgroup`, if given, replaces the
+    /// allocation's cgroup.  Returns whether the table changed (created,
+    /// widened to more protocols, or a new cgroup).
     pub(crate) fn add(
         &mut self,
         key: Key,
         protos: u32,
         want: Option<u16>,
-    ) -> Result<(Mapping, bool), TableError> {
+        cgroup: &mut Option<Cgroup>,
+    ) -> Result<bool, TableError> {
+        let has_rules = self.has_rules(&key);
         if let Some(m) = self.map.get_mut(&key) {
+            let steered = has_rules || m.cgroup.is_some() || cgroup.is_some();
             if want.is_some_and(|w| w != m.anon) {
                 return Err(TableError::OtherAnonPort { anon: m.anon });
             }
-            let widened = m.protos | protos != m.protos;
-            if widened {
-                m.protos |= protos;
-                self.generation = self.generation.wrapping_add(1);
+            let old_protos = m.protos;
+            m.protos |= protos;
+            let mut changed = m.protos != old_protos;
+            let same = |c: &Cgroup| m.cgroup.as_ref().is_some_and(|o| o.id == c.id && o.path[..] == c.path[..]);
+            let old_cgroup = match cgroup.take() {
+                Some(c) if !same(&c) => {
+                    changed = true;
+                    Some(core::mem::replace(&mut m.cgroup, Some(c)))
+                }
+                _ => None,
+            };
+            if !changed {
+                return Ok(false);
             }
-            return Ok((*m, widened));
+            if let Err(e) = self.publish(&key, steered) {
+                // Put things back: the views still show the old state.
+                if let Some(m) = self.map.get_mut(&key) {
+                    m.protos = old_protos;
+                    if let Some(old) = old_cgroup {
+                        m.cgroup = old;
+                    }
+                }
+                return Err(e);
+            }
+            self.changed();
+            return Ok(true);
         }
         if self.entries >= self.max_entries {
             return Err(TableError::TooManyEntries {
                 max: self.max_entries,
             });
         }
-        // Allocate the node first: nothing to undo if memory is short.
-        let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT).map_err(|_| TableError::NoMemory)?;
+        // Allocate everything first: nothing to undo if memory is short.
+        let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let counters = Arc::new(EntryCounters::new()?, GFP_KERNEL_ACCOUNT)?;
         let (lo, hi) = self.alloc.range();
         let anon = match want {
             Some(p) => self.alloc.reserve(p).map(|()| p),
@@ -196,59 +556,176 @@ impl Table {
                 hi,
             },
         })?;
-        let mapping = Mapping { anon, protos };
+        let steered = cgroup.is_some() || !self.port_published(key.port);
+        let mapping = Mapping {
+            anon,
+            protos,
+            cgroup: cgroup.take(),
+            counters,
+        };
         self.map.insert(slot.into_node(key, mapping));
+        if let Err(e) = self.publish(&key, steered) {
+            self.map.remove(&key);
+            self.alloc.release(anon);
+            return Err(e);
+        }
+        self.reserve(anon);
         self.entries += 1;
-        self.generation = self.generation.wrapping_add(1);
-        Ok((mapping, true))
+        self.changed();
+        Ok(true)
     }
 
-    /// Releases the allocation of `key`.
+    /// Releases the allocation of `key` and the rules that point to it.
     pub(crate) fn del(&mut self, key: &Key) -> Result<Mapping, TableError> {
+        let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        let anon = m.anon;
+        if m.cgroup.is_some() || self.has_rules(key) || !self.port_has_other(key) {
+            match self.stage_port(key.port, Some(&key.aid))? {
+                Some(fwd) => fwd.commit(),
+                None => self.views.fwd.clear(key.port),
+            }
+        }
+        self.views.rev.clear(anon);
+        self.remove_rules_of(key);
         let m = self.map.remove(key).ok_or(TableError::NotFound)?;
         self.alloc.release(m.anon);
+        self.unreserve(m.anon);
         self.entries -= 1;
-        self.generation = self.generation.wrapping_add(1);
+        self.changed();
         Ok(m)
     }
 
-    /// The allocation of `key`.
-    pub(crate) fn get(&self, key: &Key) -> Option<Mapping> {
-        self.map.get(key).copied()
+    /// Drops the rules of `key.port` that point to `key.aid`.
+    fn remove_rules_of(&mut self, key: &Key) {
+        let first = RuleKey {
+            port: key.port,
+            m: Match::ANY,
+        };
+        let mut removed = 0;
+        let mut cur = self.rules.cursor_lower_bound_mut(&first);
+        while let Some(c) = cur {
+            let (rk, aid) = c.current();
+            if rk.port != key.port {
+                break;
+            }
+            cur = if *aid == key.aid {
+                removed += 1;
+                c.remove_current().0
+            } else {
+                c.move_next()
+            };
+        }
+        self.rule_count -= removed;
     }
 
-    /// Releases every allocation; returns how many there were.
+    /// The allocation of `key`.
+    pub(crate) fn get(&self, key: &Key) -> Option<&Mapping> {
+        self.map.get(key)
+    }
+
+    /// Releases every allocation and rule; returns how many allocations
+    /// there were.
     pub(crate) fn flush(&mut self) -> u32 {
         let n = self.entries;
         while let Some(c) = self.map.cursor_front_mut() {
             let (_, node) = c.remove_current();
-            self.alloc.release(node.to_key_value().1.anon);
+            let (key, m) = node.to_key_value();
+            self.views.fwd.clear(key.port);
+            self.views.rev.clear(m.anon);
+            self.alloc.release(m.anon);
+            self.unreserve(m.anon);
+        }
+        while let Some(c) = self.rules.cursor_front_mut() {
+            c.remove_current();
         }
         self.entries = 0;
-        self.generation = self.generation.wrapping_add(1);
+        self.rule_count = 0;
+        self.changed();
         n
+    }
+
+    /// Adds a source rule steering `rk.m` on `rk.port` to `aid`.
+    pub(crate) fn rule_add(&mut self, rk: RuleKey, aid: Aid) -> Result<(), TableError> {
+        if self.map.get(&Key { port: rk.port, aid }).is_none() {
+            return Err(TableError::RuleWithoutMapping);
+        }
+        if let Some(other) = self.rules.get(&rk) {
+            return Err(TableError::RuleExists { aid: *other });
+        }
+        if self.rule_count >= self.max_entries {
+            return Err(TableError::TooManyRules {
+                max: self.max_entries,
+            });
+        }
+        let mut on_port = 0;
+        for_each_from(&self.rules, &RuleKey { port: rk.port, m: Match::ANY }, |k, _| {
+            if k.port != rk.port {
+                return Ok(false);
+            }
+            on_port += 1;
+            Ok::<_, TableError>(on_port < RULES_PER_PORT)
+        })?;
+        if on_port >= RULES_PER_PORT {
+            return Err(TableError::TooManyRules {
+                max: RULES_PER_PORT,
+            });
+        }
+        let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        self.rules.insert(slot.into_node(rk, aid));
+        match self.stage_port(rk.port, None) {
+            Ok(Some(fwd)) => fwd.commit(),
+            // The rule's allocation exists, so the port has a view.
+            Ok(None) => {}
+            Err(e) => {
+                self.rules.remove(&rk);
+                return Err(e);
+            }
+        }
+        self.rule_count += 1;
+        self.changed();
+        Ok(())
+    }
+
+    /// Removes the rule `rk`; returns the AID it pointed to.
+    pub(crate) fn rule_del(&mut self, rk: &RuleKey) -> Result<Aid, TableError> {
+        // Reserve first, so that a failed publish can put the rule back.
+        let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let aid = self.rules.remove(rk).ok_or(TableError::RuleNotFound)?;
+        match self.stage_port(rk.port, None) {
+            Ok(Some(fwd)) => fwd.commit(),
+            Ok(None) => self.views.fwd.clear(rk.port),
+            Err(e) => {
+                self.rules.insert(slot.into_node(*rk, aid));
+                return Err(e);
+            }
+        }
+        self.rule_count -= 1;
+        self.changed();
+        Ok(aid)
     }
 
     /// Visits allocations in key order, starting after `after` (or at the
     /// first), until `f` returns false.
-    pub(crate) fn visit_from(&mut self, after: Option<&Key>, mut f: impl FnMut(&Key, &Mapping) -> bool) {
-        let mut cur = match after {
-            Some(k) => self.map.cursor_lower_bound_mut(k),
-            None => self.map.cursor_front_mut(),
-        };
-        while let Some(c) = cur {
-            let (k, m) = c.current();
-            if after != Some(k) && !f(k, m) {
-                return;
-            }
-            cur = c.move_next();
-        }
+    pub(crate) fn visit_from(&self, after: Option<&Key>, mut f: impl FnMut(&Key, &Mapping) -> bool) {
+        let from = after.copied().unwrap_or(Key::first_of(0));
+        let _ = for_each_from(&self.map, &from, |k, m| {
+            Ok::<_, ()>(after == Some(k) || f(k, m))
+        });
     }
 
-    /// The range, limit and number of allocations.
-    pub(crate) fn config(&self) -> (u16, u16, u32, u32) {
+    /// Visits rules in key order, starting after `after` (or at the
+    /// first), until `f` returns false.
+    pub(crate) fn visit_rules_from(&self, after: Option<&RuleKey>, mut f: impl FnMut(&RuleKey, &Aid) -> bool) {
+        let from = after.copied().unwrap_or(RuleKey { port: 0, m: Match::ANY });
+        let _ = for_each_from(&self.rules, &from, |k, aid| {
+            Ok::<_, ()>(after == Some(k) || f(k, aid))
+        });
+    }
+
+    /// The range, limit, number of allocations and number of rules.
+    pub(crate) fn config(&self) -> (u16, u16, u32, u32, u32) {
         let (lo, hi) = self.alloc.range();
-        (lo, hi, self.max_entries, self.entries)
+        (lo, hi, self.max_entries, self.entries, self.rule_count)
     }
 
     /// Changes the range and/or limit; nothing changes on error.
@@ -258,10 +735,9 @@ impl Table {
         max_entries: Option<u32>,
     ) -> Result<(), TableError> {
         if let Some(max) = max_entries {
-            if max < self.entries {
-                return Err(TableError::LimitBelowUse {
-                    entries: self.entries,
-                });
+            let used = self.entries.max(self.rule_count);
+            if max < used {
+                return Err(TableError::LimitBelowUse { entries: used });
             }
         }
         if let Some((lo, hi)) = range {
@@ -273,7 +749,7 @@ impl Table {
         if let Some(max) = max_entries {
             self.max_entries = max;
         }
-        self.generation = self.generation.wrapping_add(1);
+        self.changed();
         Ok(())
     }
 
@@ -283,16 +759,46 @@ impl Table {
     }
 }
 
+impl Drop for Table {
+    fn drop(&mut self) {
+        // Give the namespace back the ports vpm reserved in it.
+        for (word, bits) in self.reserved.iter().enumerate() {
+            let mut bits = *bits;
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                self.net.unreserve_port((word * 64) as u16 + bit as u16);
+            }
+        }
+    }
+}
+
 /// Per-namespace counters, indexed into [`NetState::counters`].
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
     /// Packets that entered one of the namespace's vpm hooks.
     PktsSeen,
+    /// Packets translated fixed port -> anonymous port.
+    XlatIn,
+    /// Packets translated anonymous port -> fixed port.
+    XlatOut,
+    /// Packets for a multiplexed fixed port that no rule, cgroup or
+    /// default steered to an allocation: passed untouched.
+    NoAid,
+    /// Packets vpm could not parse safely (truncated, bad lengths, UDP/IPv6
+    /// without checksum): passed untouched.
+    Malformed,
+    /// Non-first fragments: no ports to look at, passed untouched.
+    Fragments,
+    /// Packets that had to be translated but could not be made writable
+    /// (out of memory): dropped, since delivering them untranslated would
+    /// reach the wrong application.
+    Dropped,
 }
 
 impl Stat {
     /// Number of counters.
-    pub(crate) const COUNT: usize = 1;
+    pub(crate) const COUNT: usize = 7;
 }
 
 /// vpm's state in one network namespace.
@@ -300,7 +806,9 @@ pub(crate) struct NetState {
     counters: PerCpuCounters<{ Stat::COUNT }>,
     /// Number of netfilter hooks currently registered in the namespace.
     hooks: AtomicU32,
-    /// The allocations; control plane only.
+    /// The packet path's view of the table (see [`Views`]).
+    pub(crate) views: Arc<Views>,
+    /// The allocations and rules; control plane only.
     pub(crate) table: Pin<KBox<Mutex<Table>>>,
     /// Signalled whenever allocations are released or limits raised, for
     /// `add-mapping` requests waiting for room.
@@ -309,11 +817,20 @@ pub(crate) struct NetState {
 
 impl NetState {
     /// Creates the state of a new namespace (process context).
-    pub(crate) fn new() -> Result<Self> {
+    pub(crate) fn new(net: NetRef) -> Result<Self> {
+        let views = Arc::new(
+            Views {
+                fwd: PortMap::new()?,
+                rev: PortMap::new()?,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let table = Table::new(views.clone(), net)?;
         Ok(Self {
             counters: PerCpuCounters::new()?,
             hooks: AtomicU32::new(0),
-            table: KBox::pin_init(new_mutex!(Table::new()?, "vpm_table"), GFP_KERNEL_ACCOUNT)?,
+            views,
+            table: KBox::pin_init(new_mutex!(table, "vpm_table"), GFP_KERNEL_ACCOUNT)?,
             freed: KBox::pin_init(new_condvar!("vpm_freed"), GFP_KERNEL_ACCOUNT)?,
         })
     }

@@ -17,12 +17,13 @@ static const struct netlink_range_validation vpm_a_mapping_wait_ms_range = {
 };
 
 /* VPM_CMD_ADD_MAPPING - do */
-static const struct nla_policy vpm_add_mapping_nl_policy[VPM_A_MAPPING_WAIT_MS + 1] = {
+static const struct nla_policy vpm_add_mapping_nl_policy[VPM_A_MAPPING_CGROUP + 1] = {
 	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
 	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
 	[VPM_A_MAPPING_PROTO] = NLA_POLICY_MASK(NLA_U32, 0x3),
 	[VPM_A_MAPPING_ANON_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
 	[VPM_A_MAPPING_WAIT_MS] = NLA_POLICY_FULL_RANGE(NLA_U32, &vpm_a_mapping_wait_ms_range),
+	[VPM_A_MAPPING_CGROUP] = { .type = NLA_NUL_STRING, .len = 4095, },
 };
 
 /* VPM_CMD_DEL_MAPPING - do */
@@ -44,6 +45,23 @@ static const struct nla_policy vpm_set_config_nl_policy[VPM_A_CONFIG_MAX_ENTRIES
 	[VPM_A_CONFIG_MAX_ENTRIES] = NLA_POLICY_MIN(NLA_U32, 1),
 };
 
+/* VPM_CMD_ADD_RULE - do */
+static const struct nla_policy vpm_add_rule_nl_policy[VPM_A_RULE_SRC_PORT + 1] = {
+	[VPM_A_RULE_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_RULE_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_RULE_ADDR] = NLA_POLICY_MAX_LEN(16),
+	[VPM_A_RULE_PREFIX_LEN] = NLA_POLICY_MAX(NLA_U8, 128),
+	[VPM_A_RULE_SRC_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+};
+
+/* VPM_CMD_DEL_RULE - do */
+static const struct nla_policy vpm_del_rule_nl_policy[VPM_A_RULE_SRC_PORT + 1] = {
+	[VPM_A_RULE_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_RULE_ADDR] = NLA_POLICY_MAX_LEN(16),
+	[VPM_A_RULE_PREFIX_LEN] = NLA_POLICY_MAX(NLA_U8, 128),
+	[VPM_A_RULE_SRC_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+};
+
 /* Ops table for vpm */
 static const struct genl_split_ops vpm_nl_ops[] = {
 	{
@@ -55,7 +73,7 @@ static const struct genl_split_ops vpm_nl_ops[] = {
 		.cmd		= VPM_CMD_ADD_MAPPING,
 		.doit		= vpm_nl_add_mapping_doit,
 		.policy		= vpm_add_mapping_nl_policy,
-		.maxattr	= VPM_A_MAPPING_WAIT_MS,
+		.maxattr	= VPM_A_MAPPING_CGROUP,
 		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
 	},
 	{
@@ -93,6 +111,25 @@ static const struct genl_split_ops vpm_nl_ops[] = {
 		.policy		= vpm_set_config_nl_policy,
 		.maxattr	= VPM_A_CONFIG_MAX_ENTRIES,
 		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_ADD_RULE,
+		.doit		= vpm_nl_add_rule_doit,
+		.policy		= vpm_add_rule_nl_policy,
+		.maxattr	= VPM_A_RULE_SRC_PORT,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_DEL_RULE,
+		.doit		= vpm_nl_del_rule_doit,
+		.policy		= vpm_del_rule_nl_policy,
+		.maxattr	= VPM_A_RULE_SRC_PORT,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd	= VPM_CMD_GET_RULE,
+		.dumpit	= vpm_nl_get_rule_dumpit,
+		.flags	= GENL_CMD_CAP_DUMP,
 	},
 };
 

@@ -6,7 +6,7 @@
 unload
 for i in $(seq 20); do
 	insmod "$VPM_KO"
-	expect_eq "hooks in init_net after load $i" 4 "$(status_field hooks)"
+	expect_eq "hooks in init_net after load $i" 6 "$(status_field hooks)"
 	rmmod vpm
 done
 

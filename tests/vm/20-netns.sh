@@ -10,7 +10,7 @@ trap cleanup EXIT
 load
 for i in $(seq 10); do ip netns add "vpmt$i"; done
 for i in $(seq 10); do
-	expect_eq "hooks in netns vpmt$i" 4 "$(status_field "vpmt$i" hooks)"
+	expect_eq "hooks in netns vpmt$i" 6 "$(status_field "vpmt$i" hooks)"
 done
 for i in $(seq 10); do ip netns del "vpmt$i"; done
 
@@ -19,7 +19,7 @@ for i in 1 2 3; do ip netns add "vpmt$i"; done
 rmmod vpm
 insmod "$VPM_KO"
 for i in 1 2 3; do
-	expect_eq "hooks in pre-existing netns vpmt$i" 4 "$(status_field "vpmt$i" hooks)"
+	expect_eq "hooks in pre-existing netns vpmt$i" 6 "$(status_field "vpmt$i" hooks)"
 done
 rmmod vpm
 for i in 1 2 3; do ip netns del "vpmt$i"; done

@@ -9,20 +9,21 @@ load
 
 want_version=$(sed -n 's/.*const VERSION: &CStr = c"\([^"]*\)".*/\1/p' "$VPM_ROOT/vpm_mod.rs")
 expect_eq "module version" "$want_version" "$(status_field version)"
-expect_eq "hooks in init_net" 4 "$(status_field hooks)"
+expect_eq "hooks in init_net" 6 "$(status_field hooks)"
 
 human=$(vpmctl status)
 expect "human output names the version" grep -q "^vpm $want_version\$" <<<"$human"
-expect "human output lists hooks" grep -qE '^  netfilter hooks +4$' <<<"$human"
+expect "human output lists hooks" grep -qE '^  netfilter hooks +6$' <<<"$human"
 
 # A fresh namespace has its own state: no packet seen yet.
 ip netns add vpms
-expect_eq "hooks in child netns" 4 "$(status_field vpms hooks)"
+expect_eq "hooks in child netns" 6 "$(status_field vpms hooks)"
 expect_eq "packets seen in a fresh netns" 0 "$(status_field vpms pkts_seen)"
 ip -n vpms link set lo up
 ip netns exec vpms ping -q -c 3 -W 2 127.0.0.1 >/dev/null
-# 3 requests and 3 replies, each through LOCAL_OUT and PRE_ROUTING.
-expect_eq "packets seen after 3 loopback pings" 12 "$(status_field vpms pkts_seen)"
+# 3 requests and 3 replies, each through LOCAL_OUT, POST_ROUTING and
+# PRE_ROUTING (lo loops them back in).
+expect_eq "packets seen after 3 loopback pings" 18 "$(status_field vpms pkts_seen)"
 
 # get-status needs no privilege (it only reveals the caller's namespace).
 expect "status works as nobody" setpriv --reuid 65534 --regid 65534 --clear-groups \

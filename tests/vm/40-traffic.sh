@@ -74,7 +74,7 @@ for i in range(100):
 sleep 0.5
 expect_eq "server-side packets seen (PRE_ROUTING, 100 datagrams)" 100 \
 	$(($(status_field vpms pkts_seen) - before_s))
-expect_eq "client-side packets seen (LOCAL_OUT, 100 datagrams)" 100 \
+expect_eq "client-side packets seen (LOCAL_OUT + POST_ROUTING, 100 datagrams)" 200 \
 	$(($(status_field vpmc pkts_seen) - before_c))
 expect_eq "init_net packets seen (other namespaces' traffic)" 0 \
 	$(($(status_field pkts_seen) - before_init))

@@ -10,19 +10,6 @@ load
 vpmctl flush
 vpmctl config --range 20000-29999 --max-entries 65535 >/dev/null
 
-# expect_fail CODE TEXT COMMAND...: COMMAND exits with CODE and its
-# stderr contains TEXT.
-expect_fail() {
-	local code=$1 text=$2 out rc
-	shift 2
-	set +e
-	out=$("$@" 2>&1 >/dev/null)
-	rc=$?
-	set -e
-	expect_eq "exit code of '$*'" "$code" "$rc"
-	expect "'$*' says '$text' (said: $out)" grep -qF -- "$text" <<<"$out"
-}
-
 a1=$(vpmctl add --aid a --port 9000 --json | json anon_port)
 a2=$(vpmctl add --aid a --port 9000 --json | json anon_port)
 b1=$(vpmctl add --aid b --port 9000 --json | json anon_port)
@@ -65,7 +52,26 @@ expect_eq "entries after the big batch" 10000 "$(vpmctl config --json | json ent
 expect_eq "allocations dumped" 10000 "$(vpmctl show --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 expect_fail 1 "no free port in range 20000-29999 (10000 in use)" vpmctl add --aid one-too-many --port 443
 subtest PASS "batch-10000 (${ms}ms)"
+
+# 20,000 allocations over 50 fixed ports: the dump (many multi-part
+# messages) is complete, ordered by port then AID, with unique ports.
 vpmctl flush
+vpmctl config --range 10000-39999 >/dev/null
+for i in $(seq 20000); do echo "add --aid d$i --port $((1000 + i % 50))"; done >/tmp/vpm-batch
+vpmctl batch /tmp/vpm-batch >/dev/null
+vpmctl show --json | python3 -c '
+import json, sys
+maps = json.load(sys.stdin)
+assert len(maps) == 20000, f"dump returned {len(maps)} of 20000"
+keys = [(m["port"], m["aid"]) for m in maps]
+assert keys == sorted(keys), "dump not ordered by port, then AID"
+assert len(set(keys)) == 20000, "an entry appears twice"
+assert keys == sorted((1000 + i % 50, f"d{i}") for i in range(1, 20001)), "entries differ"
+assert len({m["anon_port"] for m in maps}) == 20000, "anonymous ports not unique"
+'
+subtest PASS dump-20000
+vpmctl flush
+vpmctl config --range 20000-29999 >/dev/null
 for i in $(seq 1000); do echo "add --aid app$i --port 8080"; done >/tmp/vpm-batch
 vpmctl batch /tmp/vpm-batch >/dev/null
 

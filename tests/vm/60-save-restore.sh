@@ -5,7 +5,9 @@
 . "$VPM_ROOT/tests/vm/lib.sh"
 
 fresh_netns vpmr
-trap 'ip netns del vpmr 2>/dev/null || true' EXIT
+trap 'ip netns del vpmr 2>/dev/null || true; rmdir /sys/fs/cgroup/vpm-r 2>/dev/null || true' EXIT
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+mkdir -p /sys/fs/cgroup/vpm-r
 load
 r() { ip netns exec vpmr vpmctl "$@"; }
 
@@ -14,8 +16,18 @@ for i in $(seq 50); do echo "add --aid svc$i --port $((9000 + i % 3))"; done >/t
 echo "add --aid tcp-only --port 80 --proto tcp" >>/tmp/vpm-batch
 # A hole in the range, so restore must reproduce ports, not just count.
 echo "del --aid svc7 --port 9001" >>/tmp/vpm-batch
+# Rules of every kind and a cgroup are part of the state too.
+cat >>/tmp/vpm-batch <<'EOF2'
+rule add --port 9000 --from 10.0.0.0/8 --aid svc3
+rule add --port 9001 --aid svc1
+rule add --port 9002 --from [fd00::/8]:5000 --aid svc2
+rule add --port 9002 --from :6000 --aid svc5
+add --aid svc4 --port 9001 --cgroup /vpm-r
+EOF2
 r batch /tmp/vpm-batch >/dev/null
 r show --json >/tmp/vpm-before.json
+r rule show --json >/tmp/vpm-rules-before.json
+expect "the cgroup is in the saved state" grep -q '"cgroup":"/vpm-r"' /tmp/vpm-before.json
 r config --json >/tmp/vpm-config-before.json
 r save >/tmp/vpm-state.json
 
@@ -24,6 +36,7 @@ r config --range 20000-29999 --max-entries 65535 >/dev/null
 r restore /tmp/vpm-state.json
 expect "show --json is identical after restore" cmp -s /tmp/vpm-before.json <(r show --json)
 expect "config is identical after restore" cmp -s /tmp/vpm-config-before.json <(r config --json)
+expect "rules are identical after restore" cmp -s /tmp/vpm-rules-before.json <(r rule show --json)
 subtest PASS round-trip
 
 # Restoring onto the same state is a no-op.

@@ -21,6 +21,8 @@ e add --aid a --port 9000 --proto tcp >/dev/null # no change: no event
 e add --aid a --port 9000 --proto both >/dev/null # widened: event
 e add --aid b --port 9000 >/dev/null
 e config --range 20000-20999 >/dev/null
+e rule add --port 9000 --from 10.0.0.0/8:5000 --aid b
+e rule del --port 9000 --from 10.0.0.0/8:5000
 e del --aid a --port 9000
 e flush
 ip netns exec vpmother vpmctl add --aid elsewhere --port 1 >/dev/null
@@ -29,12 +31,14 @@ sleep 2
 python3 - /tmp/vpm-events.json <<'PY'
 import json, sys
 got = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-kinds = [(e["event"], e.get("mapping", {}).get("aid"), tuple(e.get("mapping", {}).get("proto", [])))
+kinds = [(e["event"], e.get("mapping", e.get("rule", {})).get("aid"), tuple(e.get("mapping", {}).get("proto", [])))
          for e in got]
 want = [("new", "a", ("tcp",)), ("new", "a", ("tcp", "udp")), ("new", "b", ("tcp", "udp")),
-        ("config", None, ()), ("del", "a", ("tcp", "udp")), ("flush", None, ())]
+        ("config", None, ()), ("rule-new", "b", ()), ("rule-del", "b", ()),
+        ("del", "a", ("tcp", "udp")), ("flush", None, ())]
 assert kinds == want, f"events {kinds}\n  wanted {want}"
 assert got[3]["config"]["range_hi"] == 20999, got[3]
-assert got[0]["mapping"]["anon_port"] == got[4]["mapping"]["anon_port"], "del names the port new gave"
+assert got[0]["mapping"]["anon_port"] == got[6]["mapping"]["anon_port"], "del names the port new gave"
+assert got[4]["rule"] == {"port": 9000, "addr": "10.0.0.0", "prefix_len": 8, "src_port": 5000, "aid": "b"}, got[4]
 PY
 subtest PASS event-sequence

@@ -26,6 +26,19 @@ expect_eq() {
 	fi
 }
 
+# expect_fail CODE TEXT COMMAND...: COMMAND exits with CODE and its
+# stderr contains TEXT.
+expect_fail() {
+	local code=$1 text=$2 out rc
+	shift 2
+	set +e
+	out=$("$@" 2>&1 >/dev/null)
+	rc=$?
+	set -e
+	expect_eq "exit code of '$*'" "$code" "$rc"
+	expect "'$*' says '$text' (said: $out)" grep -qF -- "$text" <<<"$out"
+}
+
 subtest() { echo "SUBTEST $1 $2"; }
 
 # fresh_netns NAME...: (re)create empty network namespaces.

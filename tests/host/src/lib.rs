@@ -11,7 +11,19 @@ pub mod vpm_csum;
 #[allow(dead_code)]
 pub mod vpm_alloc;
 
+#[path = "../../../vpm_rules.rs"]
+#[allow(dead_code)]
+pub mod vpm_rules;
+
+#[path = "../../../vpm_parse.rs"]
+#[allow(dead_code)]
+pub mod vpm_parse;
+
 #[cfg(test)]
 mod alloc_props;
 #[cfg(test)]
 mod csum_props;
+#[cfg(test)]
+mod parse_props;
+#[cfg(test)]
+mod rules_props;

@@ -14,6 +14,7 @@ pub struct Config {
     pub range_hi: u16,
     pub max_entries: u32,
     pub entries: u32,
+    pub rules: u32,
 }
 
 impl Config {
@@ -25,6 +26,7 @@ impl Config {
                 ConfigAttr::RangeHi => c.range_hi = attrs::u16(p)?,
                 ConfigAttr::MaxEntries => c.max_entries = attrs::u32(p)?,
                 ConfigAttr::Entries => c.entries = attrs::u32(p)?,
+                ConfigAttr::Rules => c.rules = attrs::u32(p)?,
                 ConfigAttr::UnrecognizedConst(_) => {}
             }
         }
@@ -36,8 +38,8 @@ impl Config {
 
     pub fn render(&self) -> String {
         format!(
-            "anonymous port range  {}-{}\nentries               {} of at most {}\n",
-            self.range_lo, self.range_hi, self.entries, self.max_entries
+            "anonymous port range  {}-{}\nentries               {} of at most {}\nrules                 {} of at most {}\n",
+            self.range_lo, self.range_hi, self.entries, self.max_entries, self.rules, self.max_entries
         )
     }
 }

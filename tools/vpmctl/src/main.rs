@@ -8,6 +8,7 @@ mod connection;
 mod error;
 mod mapping;
 mod monitor;
+mod rule;
 mod state;
 mod status;
 mod uapi;
@@ -46,9 +47,20 @@ enum Command {
         /// 60s) for one to be released instead of failing at once.
         #[arg(long, value_parser = mapping::parse_wait)]
         wait: Option<u32>,
+        /// Local clients in this cgroup v2 (or below it) reach this AID's
+        /// instance when no source rule claims them (/sys/fs/cgroup/... or
+        /// a path relative to the cgroup2 root).
+        #[arg(long, value_parser = mapping::cgroup_path)]
+        cgroup: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Source rules: steer a fixed port's packets to an AID by client
+    /// address and port.
+    Rule {
+        #[command(subcommand)]
+        cmd: RuleCmd,
     },
     /// Release the allocation of an AID's fixed port.
     Del {
@@ -57,13 +69,13 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
     },
-    /// List the allocations of this network namespace.
+    /// List the allocations of this network namespace, with their counters.
     Show {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Release every allocation of this network namespace.
+    /// Release every allocation and rule of this network namespace.
     Flush,
     /// Print allocation and configuration changes as they happen (until
     /// interrupted).
@@ -101,6 +113,35 @@ enum Command {
     },
     /// Show the module version, hooks and counters of this network namespace.
     Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RuleCmd {
+    /// Packets for PORT from FROM belong to AID; without --from, AID is
+    /// the port's default.  The longest prefix wins, then a rule with a
+    /// source port; a rule with the same FROM is refused.
+    Add {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// ADDR[/LEN][:PORT], [V6ADDR[/LEN]]:PORT or :PORT.
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+    },
+    /// Remove the rule for PORT and FROM (without --from: the default).
+    Del {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+    },
+    /// List the rules of this network namespace.
+    Show {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -159,9 +200,16 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             proto,
             anon_port,
             wait,
+            cgroup,
             json,
         } => {
-            let m = mapping::add(conn, &aid, port, proto, anon_port, wait)?;
+            let opts = mapping::AddOpts {
+                proto: Some(proto),
+                anon: anon_port,
+                wait_ms: wait,
+                cgroup,
+            };
+            let m = mapping::add(conn, &aid, port, &opts)?;
             if json {
                 println!("{}", serde_json::to_string(&m).expect("mapping serialises"));
             } else {
@@ -169,6 +217,18 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             }
         }
         Command::Del { aid, port } => mapping::del(conn, &aid, port)?,
+        Command::Rule { cmd } => match cmd {
+            RuleCmd::Add { port, from, aid } => rule::add(conn, port, &from.unwrap_or_default(), &aid)?,
+            RuleCmd::Del { port, from } => rule::del(conn, port, &from.unwrap_or_default())?,
+            RuleCmd::Show { json } => {
+                let rules = rule::list(conn)?;
+                if json {
+                    println!("{}", serde_json::to_string(&rules).expect("rules serialise"));
+                } else {
+                    print!("{}", rule::render(&rules));
+                }
+            }
+        },
         Command::Show { json } => {
             let maps = mapping::list(conn)?;
             if json {
@@ -261,6 +321,15 @@ mod tests {
             cli.command,
             Command::Add { proto: mapping::Proto::Both, anon_port: None, .. }
         ));
+    }
+
+    #[test]
+    fn rule_commands() {
+        let cli = Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--from", "10.0.0.0/8", "--aid", "a"]).unwrap();
+        assert!(matches!(cli.command, Command::Rule { cmd: RuleCmd::Add { port: 9000, from: Some(_), .. } }));
+        let cli = Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--aid", "a"]).unwrap();
+        assert!(matches!(cli.command, Command::Rule { cmd: RuleCmd::Add { from: None, .. } }));
+        assert!(Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"]).is_err());
     }
 
     #[test]

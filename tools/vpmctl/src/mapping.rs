@@ -34,6 +34,17 @@ pub struct Mapping {
     pub port: u16,
     pub proto: Vec<&'static str>,
     pub anon_port: u16,
+    /// cgroup v2 path whose local clients reach this allocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<u64>,
+    /// Packets and bytes translated to the anonymous port.
+    pub pkts_in: u64,
+    pub bytes_in: u64,
+    /// Packets and bytes translated back to the fixed port.
+    pub pkts_out: u64,
+    pub bytes_out: u64,
 }
 
 impl Mapping {
@@ -46,6 +57,12 @@ impl Mapping {
                 MappingAttr::Port => m.port = attrs::u16(p)?,
                 MappingAttr::Proto => m.proto = proto_names(attrs::u32(p)?),
                 MappingAttr::AnonPort => m.anon_port = attrs::u16(p)?,
+                MappingAttr::Cgroup => m.cgroup = Some(attrs::string(p)?),
+                MappingAttr::CgroupId => m.cgroup_id = Some(attrs::uint(p)?),
+                MappingAttr::PktsIn => m.pkts_in = attrs::uint(p)?,
+                MappingAttr::BytesIn => m.bytes_in = attrs::uint(p)?,
+                MappingAttr::PktsOut => m.pkts_out = attrs::uint(p)?,
+                MappingAttr::BytesOut => m.bytes_out = attrs::uint(p)?,
                 MappingAttr::WaitMs | MappingAttr::UnrecognizedConst(_) => {}
             }
         }
@@ -111,23 +128,46 @@ pub fn parse_wait(s: &str) -> std::result::Result<u32, String> {
     Ok(ms)
 }
 
+/// What `add` asks for beyond (AID, port).
+#[derive(Debug, Default, Clone)]
+pub struct AddOpts {
+    /// Protocols (default: both).
+    pub proto: Option<Proto>,
+    /// Exactly this anonymous port.
+    pub anon: Option<u16>,
+    /// Wait this long for room instead of failing.
+    pub wait_ms: Option<u32>,
+    /// cgroup v2 path, relative to the cgroup2 root.
+    pub cgroup: Option<String>,
+}
+
+/// Where cgroup v2 is usually mounted; a path below it is given to the
+/// kernel relative to it.
+const CGROUP2_MOUNT: &str = "/sys/fs/cgroup";
+
+/// A cgroup v2 path as the kernel wants it: relative to the cgroup2 root
+/// (`/sys/fs/cgroup/vpm/a` and `/vpm/a` both give `/vpm/a`).
+pub fn cgroup_path(p: &str) -> std::result::Result<String, String> {
+    let rel = p.strip_prefix(CGROUP2_MOUNT).filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(p);
+    if !rel.starts_with('/') && !rel.is_empty() {
+        return Err(format!("'{p}' is not a cgroup v2 path: give /sys/fs/cgroup/... or /..."));
+    }
+    Ok(if rel.is_empty() { "/".to_string() } else { rel.to_string() })
+}
+
 /// Allocates (or returns) the anonymous port of (aid, port); with
 /// `wait_ms`, the kernel waits that long for room instead of failing.
-pub fn add(
-    conn: &Connection,
-    aid: &str,
-    port: u16,
-    proto: Proto,
-    anon: Option<u16>,
-    wait_ms: Option<u32>,
-) -> Result<Mapping> {
+pub fn add(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
     let mut attrs = key_attrs(aid, port)?;
-    attrs.push(attr(MappingAttr::Proto, proto.bits())?);
-    if let Some(a) = anon {
+    attrs.push(attr(MappingAttr::Proto, opts.proto.unwrap_or(Proto::Both).bits())?);
+    if let Some(a) = opts.anon {
         attrs.push(attr(MappingAttr::AnonPort, a)?);
     }
-    if let Some(w) = wait_ms {
+    if let Some(w) = opts.wait_ms {
         attrs.push(attr(MappingAttr::WaitMs, w)?);
+    }
+    if let Some(c) = &opts.cgroup {
+        attrs.push(attr(MappingAttr::Cgroup, nul_str(c))?);
     }
     Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, attrs)?)
 }
@@ -154,14 +194,22 @@ pub fn flush(conn: &Connection) -> Result<()> {
 
 /// The human-readable table.
 pub fn render(maps: &[Mapping]) -> String {
-    let mut out = format!("{:<32} {:>5} {:<7} {:>9}\n", "AID", "PORT", "PROTO", "ANON-PORT");
+    let mut out = format!(
+        "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
+        "AID", "PORT", "PROTO", "ANON-PORT", "PKTS-IN", "BYTES-IN", "PKTS-OUT", "BYTES-OUT", "CGROUP"
+    );
     for m in maps {
         out += &format!(
-            "{:<32} {:>5} {:<7} {:>9}\n",
+            "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
             m.aid,
             m.port,
             m.proto.join(","),
-            m.anon_port
+            m.anon_port,
+            m.pkts_in,
+            m.bytes_in,
+            m.pkts_out,
+            m.bytes_out,
+            m.cgroup.as_deref().unwrap_or("-")
         );
     }
     out
@@ -191,8 +239,17 @@ mod tests {
         let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
-            r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000}"#
+            r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000,"pkts_in":0,"bytes_in":0,"pkts_out":0,"bytes_out":0}"#
         );
+    }
+
+    #[test]
+    fn cgroup_paths() {
+        assert_eq!(cgroup_path("/sys/fs/cgroup/vpm/a").unwrap(), "/vpm/a");
+        assert_eq!(cgroup_path("/vpm/a").unwrap(), "/vpm/a");
+        assert_eq!(cgroup_path("/sys/fs/cgroup").unwrap(), "/");
+        assert_eq!(cgroup_path("/sys/fs/cgroupx").unwrap(), "/sys/fs/cgroupx");
+        assert!(cgroup_path("vpm/a").is_err());
     }
 
     #[test]

@@ -7,16 +7,19 @@ use crate::config::Config;
 use crate::connection::{parse_attrs, Connection};
 use crate::error::Result;
 use crate::mapping::Mapping;
+use crate::rule::Rule;
 use crate::uapi::{Cmd, EVENTS_GROUP};
 
 /// One change, as printed.
 #[derive(Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     New { mapping: Mapping },
     Del { mapping: Mapping },
     Flush,
     Config { config: Config },
+    RuleNew { rule: Rule },
+    RuleDel { rule: Rule },
 }
 
 impl Event {
@@ -33,6 +36,12 @@ impl Event {
             Cmd::ConfigNtf => Event::Config {
                 config: Config::from_attrs(attrs)?,
             },
+            Cmd::RuleNewNtf => Event::RuleNew {
+                rule: Rule::from_attrs(attrs)?,
+            },
+            Cmd::RuleDelNtf => Event::RuleDel {
+                rule: Rule::from_attrs(attrs)?,
+            },
             _ => return Ok(None),
         }))
     }
@@ -48,6 +57,8 @@ impl Event {
                 "config range {}-{} max-entries {} entries {}",
                 c.range_lo, c.range_hi, c.max_entries, c.entries
             ),
+            Event::RuleNew { rule: r } => format!("rule new {} from {} -> {}", r.port, r.from.render(), r.aid),
+            Event::RuleDel { rule: r } => format!("rule del {} from {} -> {}", r.port, r.from.render(), r.aid),
         }
     }
 }
@@ -86,7 +97,7 @@ mod tests {
         assert_eq!(ev.render(), "new a 9000 tcp -> 20000");
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
-            r#"{"event":"new","mapping":{"aid":"a","port":9000,"proto":["tcp"],"anon_port":20000}}"#
+            r#"{"event":"new","mapping":{"aid":"a","port":9000,"proto":["tcp"],"anon_port":20000,"pkts_in":0,"bytes_in":0,"pkts_out":0,"bytes_out":0}}"#
         );
         let flush = Event::decode(Cmd::FlushNtf, std::iter::empty()).unwrap().unwrap();
         assert_eq!(serde_json::to_string(&flush).unwrap(), r#"{"event":"flush"}"#);

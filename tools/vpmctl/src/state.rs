@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, Config};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::mapping::{self, Mapping, Proto};
+use crate::mapping::{self, AddOpts, Mapping, Proto};
+use crate::rule::{self, Rule};
 
 /// Format version of a saved state.
 const STATE_VERSION: u32 = 1;
@@ -30,6 +31,8 @@ pub struct SavedMapping {
     pub port: u16,
     pub proto: Vec<String>,
     pub anon_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +40,9 @@ pub struct State {
     pub version: u32,
     pub config: SavedConfig,
     pub mappings: Vec<SavedMapping>,
+    /// Source rules (absent in states saved before rules existed).
+    #[serde(default)]
+    pub rules: Vec<Rule>,
 }
 
 impl SavedMapping {
@@ -46,6 +52,7 @@ impl SavedMapping {
             port: m.port,
             proto: m.proto.iter().map(|p| p.to_string()).collect(),
             anon_port: m.anon_port,
+            cgroup: m.cgroup.clone(),
         }
     }
 
@@ -77,7 +84,25 @@ pub fn save(conn: &Connection) -> Result<State> {
             max_entries: c.max_entries,
         },
         mappings: maps.iter().map(SavedMapping::from_live).collect(),
+        rules: rule::list(conn)?,
     })
+}
+
+/// What restoring `want`'s rules on top of `live` would break, if anything.
+pub fn first_rule_conflict(want: &State, live: &[Rule]) -> Option<String> {
+    for (i, w) in want.rules.iter().enumerate() {
+        let name = format!("rule port {} from {}", w.port, w.from.render());
+        if !want.mappings.iter().any(|m| m.aid == w.aid && m.port == w.port) {
+            return Some(format!("{name}: AID {} has no saved allocation on that port", w.aid));
+        }
+        if want.rules[..i].iter().any(|o| o.port == w.port && o.from == w.from) {
+            return Some(format!("{name}: appears twice in the saved state"));
+        }
+        if let Some(l) = live.iter().find(|l| l.port == w.port && l.from == w.from && l.aid != w.aid) {
+            return Some(format!("{name}: points to AID {} now, the saved state says {}", l.aid, w.aid));
+        }
+    }
+    None
 }
 
 /// What restoring `want` on top of `live` would break, if anything.
@@ -162,6 +187,10 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     if let Some(c) = first_conflict(want, &live) {
         return Err(Error::State(format!("nothing restored: {c}")));
     }
+    let live_rules = rule::list(conn)?;
+    if let Some(c) = first_rule_conflict(want, &live_rules) {
+        return Err(Error::State(format!("nothing restored: {c}")));
+    }
     let old: Config = config::get(conn)?;
     config::set(
         conn,
@@ -169,19 +198,46 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         Some(want.config.max_entries),
     )?;
     let mut added: Vec<(String, u16)> = Vec::new();
+    let mut added_rules: Vec<&Rule> = Vec::new();
+    // Undo, newest first; the namespace was consistent before.
+    let undo = |added: &[(String, u16)], added_rules: &[&Rule]| {
+        for r in added_rules.iter().rev() {
+            let _ = rule::del(conn, r.port, &r.from);
+        }
+        for (aid, port) in added.iter().rev() {
+            let _ = mapping::del(conn, aid.as_str(), *port);
+        }
+        let _ = config::set(conn, Some((old.range_lo, old.range_hi)), Some(old.max_entries));
+    };
     for w in &want.mappings {
         let existed = live.iter().any(|l| l.aid == w.aid && l.port == w.port);
-        if let Err(e) = mapping::add(conn, &w.aid, w.port, w.proto()?, Some(w.anon_port), None) {
-            // Undo, newest first; the namespace was consistent before.
-            for (aid, port) in added.iter().rev() {
-                let _ = mapping::del(conn, aid.as_str(), *port);
-            }
-            let _ = config::set(conn, Some((old.range_lo, old.range_hi)), Some(old.max_entries));
+        let opts = AddOpts {
+            proto: Some(w.proto()?),
+            anon: Some(w.anon_port),
+            wait_ms: None,
+            cgroup: w.cgroup.clone(),
+        };
+        if let Err(e) = mapping::add(conn, &w.aid, w.port, &opts) {
+            undo(&added, &added_rules);
             return Err(Error::State(format!("nothing restored: {}: {e}", w.name())));
         }
         if !existed {
             added.push((w.aid.clone(), w.port));
         }
+    }
+    for r in &want.rules {
+        if live_rules.iter().any(|l| l.port == r.port && l.from == r.from) {
+            continue;
+        }
+        if let Err(e) = rule::add(conn, r.port, &r.from, &r.aid) {
+            undo(&added, &added_rules);
+            return Err(Error::State(format!(
+                "nothing restored: rule port {} from {}: {e}",
+                r.port,
+                r.from.render()
+            )));
+        }
+        added_rules.push(r);
     }
     Ok(())
 }
@@ -205,8 +261,10 @@ mod tests {
                     port: *p,
                     proto: vec!["tcp".into(), "udp".into()],
                     anon_port: *n,
+                    cgroup: None,
                 })
                 .collect(),
+            rules: Vec::new(),
         }
     }
 
@@ -217,6 +275,7 @@ mod tests {
                 port: *p,
                 proto: vec!["tcp", "udp"],
                 anon_port: *n,
+                ..Mapping::default()
             })
             .collect()
     }
@@ -253,6 +312,28 @@ mod tests {
         assert_eq!(first_conflict(&s, &live(&[("a", 9000, 20000)])), None);
         let c = first_conflict(&s, &live(&[("x", 1, 20050)])).unwrap();
         assert!(c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"), "{c}");
+    }
+
+    #[test]
+    fn rule_conflicts() {
+        let from = rule::Source::parse("10.0.0.0/8").unwrap();
+        let r = |aid: &str| Rule { port: 9000, from, aid: aid.into() };
+        let mut s = state(&[("a", 9000, 20000)]);
+        s.rules = vec![r("a")];
+        assert_eq!(first_rule_conflict(&s, &[]), None);
+        assert_eq!(first_rule_conflict(&s, &[r("a")]), None);
+        let c = first_rule_conflict(&s, &[r("b")]).unwrap();
+        assert_eq!(c, "rule port 9000 from 10.0.0.0/8: points to AID b now, the saved state says a");
+        s.rules = vec![r("z")];
+        assert!(first_rule_conflict(&s, &[]).unwrap().contains("AID z has no saved allocation"));
+        s.rules = vec![r("a"), r("a")];
+        assert!(first_rule_conflict(&s, &[]).unwrap().contains("appears twice"));
+    }
+
+    #[test]
+    fn states_without_rules_still_load() {
+        let text = r#"{"version":1,"config":{"range_lo":1,"range_hi":2,"max_entries":3},"mappings":[]}"#;
+        assert!(serde_json::from_str::<State>(text).unwrap().rules.is_empty());
     }
 
     #[test]

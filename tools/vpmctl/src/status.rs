@@ -17,6 +17,18 @@ pub struct Status {
     pub hooks: u32,
     /// Packets the hooks of this namespace have seen.
     pub pkts_seen: u64,
+    /// Packets translated fixed port -> anonymous port.
+    pub pkts_xlat_in: u64,
+    /// Packets translated anonymous port -> fixed port.
+    pub pkts_xlat_out: u64,
+    /// Packets for a fixed port that no rule, cgroup or default claimed.
+    pub pkts_no_aid: u64,
+    /// Packets vpm could not parse safely (passed untouched).
+    pub pkts_malformed: u64,
+    /// Non-first fragments (passed untouched).
+    pub pkts_fragments: u64,
+    /// Packets dropped because they could not be made writable.
+    pub pkts_dropped: u64,
 }
 
 impl Status {
@@ -32,6 +44,12 @@ impl Status {
                 }
                 StatusAttr::Hooks => st.hooks = attrs::u32(payload)?,
                 StatusAttr::PktsSeen => st.pkts_seen = attrs::uint(payload)?,
+                StatusAttr::PktsXlatIn => st.pkts_xlat_in = attrs::uint(payload)?,
+                StatusAttr::PktsXlatOut => st.pkts_xlat_out = attrs::uint(payload)?,
+                StatusAttr::PktsNoAid => st.pkts_no_aid = attrs::uint(payload)?,
+                StatusAttr::PktsMalformed => st.pkts_malformed = attrs::uint(payload)?,
+                StatusAttr::PktsFragments => st.pkts_fragments = attrs::uint(payload)?,
+                StatusAttr::PktsDropped => st.pkts_dropped = attrs::uint(payload)?,
                 // Newer modules may report more: ignore what we do not know.
                 StatusAttr::UnrecognizedConst(_) => {}
             }
@@ -45,8 +63,18 @@ impl Status {
     /// The human-readable form.
     pub fn render(&self) -> String {
         format!(
-            "vpm {}\n  netfilter hooks  {}\n  packets seen     {}\n",
-            self.version, self.hooks, self.pkts_seen
+            "vpm {}\n  netfilter hooks      {}\n  packets seen         {}\n  translated in        {}\n  \
+             translated out       {}\n  no AID (passed)      {}\n  malformed (passed)   {}\n  \
+             fragments (passed)   {}\n  dropped              {}\n",
+            self.version,
+            self.hooks,
+            self.pkts_seen,
+            self.pkts_xlat_in,
+            self.pkts_xlat_out,
+            self.pkts_no_aid,
+            self.pkts_malformed,
+            self.pkts_fragments,
+            self.pkts_dropped
         )
     }
 }
@@ -82,7 +110,8 @@ mod tests {
             Status {
                 version: "0.1.0".into(),
                 hooks: 4,
-                pkts_seen: 7
+                pkts_seen: 7,
+                ..Status::default()
             }
         );
         let big = 1u64 << 40;
@@ -105,7 +134,7 @@ mod tests {
         let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7}"#
+            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_dropped":0}"#
         );
     }
 }

@@ -42,6 +42,11 @@ pub enum Cmd {
     MappingDelNtf = raw::VPM_CMD_MAPPING_DEL_NTF as u8,
     FlushNtf = raw::VPM_CMD_FLUSH_NTF as u8,
     ConfigNtf = raw::VPM_CMD_CONFIG_NTF as u8,
+    AddRule = raw::VPM_CMD_ADD_RULE as u8,
+    DelRule = raw::VPM_CMD_DEL_RULE as u8,
+    GetRule = raw::VPM_CMD_GET_RULE as u8,
+    RuleNewNtf = raw::VPM_CMD_RULE_NEW_NTF as u8,
+    RuleDelNtf = raw::VPM_CMD_RULE_DEL_NTF as u8,
 }
 
 /// The multicast group of change events (`mcast-groups` in the spec).
@@ -54,6 +59,12 @@ pub enum StatusAttr {
     Version = raw::VPM_A_STATUS_VERSION as u16,
     Hooks = raw::VPM_A_STATUS_HOOKS as u16,
     PktsSeen = raw::VPM_A_STATUS_PKTS_SEEN as u16,
+    PktsXlatIn = raw::VPM_A_STATUS_PKTS_XLAT_IN as u16,
+    PktsXlatOut = raw::VPM_A_STATUS_PKTS_XLAT_OUT as u16,
+    PktsNoAid = raw::VPM_A_STATUS_PKTS_NO_AID as u16,
+    PktsMalformed = raw::VPM_A_STATUS_PKTS_MALFORMED as u16,
+    PktsFragments = raw::VPM_A_STATUS_PKTS_FRAGMENTS as u16,
+    PktsDropped = raw::VPM_A_STATUS_PKTS_DROPPED as u16,
 }
 impl neli::consts::genl::NlAttrType for StatusAttr {}
 
@@ -65,6 +76,12 @@ pub enum MappingAttr {
     Proto = raw::VPM_A_MAPPING_PROTO as u16,
     AnonPort = raw::VPM_A_MAPPING_ANON_PORT as u16,
     WaitMs = raw::VPM_A_MAPPING_WAIT_MS as u16,
+    Cgroup = raw::VPM_A_MAPPING_CGROUP as u16,
+    CgroupId = raw::VPM_A_MAPPING_CGROUP_ID as u16,
+    PktsIn = raw::VPM_A_MAPPING_PKTS_IN as u16,
+    BytesIn = raw::VPM_A_MAPPING_BYTES_IN as u16,
+    PktsOut = raw::VPM_A_MAPPING_PKTS_OUT as u16,
+    BytesOut = raw::VPM_A_MAPPING_BYTES_OUT as u16,
 }
 impl neli::consts::genl::NlAttrType for MappingAttr {}
 
@@ -75,8 +92,20 @@ pub enum ConfigAttr {
     RangeHi = raw::VPM_A_CONFIG_RANGE_HI as u16,
     MaxEntries = raw::VPM_A_CONFIG_MAX_ENTRIES as u16,
     Entries = raw::VPM_A_CONFIG_ENTRIES as u16,
+    Rules = raw::VPM_A_CONFIG_RULES as u16,
 }
 impl neli::consts::genl::NlAttrType for ConfigAttr {}
+
+/// The `rule` attribute set.
+#[neli::neli_enum(serialized_type = "u16")]
+pub enum RuleAttr {
+    Port = raw::VPM_A_RULE_PORT as u16,
+    Aid = raw::VPM_A_RULE_AID as u16,
+    Addr = raw::VPM_A_RULE_ADDR as u16,
+    PrefixLen = raw::VPM_A_RULE_PREFIX_LEN as u16,
+    SrcPort = raw::VPM_A_RULE_SRC_PORT as u16,
+}
+impl neli::consts::genl::NlAttrType for RuleAttr {}
 
 /// `proto` flag bits.
 pub const PROTO_TCP: u32 = raw::vpm_proto_VPM_PROTO_TCP;

@@ -22,7 +22,8 @@ use crate::vpm_uapi as uapi;
 /// `get-status`: module version, hooks and counters of the caller's namespace.
 pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
     let state = info.net_state();
-    let mut reply = Reply::new(info)?;
+    // The version, a u32 and at most 16 uints of 12 bytes.
+    let mut reply = Reply::new(info, 32 + 8 + 16 * 12)?;
     reply.put_str(uapi::VPM_A_STATUS_VERSION, crate::VERSION)?;
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
     for (attr, stat) in [
@@ -32,10 +33,16 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
         (uapi::VPM_A_STATUS_PKTS_NO_AID, Stat::NoAid),
         (uapi::VPM_A_STATUS_PKTS_MALFORMED, Stat::Malformed),
         (uapi::VPM_A_STATUS_PKTS_FRAGMENTS, Stat::Fragments),
+        (uapi::VPM_A_STATUS_PKTS_ICMP_XLAT, Stat::IcmpXlat),
+        (uapi::VPM_A_STATUS_FLOWS_NEW, Stat::FlowsNew),
+        (uapi::VPM_A_STATUS_FLOWS_EXPIRED, Stat::FlowsExpired),
+        (uapi::VPM_A_STATUS_FLOWS_EVICTED, Stat::FlowsEvicted),
+        (uapi::VPM_A_STATUS_FLOWS_UNPINNED, Stat::FlowsUnpinned),
         (uapi::VPM_A_STATUS_PKTS_DROPPED, Stat::Dropped),
     ] {
         reply.put_uint(attr, state.read(stat))?;
     }
+    reply.put_uint(uapi::VPM_A_STATUS_FLOWS_ACTIVE, state.flows_active())?;
     reply.send()
 }
 
@@ -82,10 +89,18 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     if changed {
         notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, mapping);
     }
-    let mut reply = Reply::new(info)?;
+    let mut reply = Reply::new(info, mapping_size(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
     reply.send()
+}
+
+/// Attribute bytes of a mapping message (see [`put_mapping`]).
+fn mapping_size(m: &Mapping) -> usize {
+    // aid (up to 32 with NUL, padded), three u16/u32 attributes, four uints,
+    // and the cgroup path and id when set.
+    let cgroup = m.cgroup.as_ref().map_or(0, |c| 4 + c.path.len() + 1 + 3 + 12);
+    (4 + 32) + 3 * 8 + 4 * 12 + cgroup
 }
 
 /// The cgroup of an add-mapping request, resolved to its id.
@@ -123,7 +138,7 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
     let table = info.net_state().table.lock();
     let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
-    let mut reply = Reply::new(info)?;
+    let mut reply = Reply::new(info, mapping_size(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
     reply.send()
@@ -142,7 +157,8 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
 
 /// `get-config`: range, limit and usage.
 pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
-    let mut reply = Reply::new(info)?;
+    // Two u16 and three u32 attributes.
+    let mut reply = Reply::new(info, 5 * 8)?;
     put_config(&mut reply, info)?;
     reply.send()
 }

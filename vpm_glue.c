@@ -64,8 +64,8 @@ static unsigned int vpm_hook_entry(void *priv, struct sk_buff *skb,
 #define VPM_PRIO_IN (NF_IP_PRI_CONNTRACK_DEFRAG + 1)
 #define VPM_PRIO_OUT (NF_IP_PRI_NAT_SRC + 1)
 
-static_assert(NF_IP6_PRI_CONNTRACK_DEFRAG == NF_IP_PRI_CONNTRACK_DEFRAG);
-static_assert(NF_IP6_PRI_NAT_SRC == NF_IP_PRI_NAT_SRC);
+static_assert((int)NF_IP6_PRI_CONNTRACK_DEFRAG == (int)NF_IP_PRI_CONNTRACK_DEFRAG);
+static_assert((int)NF_IP6_PRI_NAT_SRC == (int)NF_IP_PRI_NAT_SRC);
 
 #define VPM_HOOK(family, num, prio) \
 	{ .hook = vpm_hook_entry, .pf = (family), .hooknum = (num), \
@@ -157,7 +157,7 @@ unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
 				unsigned int max)
 {
 #ifdef CONFIG_SOCK_CGROUP_DATA
-	const struct sock *sk = skb_to_full_sk(skb);
+	struct sock *sk = skb_to_full_sk(skb);
 	struct cgroup *cgrp;
 	unsigned int n = 0;
 
@@ -190,6 +190,12 @@ s64 vpm_cgroup_id(const char *path)
 #else
 	return -EOPNOTSUPP;
 #endif
+}
+
+/* Seconds since boot, wrapping: the flow table's clock. */
+u32 vpm_now_secs(void)
+{
+	return (u32)(get_jiffies_64() / HZ);
 }
 
 /* ---- reserved ports ------------------------------------------------------ */

@@ -44,6 +44,7 @@ unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
 				unsigned int max);
 
 s64 vpm_cgroup_id(const char *path);
+u32 vpm_now_secs(void);
 
 /* Reserved ports (net.ipv4.ip_local_reserved_ports). */
 bool vpm_port_reserve(struct net *net, u16 port);

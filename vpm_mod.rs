@@ -28,6 +28,7 @@ use kernel::prelude::*;
 
 mod vpm_alloc;
 mod vpm_csum;
+mod vpm_flow;
 mod vpm_genl;
 #[cfg(CONFIG_KUNIT = "y")]
 mod vpm_kunit;

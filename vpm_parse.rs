@@ -64,6 +64,8 @@ pub(crate) struct Flow {
     pub(crate) dport: u16,
     /// The transport checksum field.
     pub(crate) check: u16,
+    /// TCP flags (byte 13 of the header); 0 for UDP and quoted packets.
+    pub(crate) tcp_flags: u8,
 }
 
 impl Flow {
@@ -89,11 +91,42 @@ impl Flow {
     }
 }
 
+/// An ICMP or ICMPv6 error message quoting a TCP or UDP packet.
+///
+/// `inner` describes the quoted packet; its `check` is meaningful only
+/// when `inner_check` is true (a quote may stop after the ports: RFC 792
+/// only guarantees 8 bytes of the transport header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IcmpError {
+    /// Offset of the ICMP checksum field.
+    pub(crate) check_off: usize,
+    /// The ICMP checksum field.
+    pub(crate) check: u16,
+    /// The quoted packet.
+    pub(crate) inner: Flow,
+    /// Whether the quoted packet's checksum field is present.
+    pub(crate) inner_check: bool,
+}
+
+impl IcmpError {
+    /// Bytes that must be present (and writable) to rewrite the quoted
+    /// ports and checksum.
+    pub(crate) fn write_len(&self) -> usize {
+        if self.inner_check {
+            self.inner.write_len()
+        } else {
+            self.inner.l4 + 4
+        }
+    }
+}
+
 /// What a packet is, as far as vpm cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Parsed {
     /// TCP or UDP with complete ports and checksum.
     Flow(Flow),
+    /// An ICMP/ICMPv6 error about a TCP or UDP packet.
+    IcmpError(IcmpError),
     /// Another protocol (ICMP, SCTP, ESP, ...): not vpm's business.
     Other,
     /// A non-first fragment: no transport header to look at.
@@ -107,60 +140,97 @@ fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+/// IP protocol number of ICMP.
+pub(crate) const IPPROTO_ICMP: u8 = 1;
+/// IP protocol number of ICMPv6.
+pub(crate) const IPPROTO_ICMPV6: u8 = 58;
+
 /// Parses an IPv4 packet.
 pub(crate) fn ipv4<P: Packet + ?Sized>(p: &P) -> Parsed {
+    let (proto, l4, end, src, dst) = match ipv4_header(p, 0, false) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if proto == IPPROTO_ICMP {
+        return icmp(p, Family::V4, l4, end);
+    }
+    transport(p, Family::V4, proto, l4, end, src, dst, false)
+}
+
+/// Parses an IPv6 packet, walking its extension headers.
+pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
+    let (proto, l4, end, src, dst) = match ipv6_header(p, 0, false) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    if proto == IPPROTO_ICMPV6 {
+        return icmp(p, Family::V6, l4, end);
+    }
+    transport(p, Family::V6, proto, l4, end, src, dst, false)
+}
+
+/// (protocol, transport offset, end of the datagram, source, destination).
+type Header = (u8, usize, usize, [u8; 16], [u8; 16]);
+
+/// The IPv4 header at `at`.  A `quoted` header (inside an ICMP error) may
+/// announce more bytes than the quote holds.
+fn ipv4_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Header, Parsed> {
     let mut h = [0u8; 20];
-    if !p.read(0, &mut h) || h[0] >> 4 != 4 {
-        return Parsed::Malformed;
+    if !p.read(at, &mut h) || h[0] >> 4 != 4 {
+        return Err(Parsed::Malformed);
     }
     let ihl = usize::from(h[0] & 0xf) * 4;
+    let avail = p.len() - at;
     // A zero total length is how BIG TCP marks a GSO packet over 64 KiB;
     // the packet's own length stands in for it.
     let tot = match usize::from(be16(&h, 2)) {
-        0 if p.len() > 0xffff => p.len(),
+        0 if avail > 0xffff => avail,
+        t if quoted => t.min(avail),
         t => t,
     };
-    if ihl < 20 || tot < ihl || tot > p.len() {
-        return Parsed::Malformed;
+    if ihl < 20 || tot < ihl || tot > avail {
+        return Err(Parsed::Malformed);
     }
     if be16(&h, 6) & 0x1fff != 0 {
-        return Parsed::Fragment;
+        return Err(Parsed::Fragment);
     }
     let mut src = [0; 16];
     let mut dst = [0; 16];
     src[..4].copy_from_slice(&h[12..16]);
     dst[..4].copy_from_slice(&h[16..20]);
-    transport(p, Family::V4, h[9], ihl, tot, src, dst)
+    Ok((h[9], at + ihl, at + tot, src, dst))
 }
 
-/// Parses an IPv6 packet, walking its extension headers.
-pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
+/// The IPv6 header at `at` and its extension headers.
+fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Header, Parsed> {
     let mut h = [0u8; 40];
-    if !p.read(0, &mut h) || h[0] >> 4 != 6 {
-        return Parsed::Malformed;
+    if !p.read(at, &mut h) || h[0] >> 4 != 6 {
+        return Err(Parsed::Malformed);
     }
+    let avail = p.len() - at;
     let end = match usize::from(be16(&h, 4)) {
         // BIG TCP GSO packet (or a jumbogram, RFC 2675): use the real length.
-        0 if p.len() > 0xffff + 40 => p.len(),
+        0 if avail > 0xffff + 40 => avail,
+        n if quoted => (40 + n).min(avail),
         n => 40 + n,
     };
-    if end > p.len() {
-        return Parsed::Malformed;
+    if end > avail {
+        return Err(Parsed::Malformed);
     }
+    let end = at + end;
     let mut src = [0; 16];
     let mut dst = [0; 16];
     src.copy_from_slice(&h[8..24]);
     dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
-    let mut off = 40;
+    let mut off = at + 40;
     for _ in 0..MAX_EXT_HEADERS {
         let mut e = [0u8; 8];
         match next {
-            IPPROTO_TCP | IPPROTO_UDP => return transport(p, Family::V6, next, off, end, src, dst),
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
             0 | 43 | 60 => {
                 if off + 2 > end || !p.read(off, &mut e[..2]) {
-                    return Parsed::Malformed;
+                    return Err(Parsed::Malformed);
                 }
                 next = e[0];
                 off += (usize::from(e[1]) + 1) * 8;
@@ -168,10 +238,10 @@ pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
             // Fragment header: 8 bytes; only the first fragment has ports.
             44 => {
                 if off + 8 > end || !p.read(off, &mut e) {
-                    return Parsed::Malformed;
+                    return Err(Parsed::Malformed);
                 }
                 if be16(&e, 2) & 0xfff8 != 0 {
-                    return Parsed::Fragment;
+                    return Err(Parsed::Fragment);
                 }
                 next = e[0];
                 off += 8;
@@ -179,19 +249,77 @@ pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
             // Authentication header: (len + 2) * 4 bytes.
             51 => {
                 if off + 2 > end || !p.read(off, &mut e[..2]) {
-                    return Parsed::Malformed;
+                    return Err(Parsed::Malformed);
                 }
                 next = e[0];
                 off += (usize::from(e[1]) + 2) * 4;
             }
-            // ESP, no next header, ICMPv6, anything else.
-            _ => return Parsed::Other,
+            // The upper layer (or ESP, no next header: not ours to read).
+            _ => return Ok((next, off, end, src, dst)),
         }
     }
-    Parsed::Malformed
+    Err(Parsed::Malformed)
 }
 
-/// Reads the transport header at `l4`, which must end by `end`.
+/// An ICMP(v6) message at `l4`: an error quoting TCP/UDP, or `Other`.
+fn icmp<P: Packet + ?Sized>(p: &P, family: Family, l4: usize, end: usize) -> Parsed {
+    let mut h = [0u8; 4];
+    if l4 + 8 > end || !p.read(l4, &mut h) {
+        return Parsed::Malformed;
+    }
+    let error = match family {
+        // Destination unreachable, time exceeded, parameter problem.
+        Family::V4 => matches!(h[0], 3 | 11 | 12),
+        // Destination unreachable, packet too big, time exceeded,
+        // parameter problem.
+        _ => matches!(h[0], 1..=4),
+    };
+    if !error {
+        return Parsed::Other;
+    }
+    let quote = l4 + 8;
+    // The quote is a prefix of a packet: read it within this datagram.
+    let inner = Window { p, end };
+    let hdr = match family {
+        Family::V4 => ipv4_header(&inner, quote, true),
+        _ => ipv6_header(&inner, quote, true),
+    };
+    let (proto, il4, iend, src, dst) = match hdr {
+        Ok(h) => h,
+        // A quoted fragment or an unparsable quote: nothing to translate.
+        Err(_) => return Parsed::Other,
+    };
+    match transport(&inner, family, proto, il4, iend, src, dst, true) {
+        Parsed::Flow(f) => Parsed::IcmpError(IcmpError {
+            check_off: l4 + 2,
+            check: be16(&h, 2),
+            inner: f,
+            inner_check: f.write_len() <= iend,
+        }),
+        _ => Parsed::Other,
+    }
+}
+
+/// A packet cut at `end` (an ICMP message's end, for its quote).
+struct Window<'a, P: ?Sized> {
+    p: &'a P,
+    end: usize,
+}
+
+impl<P: Packet + ?Sized> Packet for Window<'_, P> {
+    fn len(&self) -> usize {
+        self.end.min(self.p.len())
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
+        off.checked_add(buf.len()).is_some_and(|e| e <= self.len()) && self.p.read(off, buf)
+    }
+}
+
+/// Reads the transport header at `l4`, which must end by `end`.  A
+/// `quoted` header needs only its ports (its checksum field, if cut off,
+/// reads as zero and must not be used).
+#[expect(clippy::too_many_arguments, reason = "one call site per caller, all fields named")]
 fn transport<P: Packet + ?Sized>(
     p: &P,
     family: Family,
@@ -200,19 +328,22 @@ fn transport<P: Packet + ?Sized>(
     end: usize,
     src: [u8; 16],
     dst: [u8; 16],
+    quoted: bool,
 ) -> Parsed {
-    let need = match proto {
+    let full = match proto {
         IPPROTO_TCP => 20,
         IPPROTO_UDP => 8,
         _ => return Parsed::Other,
     };
+    let need = if quoted { 4 } else { full };
+    let have = if quoted { full.min(end.saturating_sub(l4)) } else { full };
     let mut t = [0u8; 20];
-    if l4 + need > end || !p.read(l4, &mut t[..need]) {
+    if l4 + need > end || !p.read(l4, &mut t[..have.max(need)]) {
         return Parsed::Malformed;
     }
     let check_at = if proto == IPPROTO_TCP {
         // The data offset must at least cover the fixed header.
-        if t[12] >> 4 < 5 {
+        if have >= 13 && t[12] >> 4 < 5 {
             return Parsed::Malformed;
         }
         16
@@ -228,5 +359,6 @@ fn transport<P: Packet + ?Sized>(
         sport: be16(&t, 0),
         dport: be16(&t, 2),
         check: be16(&t, check_at),
+        tcp_flags: if proto == IPPROTO_TCP && !quoted { t[13] } else { 0 },
     })
 }

@@ -51,6 +51,7 @@ mod ffi {
         ) -> c_uint;
 
         pub(super) fn vpm_cgroup_id(path: *const c_char) -> i64;
+        pub(super) fn vpm_now_secs() -> u32;
 
         pub(super) fn vpm_port_reserve(net: *mut bindings::net, port: u16) -> bool;
         pub(super) fn vpm_port_unreserve(net: *mut bindings::net, port: u16);
@@ -389,6 +390,19 @@ pub(crate) fn cgroup_id(path: &CStr) -> Result<u64> {
     Ok(id as u64)
 }
 
+/// Seconds since boot (wrapping), the flow table's clock.  Any context.
+#[inline]
+pub(crate) fn now_secs() -> u32 {
+    // SAFETY: Reads the jiffies counter; no requirements.
+    unsafe { ffi::vpm_now_secs() }
+}
+
+/// A random 64-bit value from the kernel's CSPRNG.  Any context.
+pub(crate) fn random_u64() -> u64 {
+    // SAFETY: No requirements.
+    unsafe { bindings::get_random_u64() }
+}
+
 impl crate::vpm_parse::Packet for Skb<'_> {
     fn len(&self) -> usize {
         // SAFETY: The skb is valid (type invariant).
@@ -694,10 +708,15 @@ impl PutAttrs for Reply<'_> {
 
 impl<'a> Reply<'a> {
     /// Starts a reply with the request's command, sequence number and port.
-    pub(crate) fn new(info: &'a GenlInfo<'a>) -> Result<Self> {
+    ///
+    /// `payload` is the attributes' total size (netlink headers and
+    /// padding included).  vpm sizes replies to fit: a default-size (8 KiB)
+    /// message would cost a multi-page allocation per request, which is
+    /// what made batches of thousands of requests slow.
+    pub(crate) fn new(info: &'a GenlInfo<'a>, payload: usize) -> Result<Self> {
         // SAFETY: Allocation has no preconditions; GFP_KERNEL is fine in a
         // netlink handler (process context).
-        let skb = unsafe { bindings::genlmsg_new(bindings::GENLMSG_DEFAULT_SIZE, bindings::GFP_KERNEL) };
+        let skb = unsafe { bindings::genlmsg_new(payload, bindings::GFP_KERNEL) };
         let skb = NonNull::new(skb).ok_or(ENOMEM)?;
         // SAFETY: `skb` is a fresh netlink message and `info` valid.
         let hdr = unsafe { ffi::vpm_genl_reply_header(skb.as_ptr(), info.raw.as_ptr()) };

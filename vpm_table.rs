@@ -30,15 +30,19 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{rcu, Arc, CondVar, Mutex};
 
 use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
-use crate::vpm_rcu::{PortMap, Staged};
+use crate::vpm_flow::{FlowTable, Slot};
+use crate::vpm_rcu::{PortMap, RcuCell, Staged};
 use crate::vpm_rules::{self, Match, Source};
-use crate::vpm_sys::{NetRef, PerCpuCounters};
+use crate::vpm_sys::{random_u64, NetRef, PerCpuCounters};
 
 /// Default anonymous port range: below the default ephemeral range
 /// (32768-60999), so the kernel never hands these ports to `connect()`.
 pub(crate) const DEFAULT_RANGE: (u16, u16) = (20000, 29999);
 /// Default limit on allocations per namespace.
 pub(crate) const DEFAULT_MAX_ENTRIES: u32 = 65535;
+/// Slots of a namespace's flow table (`vpm_flow.rs`): 8,192 pinned flows,
+/// 128 KiB, allocated with the namespace's first allocation.
+pub(crate) const FLOW_SLOTS: usize = 8192;
 /// Most source rules on one fixed port: bounds the packet path's scan.
 pub(crate) const RULES_PER_PORT: u32 = 256;
 /// Longest application id, in bytes (uapi `VPM_AID_MAX_LEN`).
@@ -163,6 +167,9 @@ pub(crate) struct Mapping {
     pub(crate) cgroup: Option<Cgroup>,
     /// Traffic counters.
     pub(crate) counters: Arc<EntryCounters>,
+    /// Tells this allocation from earlier ones of the same anonymous port
+    /// (flow pins record it).
+    pub(crate) id: u16,
 }
 
 impl Mapping {
@@ -171,6 +178,7 @@ impl Mapping {
             anon: self.anon,
             protos: self.protos,
             counters: self.counters.clone(),
+            id: self.id,
         }
     }
 }
@@ -238,6 +246,8 @@ pub(crate) struct Target {
     pub(crate) protos: u32,
     /// Where its traffic is counted.
     pub(crate) counters: Arc<EntryCounters>,
+    /// The allocation's id (see [`Mapping::id`]).
+    pub(crate) id: u16,
 }
 
 /// Everything the packet path needs to steer packets for one fixed port.
@@ -279,7 +289,12 @@ pub(crate) struct RevView {
     pub(crate) protos: u32,
     /// Where its traffic is counted.
     pub(crate) counters: Arc<EntryCounters>,
+    /// The allocation's id (see [`Mapping::id`]).
+    pub(crate) id: u16,
 }
+
+/// A namespace's flow table.
+pub(crate) type Flows = FlowTable<KVVec<Slot>>;
 
 /// The packet path's lock-free view of a namespace's table.
 ///
@@ -293,6 +308,8 @@ pub(crate) struct Views {
     pub(crate) fwd: KBox<PortMap<PortView>>,
     /// Anonymous port -> the fixed port its replies carry.
     pub(crate) rev: KBox<PortMap<RevView>>,
+    /// Pinned flows; published once, with the first allocation.
+    pub(crate) flows: RcuCell<Flows>,
 }
 
 /// Visits `tree` from the first key not below `from` while `f` says so.
@@ -332,6 +349,10 @@ pub(crate) struct Table {
     net: NetRef,
     /// Ports vpm set in `ip_local_reserved_ports` (and must clear again).
     reserved: KVec<u64>,
+    /// Id of the next allocation.
+    next_id: u16,
+    /// Whether the flow table is published.
+    flows: bool,
 }
 
 impl Table {
@@ -350,7 +371,25 @@ impl Table {
             views,
             net,
             reserved: KVec::from_elem(0u64, WORDS, GFP_KERNEL_ACCOUNT)?,
+            next_id: 1,
+            flows: false,
         })
+    }
+
+    /// Publishes the flow table, the first time the namespace gets an
+    /// allocation (namespaces that never use vpm do not pay for it).
+    fn ensure_flows(&mut self) -> Result<(), TableError> {
+        if self.flows {
+            return Ok(());
+        }
+        let mut slots = KVVec::with_capacity(FLOW_SLOTS, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..FLOW_SLOTS {
+            slots.push(Slot::default(), GFP_KERNEL_ACCOUNT)?;
+        }
+        let table = FlowTable::new(slots, [random_u64(), random_u64()]).ok_or(TableError::NoMemory)?;
+        self.views.flows.stage(table)?.commit();
+        self.flows = true;
+        Ok(())
     }
 
     fn changed(&mut self) {
@@ -442,6 +481,7 @@ impl Table {
             fixed: key.port,
             protos: m.protos,
             counters: m.counters.clone(),
+            id: m.id,
         };
         Ok(self.views.rev.stage(m.anon, rev)?)
     }
@@ -540,6 +580,7 @@ impl Table {
             });
         }
         // Allocate everything first: nothing to undo if memory is short.
+        self.ensure_flows()?;
         let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let counters = Arc::new(EntryCounters::new()?, GFP_KERNEL_ACCOUNT)?;
         let (lo, hi) = self.alloc.range();
@@ -562,6 +603,7 @@ impl Table {
             protos,
             cgroup: cgroup.take(),
             counters,
+            id: self.next_id,
         };
         self.map.insert(slot.into_node(key, mapping));
         if let Err(e) = self.publish(&key, steered) {
@@ -570,6 +612,7 @@ impl Table {
             return Err(e);
         }
         self.reserve(anon);
+        self.next_id = self.next_id.wrapping_add(1).max(1);
         self.entries += 1;
         self.changed();
         Ok(true)
@@ -790,6 +833,18 @@ pub(crate) enum Stat {
     Malformed,
     /// Non-first fragments: no ports to look at, passed untouched.
     Fragments,
+    /// ICMP/ICMPv6 errors whose quoted packet was translated.
+    IcmpXlat,
+    /// Flows pinned to their allocation (first packet translated).
+    FlowsNew,
+    /// Flows whose slot was taken over after their timeout.
+    FlowsExpired,
+    /// Live flows pushed out of a full bucket by a new one.
+    FlowsEvicted,
+    /// Packets translated without a pin: a TCP segment of a connection
+    /// vpm never saw open (or whose pin was lost), or a new flow that lost
+    /// a race for its slot.
+    FlowsUnpinned,
     /// Packets that had to be translated but could not be made writable
     /// (out of memory): dropped, since delivering them untranslated would
     /// reach the wrong application.
@@ -798,7 +853,7 @@ pub(crate) enum Stat {
 
 impl Stat {
     /// Number of counters.
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 12;
 }
 
 /// vpm's state in one network namespace.
@@ -822,6 +877,7 @@ impl NetState {
             Views {
                 fwd: PortMap::new()?,
                 rev: PortMap::new()?,
+                flows: RcuCell::new(),
             },
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -854,5 +910,12 @@ impl NetState {
     /// Number of hooks registered in the namespace.
     pub(crate) fn hooks(&self) -> u32 {
         self.hooks.load(Ordering::Acquire)
+    }
+
+    /// Number of live pinned flows (walks the flow table).
+    pub(crate) fn flows_active(&self) -> u64 {
+        let guard = rcu::read_lock();
+        let now = crate::vpm_sys::now_secs();
+        self.views.flows.get(&guard).map_or(0, |f| f.live(now) as u64)
     }
 }

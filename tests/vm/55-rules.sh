@@ -2,7 +2,7 @@
 # Source rules through vpmctl: they need an allocation, ties and bad
 # prefixes are refused with the kernel's message, the per-port limit
 # holds, deleting an allocation takes its rules along, and the dump
-# lists them in order.  (What rules do to packets: 100-translate.)
+# lists them in order.  (What rules do to packets: 92-translate.)
 . "$VPM_ROOT/tests/vm/lib.sh"
 
 fresh_netns vpmru

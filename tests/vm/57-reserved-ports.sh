@@ -11,8 +11,8 @@ load
 p() { ip netns exec vpmrp "$@"; }
 reserved() { p cat /proc/sys/net/ipv4/ip_local_reserved_ports; }
 
-# A tiny ephemeral range that the anonymous range overlaps by half.
-p sysctl -qw net.ipv4.ip_local_port_range="40000 40019"
+# A small ephemeral range that starts with the anonymous range.
+p sysctl -qw net.ipv4.ip_local_port_range="40000 40199"
 p sysctl -qw net.ipv4.ip_local_reserved_ports=40015
 p vpmctl config --range 40000-40009 >/dev/null
 for i in $(seq 10); do echo "add --aid a$i --port 9000"; done | p vpmctl batch -

@@ -2,13 +2,17 @@
 """Test servers and clients for vpm's packet-path tests (guest side).
 
 serve NAME PORT...   TCP and UDP, IPv4 and IPv6, on each PORT (anonymous
-                     ports of one AID).  TCP: reads to EOF, answers
-                     "NAME <sha256> <len>".  UDP: answers each datagram with
+                     ports of one AID).  TCP: a mode byte, then data to EOF;
+                     answers "NAME <sha256> <len>\n", followed in mode E by
+                     the data itself; in mode D the data is a byte count
+                     and the server sends that many random bytes.  UDP: answers each datagram with
                      b"NAME " + datagram.
-ask PROTO ADDR PORT [--size N] [--count N]
+ask PROTO ADDR PORT [--size N] [--count N] [--echo | --download | --slow]
+    [--sport P]
                      Sends N random bytes (COUNT times for UDP), checks the
-                     answer (hash for TCP, echo for UDP, and that UDP replies
-                     come from ADDR:PORT), prints the server's NAME.
+                     answer (hash for TCP, and with --echo the data sent
+                     back; echo for UDP, and that UDP replies come from
+                     ADDR:PORT), prints the server's NAME.
 asks PORT PROTO/ADDR...
                      One small ask per target, names on one line (one
                      interpreter start for many asks: TCG is slow).
@@ -19,6 +23,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 
 def dual_stack(kind, port):
@@ -39,15 +44,23 @@ def serve_tcp(name, port):
 
 def tcp_session(name, conn):
     with conn:
-        h = hashlib.sha256()
-        n = 0
+        data = bytearray()
         while True:
             chunk = conn.recv(1 << 16)
             if not chunk:
                 break
-            h.update(chunk)
-            n += len(chunk)
-        conn.sendall(f"{name} {h.hexdigest()} {n}\n".encode())
+            data += chunk
+        mode, payload = data[:1], bytes(data[1:])
+        if mode in (b"D", b"S"):  # download: the payload is a byte count
+            payload = os.urandom(int(payload))
+        digest = hashlib.sha256(payload).hexdigest()
+        conn.sendall(f"{name} {digest} {len(payload)}\n".encode())
+        if mode in (b"E", b"D"):
+            conn.sendall(payload)
+        elif mode == b"S":  # slow download: 64 KiB every 0.2 s
+            for at in range(0, len(payload), 1 << 16):
+                conn.sendall(payload[at:at + (1 << 16)])
+                time.sleep(0.2)
 
 
 def serve_udp(name, port):
@@ -74,7 +87,8 @@ def family(addr):
 
 
 def ask(args):
-    print(ask_one(args.proto, args.addr, args.port, args.size, args.count))
+    mode = "E" if args.echo else "D" if args.download else "S" if args.slow else "H"
+    print(ask_one(args.proto, args.addr, args.port, args.size, args.count, mode, args.sport))
 
 
 def asks(args):
@@ -85,27 +99,39 @@ def asks(args):
     print(" ".join(names))
 
 
-def ask_one(proto, addr, port, size, count):
+def ask_one(proto, addr, port, size, count, mode="H", sport=0):
     fam = family(addr)
     payload = os.urandom(size)
     if proto == "tcp":
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(20)
+        if sport:
+            s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", sport))
         s.connect((addr, port))
-        s.sendall(payload)
+        s.sendall(mode.encode() + (str(size).encode() if mode in "DS" else payload))
         s.shutdown(socket.SHUT_WR)
-        answer = b""
+        answer = bytearray()
         while True:
-            chunk = s.recv(4096)
+            chunk = s.recv(1 << 16)
             if not chunk:
                 break
             answer += chunk
-        name, digest, n = answer.decode().split()
+        line, _, back = bytes(answer).partition(b"\n")
+        name, digest, n = line.decode().split()
+        if mode in "DS":
+            if hashlib.sha256(back).hexdigest() != digest or len(back) != size:
+                sys.exit(f"tcp: {len(back)} bytes from server {name} do not match its hash")
+            return name
         if digest != hashlib.sha256(payload).hexdigest() or int(n) != len(payload):
             sys.exit(f"tcp: server {name} got {n} bytes with another hash")
+        if mode == "E" and back != payload:
+            sys.exit(f"tcp: server {name} sent back {len(back)} other bytes")
         return name
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.settimeout(3)
+    if sport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", sport))
     names = set()
     for _ in range(count):
         s.sendto(payload, (addr, port))
@@ -133,6 +159,10 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--download", action="store_true")
+    ap.add_argument("--slow", action="store_true", help="download 64 KiB every 0.2 s")
+    ap.add_argument("--sport", type=int, default=0, help="bind to this source port")
     mp = sub.add_parser("asks")
     mp.add_argument("port", type=int)
     mp.add_argument("targets", nargs="+", help="PROTO/ADDR")

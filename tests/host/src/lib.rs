@@ -19,10 +19,16 @@ pub mod vpm_rules;
 #[allow(dead_code)]
 pub mod vpm_parse;
 
+#[path = "../../../vpm_flow.rs"]
+#[allow(dead_code)]
+pub mod vpm_flow;
+
 #[cfg(test)]
 mod alloc_props;
 #[cfg(test)]
 mod csum_props;
+#[cfg(test)]
+mod flow_props;
 #[cfg(test)]
 mod parse_props;
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use crate::vpm_parse::{ipv4, ipv6, Parsed, IPPROTO_TCP, IPPROTO_UDP};
+use crate::vpm_parse::{ipv4, ipv6, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::Family;
 
 /// Transport header with known ports and checksum field, plus payload.
@@ -153,4 +153,55 @@ fn fragments_and_others() {
     let mut tcp = l4(IPPROTO_TCP, 1, 2, 3, 0);
     tcp[12] = 4 << 4;
     assert_eq!(ipv4(&v4(IPPROTO_TCP, 0, 0, &tcp)[..]), Parsed::Malformed);
+}
+
+/// An ICMP(v6) error of `ty` quoting the first `keep` bytes of `quoted`.
+fn icmp_error(is_v6: bool, ty: u8, quoted: &[u8], keep: usize) -> Vec<u8> {
+    let mut msg = vec![ty, 0, 0xab, 0xcd, 0, 0, 0x05, 0x00];
+    msg.extend_from_slice(&quoted[..keep.min(quoted.len())]);
+    if is_v6 {
+        v6(IPPROTO_ICMPV6, &[], &msg)
+    } else {
+        v4(IPPROTO_ICMP, 0, 0, &msg)
+    }
+}
+
+proptest! {
+    /// Errors quoting TCP/UDP expose the quoted ports, whatever the quote's
+    /// length from 4 transport bytes on; the quoted checksum only when
+    /// complete.
+    #[test]
+    fn icmp_errors_quote_flows(proto in proto(), v6q: bool, sp: u16, dp: u16, ck: u16, cut in 0usize..40) {
+        let inner = if v6q { v6(proto, &[], &l4(proto, sp, dp, ck, 16)) } else { v4(proto, 0, 0, &l4(proto, sp, dp, ck, 16)) };
+        let ip = if v6q { 40 } else { 20 };
+        let keep = (ip + 4 + cut).min(inner.len());
+        let ty = if v6q { 1 } else { 3 };
+        let p = icmp_error(v6q, ty, &inner, keep);
+        let Parsed::IcmpError(e) = (if v6q { ipv6(&p[..]) } else { ipv4(&p[..]) }) else { panic!("not an ICMP error") };
+        prop_assert_eq!((e.inner.sport, e.inner.dport, e.inner.proto), (sp, dp, proto));
+        prop_assert_eq!(e.check, 0xabcd);
+        let check_end = ip + if proto == IPPROTO_TCP { 18 } else { 8 };
+        prop_assert_eq!(e.inner_check, keep >= check_end);
+        if e.inner_check {
+            prop_assert_eq!(e.inner.check, ck);
+        }
+        prop_assert!(e.write_len() <= p.len());
+        let at = e.inner.sport_off();
+        prop_assert_eq!(&p[at..at + 2], &sp.to_be_bytes());
+    }
+}
+
+#[test]
+fn icmp_non_errors_and_short_quotes() {
+    let inner = v4(IPPROTO_UDP, 0, 0, &l4(IPPROTO_UDP, 1, 2, 3, 0));
+    // Echo request (8) is not an error.
+    assert_eq!(ipv4(&icmp_error(false, 8, &inner, inner.len())[..]), Parsed::Other);
+    // Fewer than 4 quoted transport bytes: nothing to translate.
+    assert_eq!(ipv4(&icmp_error(false, 3, &inner, 22)[..]), Parsed::Other);
+    // ICMPv6 echo request (128) is not an error either.
+    let inner6 = v6(IPPROTO_UDP, &[], &l4(IPPROTO_UDP, 1, 2, 3, 0));
+    assert_eq!(ipv6(&icmp_error(true, 128, &inner6, inner6.len())[..]), Parsed::Other);
+    // A quoted non-first fragment carries no ports.
+    let frag = v4(IPPROTO_UDP, 0x0010, 0, &l4(IPPROTO_UDP, 1, 2, 3, 0));
+    assert_eq!(ipv4(&icmp_error(false, 3, &frag, frag.len())[..]), Parsed::Other);
 }

@@ -139,14 +139,17 @@ impl Connection {
         Ok(self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
     }
 
-    /// Sends a `do` request that answers with exactly one message.
+    /// Sends a `do` request that answers with exactly one message.  No
+    /// ack is asked for: the reply says it succeeded (an error still comes
+    /// as an error message), which saves a message per request in batches.
     pub fn request_one<A: NlAttrType>(
         &self,
         name: &'static str,
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Genlmsghdr<Cmd, A>> {
-        self.request(name, cmd, attrs)?
+        self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::empty())?
+            .0
             .into_iter()
             .next()
             .ok_or_else(|| Error::Protocol(format!("no reply to {name}")))
@@ -211,6 +214,10 @@ impl Connection {
                 interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
                 let done = *msg.nl_type() == u16::from(Nlmsg::Done);
                 match msg.nl_payload() {
+                    // Without an ack or a dump, the one reply ends it.
+                    NlPayload::Payload(p) if !done && flags.is_empty() => {
+                        return Ok((vec![p.clone()], interrupted))
+                    }
                     NlPayload::Payload(p) if !done => replies.push(p.clone()),
                     NlPayload::Err(e) => {
                         return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))

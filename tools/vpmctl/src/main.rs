@@ -15,7 +15,7 @@ mod uapi;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::connection::Connection;
 use crate::error::Result;
@@ -168,7 +168,10 @@ fn read_input(file: &std::path::Path) -> Result<String> {
 /// Runs one batch file; see [`Command::Batch`].
 fn batch(file: &std::path::Path) -> Result<()> {
     let text = read_input(file)?;
-    // Parse every line before running any, so a typo runs nothing.
+    // Parse every line before running any, so a typo runs nothing.  One
+    // parser serves every line: building clap's command tree per line
+    // cost more than the kernel's work for the request.
+    let mut parser = Cli::command();
     let mut cmds = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -176,9 +179,9 @@ fn batch(file: &std::path::Path) -> Result<()> {
             continue;
         }
         let args = std::iter::once("vpmctl").chain(line.split_whitespace());
-        let cmd = Cli::try_parse_from(args)
-            .map_err(|e| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim())))?
-            .command;
+        let bad = |e: clap::Error| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim()));
+        let matches = parser.try_get_matches_from_mut(args).map_err(bad)?;
+        let cmd = Cli::from_arg_matches(&matches).map_err(bad)?.command;
         if matches!(cmd, Command::Batch { .. } | Command::Restore { .. } | Command::Monitor { .. }) {
             return Err(error::Error::Batch(format!("line {}: batch, restore and monitor do not run inside a batch", n + 1)));
         }
@@ -299,7 +302,6 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {

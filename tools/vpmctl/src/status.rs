@@ -27,6 +27,14 @@ pub struct Status {
     pub pkts_malformed: u64,
     /// Non-first fragments (passed untouched).
     pub pkts_fragments: u64,
+    /// ICMP errors whose quoted packet was translated.
+    pub pkts_icmp_xlat: u64,
+    /// Flows pinned now, pinned so far, expired, evicted; packets without a pin.
+    pub flows_active: u64,
+    pub flows_new: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+    pub flows_unpinned: u64,
     /// Packets dropped because they could not be made writable.
     pub pkts_dropped: u64,
 }
@@ -49,6 +57,12 @@ impl Status {
                 StatusAttr::PktsNoAid => st.pkts_no_aid = attrs::uint(payload)?,
                 StatusAttr::PktsMalformed => st.pkts_malformed = attrs::uint(payload)?,
                 StatusAttr::PktsFragments => st.pkts_fragments = attrs::uint(payload)?,
+                StatusAttr::PktsIcmpXlat => st.pkts_icmp_xlat = attrs::uint(payload)?,
+                StatusAttr::FlowsActive => st.flows_active = attrs::uint(payload)?,
+                StatusAttr::FlowsNew => st.flows_new = attrs::uint(payload)?,
+                StatusAttr::FlowsExpired => st.flows_expired = attrs::uint(payload)?,
+                StatusAttr::FlowsEvicted => st.flows_evicted = attrs::uint(payload)?,
+                StatusAttr::FlowsUnpinned => st.flows_unpinned = attrs::uint(payload)?,
                 StatusAttr::PktsDropped => st.pkts_dropped = attrs::uint(payload)?,
                 // Newer modules may report more: ignore what we do not know.
                 StatusAttr::UnrecognizedConst(_) => {}
@@ -65,7 +79,9 @@ impl Status {
         format!(
             "vpm {}\n  netfilter hooks      {}\n  packets seen         {}\n  translated in        {}\n  \
              translated out       {}\n  no AID (passed)      {}\n  malformed (passed)   {}\n  \
-             fragments (passed)   {}\n  dropped              {}\n",
+             fragments (passed)   {}\n  ICMP errors          {}\n  dropped              {}\n  \
+             flows active         {}\n  flows pinned         {}\n  flows expired        {}\n  \
+             flows evicted        {}\n  unpinned packets     {}\n",
             self.version,
             self.hooks,
             self.pkts_seen,
@@ -74,7 +90,13 @@ impl Status {
             self.pkts_no_aid,
             self.pkts_malformed,
             self.pkts_fragments,
-            self.pkts_dropped
+            self.pkts_icmp_xlat,
+            self.pkts_dropped,
+            self.flows_active,
+            self.flows_new,
+            self.flows_expired,
+            self.flows_evicted,
+            self.flows_unpinned
         )
     }
 }
@@ -134,7 +156,7 @@ mod tests {
         let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_dropped":0}"#
+            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_icmp_xlat":0,"flows_active":0,"flows_new":0,"flows_expired":0,"flows_evicted":0,"flows_unpinned":0,"pkts_dropped":0}"#
         );
     }
 }

@@ -64,6 +64,12 @@ pub enum StatusAttr {
     PktsNoAid = raw::VPM_A_STATUS_PKTS_NO_AID as u16,
     PktsMalformed = raw::VPM_A_STATUS_PKTS_MALFORMED as u16,
     PktsFragments = raw::VPM_A_STATUS_PKTS_FRAGMENTS as u16,
+    PktsIcmpXlat = raw::VPM_A_STATUS_PKTS_ICMP_XLAT as u16,
+    FlowsActive = raw::VPM_A_STATUS_FLOWS_ACTIVE as u16,
+    FlowsNew = raw::VPM_A_STATUS_FLOWS_NEW as u16,
+    FlowsExpired = raw::VPM_A_STATUS_FLOWS_EXPIRED as u16,
+    FlowsEvicted = raw::VPM_A_STATUS_FLOWS_EVICTED as u16,
+    FlowsUnpinned = raw::VPM_A_STATUS_FLOWS_UNPINNED as u16,
     PktsDropped = raw::VPM_A_STATUS_PKTS_DROPPED as u16,
 }
 impl neli::consts::genl::NlAttrType for StatusAttr {}

@@ -154,6 +154,28 @@ s vpmctl rule del --port 9000
 s vpmctl rule add --port 9000 --from 10.201.1.0/24 --aid a
 subtest PASS unclaimed-and-default
 
+# 4: a rule change does not move established flows.  A slow TCP download
+# (about 6 s) and a UDP flow (fixed source port) stay with a; new ones
+# follow the new rule to b.
+flows0=$(status_field vpms flows_new)
+ip netns exec vpmc1 python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp 10.201.1.2 9000 \
+	--slow --size 2097152 >"$work/long" 2>&1 &
+long=$!
+expect_eq "UDP flow from port 45000 before the change" a "$(ask c1 udp 10.201.1.2 --sport 45000)"
+s vpmctl rule del --port 9000 --from 10.201.1.0/24
+s vpmctl rule add --port 9000 --from 10.201.1.0/24 --aid b
+expect "the download was still running when the rule changed" kill -0 $long
+expect_eq "a new TCP connection follows the new rule" b "$(asks c1 tcp/10.201.1.2)"
+expect_eq "the UDP flow stays pinned" a "$(ask c1 udp 10.201.1.2 --sport 45000)"
+expect_eq "a new UDP flow follows the new rule" b "$(ask c1 udp 10.201.1.2 --sport 45001)"
+expect "the established download completed" wait $long
+expect_eq "the established download stayed with its instance" a "$(cat "$work/long")"
+expect "flows were pinned" test "$(status_field vpms flows_new)" -ge $((flows0 + 4))
+expect "pinned flows are active" test "$(status_field vpms flows_active)" -ge 1
+s vpmctl rule del --port 9000 --from 10.201.1.0/24
+s vpmctl rule add --port 9000 --from 10.201.1.0/24 --aid a
+subtest PASS rule-change-keeps-flows
+
 # 7: local clients reach the instance of their cgroup over loopback.
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
 mkdir -p /sys/fs/cgroup/vpm-a /sys/fs/cgroup/vpm-b

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# ICMP errors about translated packets reach the right socket on both
+# sides: PMTU discovery through a router with a small MTU (the router's
+# "fragmentation needed" / "packet too big" quotes the fixed port and must
+# reach the instance's socket on the anonymous port), and "port
+# unreachable" from an instance that is not running (it quotes the
+# anonymous port and must reach the client's socket for the fixed port).
+#
+#   vpmic  10.202.1.1 --- 10.202.1.2  vpmir  10.202.2.2 --- 10.202.2.1  vpmis
+#          fd00:202:1::1  (MTU 1280 towards the client)      fd00:202:2::1
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+work=$(mktemp -d)
+cleanup() {
+	kill $(jobs -p) 2>/dev/null || true
+	ip netns del vpmic 2>/dev/null || true
+	ip netns del vpmir 2>/dev/null || true
+	ip netns del vpmis 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+c() { ip netns exec vpmic "$@"; }
+s() { ip netns exec vpmis "$@"; }
+net() { python3 "$VPM_ROOT/tests/vm/vpmnet.py" "$@"; }
+
+load
+fresh_netns vpmic vpmir vpmis
+ip link add veth-c netns vpmic type veth peer name veth-rc netns vpmir
+ip link add veth-s netns vpmis type veth peer name veth-rs netns vpmir
+ip -n vpmic addr add 10.202.1.1/24 dev veth-c
+ip -n vpmic addr add fd00:202:1::1/64 dev veth-c nodad
+ip -n vpmir addr add 10.202.1.2/24 dev veth-rc
+ip -n vpmir addr add fd00:202:1::2/64 dev veth-rc nodad
+ip -n vpmir addr add 10.202.2.2/24 dev veth-rs
+ip -n vpmir addr add fd00:202:2::2/64 dev veth-rs nodad
+ip -n vpmis addr add 10.202.2.1/24 dev veth-s
+ip -n vpmis addr add fd00:202:2::1/64 dev veth-s nodad
+for n in vpmic vpmir vpmis; do
+	ip -n $n link set lo up
+	for d in $(ip -n $n -o link show type veth | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		ip -n $n link set "$d" up
+	done
+done
+ip netns exec vpmir sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+ip -n vpmic route add default via 10.202.1.2
+ip -n vpmic -6 route add default via fd00:202:1::2
+ip -n vpmis route add default via 10.202.2.2
+ip -n vpmis -6 route add default via fd00:202:2::2
+# Only the router's side of the client link is small: the client still
+# advertises a 1460-byte MSS, so the server's segments must shrink by PMTU
+# discovery.
+ip -n vpmir link set veth-rc mtu 1280
+
+A=$(s vpmctl add --aid a --port 9000 --json | json anon_port)
+s vpmctl rule add --port 9000 --aid a
+s vpmctl add --aid gone --port 9100 >/dev/null
+s vpmctl rule add --port 9100 --aid gone
+s python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve a "$A" >"$work/srv" 2>&1 &
+for _ in $(seq 100); do grep -q ready "$work/srv" && break; sleep 0.1; done
+
+icmp0=$(status_field vpmis pkts_icmp_xlat)
+for addr in 10.202.2.1 fd00:202:2::1; do
+	expect_eq "1 MiB download through the small link from $addr" a \
+		"$(c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp $addr 9000 --download --size 1048576)"
+done
+expect "the server translated the router's ICMP errors" \
+	test "$(status_field vpmis pkts_icmp_xlat)" -gt "$icmp0"
+expect "the server's route learnt the path MTU" sh -c \
+	"ip netns exec vpmis ip route get 10.202.1.1 | grep -q 'mtu 1280'"
+subtest PASS pmtu-discovery
+
+# Nobody listens on the anonymous port of "gone": the server's port
+# unreachable must reach the client's socket, connected to port 9100.
+icmp0=$(status_field vpmis pkts_icmp_xlat)
+for addr in 10.202.2.1 fd00:202:2::1; do
+	got=$(c python3 -c '
+import socket, sys
+addr = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect((addr, 9100))
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+' $addr)
+	expect_eq "UDP to a stopped instance via $addr" refused "$got"
+done
+expect_eq "port unreachable errors translated on the server" 2 \
+	$(($(status_field vpmis pkts_icmp_xlat) - icmp0))
+subtest PASS port-unreachable

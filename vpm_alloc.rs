@@ -78,7 +78,7 @@ impl<B: DerefMut<Target = [u64]>> PortAllocator<B> {
 
     /// Number of ports in the range.
     pub(crate) fn capacity(&self) -> u32 {
-        self.hi as u32 - self.lo as u32 + 1
+        u32::from(self.hi) - u32::from(self.lo) + 1
     }
 
     /// Number of ports allocated.

@@ -112,7 +112,7 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     /// number of buckets is a non-zero power of two.
     pub(crate) fn new(slots: S, key: [u64; 2]) -> Option<Self> {
         let buckets = slots.len() / WAYS;
-        if slots.len() % WAYS != 0 || !buckets.is_power_of_two() {
+        if !slots.len().is_multiple_of(WAYS) || !buckets.is_power_of_two() {
             return None;
         }
         Some(Self { slots, key })

@@ -12,10 +12,10 @@ use kernel::sync::CondVarTimeoutResult;
 use kernel::time::msecs_to_jiffies;
 
 use crate::vpm_rules::{Family, Match, RuleError};
-use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, Event, GenlInfo, PutAttrs, Reply};
+use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
 use crate::vpm_table::{
-    Aid, Cgroup, EntryStat, Key, Mapping, RuleKey, Stat, TableError, AID_MAX_LEN, PROTO_ALL,
-    RULES_PER_PORT,
+    Aid, Cgroup, EntryStat, Key, Mapping, RuleKey, Stat, Table, TableError, AID_MAX_LEN,
+    PROTO_ALL, RULES_PER_PORT,
 };
 use crate::vpm_uapi as uapi;
 
@@ -223,7 +223,9 @@ struct MappingCursor {
 // SAFETY: Plain integers and bytes: every bit pattern is a valid value.
 unsafe impl DumpCursor for MappingCursor {}
 
-impl MappingCursor {
+impl Resume for MappingCursor {
+    type Key = Key;
+
     fn after(&self) -> Option<Key> {
         if self.started == 0 {
             return None;
@@ -248,22 +250,34 @@ impl MappingCursor {
     }
 }
 
-/// `get-mapping` (dump): every allocation, in key order, across as many
-/// calls as the messages need.
-pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
+/// A dump's resume point over a table keyed by `Key`.
+trait Resume: DumpCursor {
+    type Key: Copy;
+    /// The key sent last, or `None` at the start.
+    fn after(&self) -> Option<Self::Key>;
+    /// The cursor after `key`.
+    fn at(key: &Self::Key) -> Self;
+}
+
+/// Fills one dump message batch from `visit`, which calls back with every
+/// entry after the cursor in key order, and saves where it stopped.
+fn dump_table<C: Resume, V>(
+    dump: &mut Dump<'_>,
+    visit: impl FnOnce(&Table, Option<&C::Key>, &mut dyn FnMut(&C::Key, &V) -> bool),
+    put: impl Fn(&mut DumpMsg<'_, '_>, &C::Key, &V) -> Result,
+) -> Result<usize> {
     let state = dump.net_state();
     let table = state.table.lock();
     let generation = table.generation();
-    let cursor: MappingCursor = dump.cursor();
-    let after = cursor.after();
+    let after = dump.cursor::<C>().after();
     let mut last = None;
     let mut full = false;
-    table.visit_from(after.as_ref(), |key, mapping| {
+    visit(&table, after.as_ref(), &mut |key, val| {
         let Some(mut msg) = dump.msg(generation) else {
             full = true;
             return false;
         };
-        if put_mapping(&mut msg, key, mapping).is_err() {
+        if put(&mut msg, key, val).is_err() {
             full = true;
             return false; // `msg` is dropped, which cancels it.
         }
@@ -272,12 +286,18 @@ pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
         true
     });
     match last {
-        Some(key) => dump.set_cursor(MappingCursor::at(&key)),
+        Some(key) => dump.set_cursor(C::at(&key)),
         // Not even one entry fits an empty message: cannot make progress.
         None if full => return Err(EMSGSIZE),
         None => {}
     }
     Ok(dump.len())
+}
+
+/// `get-mapping` (dump): every allocation, in key order, across as many
+/// calls as the messages need.
+pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
+    dump_table::<MappingCursor, Mapping>(dump, |t, after, f| t.visit_from(after, f), |m, k, v| put_mapping(m, k, v))
 }
 
 fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
@@ -402,7 +422,9 @@ struct RuleCursor {
 // SAFETY: Plain integers and bytes: every bit pattern is a valid value.
 unsafe impl DumpCursor for RuleCursor {}
 
-impl RuleCursor {
+impl Resume for RuleCursor {
+    type Key = RuleKey;
+
     fn after(&self) -> Option<RuleKey> {
         if self.started == 0 {
             return None;
@@ -435,32 +457,7 @@ impl RuleCursor {
 
 /// `get-rule` (dump): every rule, in key order.
 pub(crate) fn dump_rules(dump: &mut Dump<'_>) -> Result<usize> {
-    let state = dump.net_state();
-    let table = state.table.lock();
-    let generation = table.generation();
-    let cursor: RuleCursor = dump.cursor();
-    let after = cursor.after();
-    let mut last = None;
-    let mut full = false;
-    table.visit_rules_from(after.as_ref(), |rk, aid| {
-        let Some(mut msg) = dump.msg(generation) else {
-            full = true;
-            return false;
-        };
-        if put_rule(&mut msg, rk, aid).is_err() {
-            full = true;
-            return false;
-        }
-        msg.end();
-        last = Some(*rk);
-        true
-    });
-    match last {
-        Some(rk) => dump.set_cursor(RuleCursor::at(&rk)),
-        None if full => return Err(EMSGSIZE),
-        None => {}
-    }
-    Ok(dump.len())
+    dump_table::<RuleCursor, Aid>(dump, |t, after, f| t.visit_rules_from(after, f), |m, k, v| put_rule(m, k, v))
 }
 
 /// The AID in attribute `ty`, if present.

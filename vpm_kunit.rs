@@ -79,3 +79,73 @@ mod alloc {
         assert_eq!(a.range(), (150, 200));
     }
 }
+
+#[kunit_tests(vpm_rules)]
+mod rules {
+    use crate::vpm_rules::{select, sort, Family, Match, RuleError, Source};
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..4].copy_from_slice(&a);
+        out
+    }
+
+    #[test]
+    fn longest_prefix_then_port_then_default() {
+        let mut rules = [
+            (Match::ANY, 0u8),
+            (Match::new(Family::V4, v4([10, 0, 0, 0]), 8, 0).unwrap(), 1),
+            (Match::new(Family::V4, v4([10, 1, 0, 0]), 16, 0).unwrap(), 2),
+            (Match::new(Family::V4, v4([10, 1, 0, 0]), 16, 5000).unwrap(), 3),
+        ];
+        sort(&mut rules);
+        let src = |a, port| Source { family: Family::V4, addr: v4(a), port };
+        assert_eq!(select(&rules, &src([10, 1, 2, 3], 5000), |_| true), Some(&3));
+        assert_eq!(select(&rules, &src([10, 1, 2, 3], 1), |_| true), Some(&2));
+        assert_eq!(select(&rules, &src([10, 9, 2, 3], 1), |_| true), Some(&1));
+        assert_eq!(select(&rules, &src([11, 0, 0, 1], 1), |_| true), Some(&0));
+        assert_eq!(Match::new(Family::V4, v4([10, 1, 2, 3]), 16, 0), Err(RuleError::HostBits));
+    }
+}
+
+#[kunit_tests(vpm_parse)]
+mod parse {
+    use crate::vpm_parse::{ipv4, ipv6, Parsed, IPPROTO_UDP};
+
+    /// IPv4 + UDP 9000 -> 40000, 4 bytes of payload.
+    const V4: [u8; 32] = [
+        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2, //
+        0x23, 0x28, 0x9c, 0x40, 0, 12, 0x12, 0x34, 1, 2, 3, 4,
+    ];
+
+    #[test]
+    fn finds_ports_and_rejects_truncation() {
+        let Parsed::Flow(f) = ipv4(&V4[..]) else {
+            panic!("not a flow");
+        };
+        assert_eq!((f.sport, f.dport, f.check, f.l4), (9000, 40000, 0x1234, 20));
+        assert_eq!(ipv4(&V4[..25]), Parsed::Malformed);
+        assert_eq!(ipv6(&V4[..]), Parsed::Malformed);
+    }
+}
+
+#[kunit_tests(vpm_flow)]
+mod flow {
+    use crate::vpm_flow::{FlowKey, FlowTable, Pin, Slot, TCP_RST};
+    use kernel::prelude::*;
+
+    #[test]
+    fn pins_and_ends() {
+        let mut slots = KVVec::new();
+        for _ in 0..64 {
+            slots.push(Slot::default(), GFP_KERNEL).expect("1 KiB of slots");
+        }
+        let t = FlowTable::new(slots, [7, 8]).unwrap();
+        let k = FlowKey { proto: 6, family: 4, fixed: 9000, port: 40000, addr: [0; 16] };
+        let pin = Pin { anon: 20000, id: 1 };
+        t.insert(&k, pin, 100, 60);
+        assert_eq!(t.lookup(&k, 159), Some(pin));
+        assert!(t.touch(&k, 159, 60, TCP_RST));
+        assert_eq!(t.lookup(&k, 159), None);
+    }
+}

@@ -554,7 +554,7 @@ impl Table {
             let old_cgroup = match cgroup.take() {
                 Some(c) if !same(&c) => {
                     changed = true;
-                    Some(core::mem::replace(&mut m.cgroup, Some(c)))
+                    Some(m.cgroup.replace(c))
                 }
                 _ => None,
             };

@@ -2,7 +2,7 @@
 # Boot the test kernel under virtme-ng and run vpm's VM tests or the demo.
 #
 #   tests/vm.sh check KDIR   run tests/vm/[0-9]*.sh, KUnit, kmemleak; verdict
-#   tests/vm.sh run KDIR     the demo: load vpm.ko, show vpmctl status, unload
+#   tests/vm.sh run KDIR     the demo (tests/vm/demo.sh): two instances behind one port
 #
 # The guest sees the host's root filesystem read-only, so it uses vpm.ko
 # and vpmctl straight from this tree.  Its console (kernel log included) is

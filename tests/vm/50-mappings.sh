@@ -80,6 +80,19 @@ printf 'add --aid ok1 --port 5000\ndel --aid nosuch --port 5000\nadd --aid ok2 -
 expect_fail 1 "batch line 2: del failed" vpmctl batch /tmp/vpm-batch
 expect "line 3 of the failed batch did not run" sh -c '! vpmctl show | grep -q ok2'
 vpmctl del --aid ok1 --port 5000
+# The same when the failing line sits among adds that go out together in
+# one write: what came after it is undone, what came before stays.
+{
+	for i in 1 2 3; do echo "add --aid w$i --port 5001"; done
+	echo "add --aid w-bad --port 5001 --anon-port 1"
+	for i in 5 6 7; do echo "add --aid w$i --port 5001"; done
+	echo "add --aid w1 --port 5001"
+} >/tmp/vpm-batch
+expect_fail 1 "batch line 4: add failed" vpmctl batch /tmp/vpm-batch
+expect_eq "allocations left by the failed batch" "w1 w2 w3" \
+	"$(vpmctl show --json | python3 -c 'import json,sys; print(" ".join(m["aid"] for m in json.load(sys.stdin) if m["port"] == 5001))')"
+for i in 1 2 3; do vpmctl del --aid w$i --port 5001; done
+subtest PASS batch-stops-at-first-failure
 
 # Limits and range changes are all-or-nothing.
 expect_fail 1 "max-entries is below the 1000 allocations held" vpmctl config --max-entries 10

@@ -21,14 +21,7 @@ pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 
 if [ "$mode" = run ]; then
-	demo() { echo "| \$ $*"; "$@" 2>&1 | sed 's/^/| /'; }
-	demo insmod "$VPM_ROOT/vpm.ko"
-	demo vpmctl status
-	demo ip netns add demo
-	demo ip netns exec demo vpmctl status --json
-	demo ip netns del demo
-	demo rmmod vpm
-	demo vpmctl status
+	bash "$VPM_ROOT/tests/vm/demo.sh"
 	echo "VPM-TAINT $(cat /proc/sys/kernel/tainted)"
 	echo "VPM-RESULT 1 0"
 	exit 0

@@ -8,7 +8,7 @@ serve NAME PORT...   TCP and UDP, IPv4 and IPv6, on each PORT (anonymous
                      and the server sends that many random bytes.  UDP: answers each datagram with
                      b"NAME " + datagram.
 ask PROTO ADDR PORT [--size N] [--count N] [--echo | --download | --slow]
-    [--sport P]
+    [--sport P] [--src ADDR]
                      Sends N random bytes (COUNT times for UDP), checks the
                      answer (hash for TCP, and with --echo the data sent
                      back; echo for UDP, and that UDP replies come from
@@ -88,7 +88,7 @@ def family(addr):
 
 def ask(args):
     mode = "E" if args.echo else "D" if args.download else "S" if args.slow else "H"
-    print(ask_one(args.proto, args.addr, args.port, args.size, args.count, mode, args.sport))
+    print(ask_one(args.proto, args.addr, args.port, args.size, args.count, mode, args.sport, args.src))
 
 
 def asks(args):
@@ -99,14 +99,15 @@ def asks(args):
     print(" ".join(names))
 
 
-def ask_one(proto, addr, port, size, count, mode="H", sport=0):
+def ask_one(proto, addr, port, size, count, mode="H", sport=0, src=None):
     fam = family(addr)
     payload = os.urandom(size)
+    local = (src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), sport)
     if proto == "tcp":
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(20)
-        if sport:
-            s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", sport))
+        if sport or src:
+            s.bind(local)
         s.connect((addr, port))
         s.sendall(mode.encode() + (str(size).encode() if mode in "DS" else payload))
         s.shutdown(socket.SHUT_WR)
@@ -129,9 +130,9 @@ def ask_one(proto, addr, port, size, count, mode="H", sport=0):
         return name
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.settimeout(3)
-    if sport:
+    if sport or src:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", sport))
+        s.bind(local)
     names = set()
     for _ in range(count):
         s.sendto(payload, (addr, port))
@@ -163,6 +164,7 @@ def main():
     ap.add_argument("--download", action="store_true")
     ap.add_argument("--slow", action="store_true", help="download 64 KiB every 0.2 s")
     ap.add_argument("--sport", type=int, default=0, help="bind to this source port")
+    ap.add_argument("--src", help="bind to this source address")
     mp = sub.add_parser("asks")
     mp.add_argument("port", type=int)
     mp.add_argument("targets", nargs="+", help="PROTO/ADDR")

@@ -141,7 +141,7 @@ fn fragments_and_others() {
     }
     // A chain longer than the walker's limit.
     let hop = (60u8, vec![0u8; 8]);
-    let long: Vec<_> = std::iter::repeat(hop).take(9).collect();
+    let long: Vec<_> = std::iter::repeat_n(hop, 9).collect();
     assert_eq!(ipv6(&v6(IPPROTO_UDP, &long, &body)[..]), Parsed::Malformed);
     // Bad IHL, short total length, TCP data offset below 5.
     let mut bad = v4(IPPROTO_UDP, 0, 0, &body);

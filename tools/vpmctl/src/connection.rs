@@ -1,6 +1,8 @@
 //! A generic netlink connection to the vpm family.
 
 use std::cell::Cell;
+use std::io::{Cursor, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use neli::{
     consts::{
@@ -9,10 +11,11 @@ use neli::{
         socket::NlFamily,
     },
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
-    nl::{NlPayload, NlmsghdrBuilder},
+    nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
     socket::synchronous::NlSocketHandle,
     types::{Buffer, GenlBuffer},
     utils::Groups,
+    Size, ToBytes,
 };
 
 use crate::error::{extack_text, Error, KernelError, Result};
@@ -155,6 +158,58 @@ impl Connection {
             .ok_or_else(|| Error::Protocol(format!("no reply to {name}")))
     }
 
+    /// Sends several `do` requests of `cmd` that each answer with one
+    /// message, in one write, and returns each one's outcome in order.
+    ///
+    /// The kernel runs every request of the write, whatever happens to
+    /// the ones before it: callers that must stop at the first failure
+    /// undo what came after it.
+    pub fn pipeline<A: NlAttrType>(
+        &self,
+        name: &'static str,
+        cmd: Cmd,
+        requests: Vec<GenlBuffer<A, Buffer>>,
+    ) -> Result<Vec<Result<Genlmsghdr<Cmd, A>>>> {
+        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let first = self.seq.get().wrapping_add(1);
+        let mut buf = Vec::new();
+        for attrs in requests {
+            let seq = self.seq.get().wrapping_add(1);
+            self.seq.set(seq);
+            let msg = self.build(cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
+            let mut bytes = Cursor::new(vec![0; msg.padded_size()]);
+            msg.to_bytes(&mut bytes).map_err(|e| nl_err("cannot build the request", &e))?;
+            buf.extend_from_slice(bytes.get_ref());
+        }
+        let n = self.seq.get().wrapping_sub(first).wrapping_add(1) as usize;
+        // SAFETY: the socket outlives this borrow, which ends with the
+        // statement; the duplicate is an independent descriptor.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.sock.as_raw_fd()) };
+        let mut out = std::fs::File::from(fd.try_clone_to_owned().map_err(|e| nl_err("dup", &e))?);
+        // A netlink socket takes a write(2) like a sendmsg(2) of one buffer.
+        out.write_all(&buf).map_err(|e| nl_err("send", &e))?;
+
+        let mut outcomes: Vec<Option<Result<Genlmsghdr<Cmd, A>>>> = (0..n).map(|_| None).collect();
+        let mut left = n;
+        while left > 0 {
+            let (msgs, _) = self.sock.recv::<u16, Genlmsghdr<Cmd, A>>().map_err(|e| nl_err("receive", &e))?;
+            for msg in msgs {
+                let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
+                let i = msg.nl_seq().wrapping_sub(first) as usize;
+                if i >= n || outcomes[i].is_some() {
+                    continue;
+                }
+                outcomes[i] = Some(match msg.nl_payload() {
+                    NlPayload::Payload(p) => Ok(p.clone()),
+                    NlPayload::Err(e) => Err(kernel_error(name, *e.error(), e.ext_ack().iter())),
+                    _ => Err(Error::Protocol(format!("unexpected answer to {name}"))),
+                });
+                left -= 1;
+            }
+        }
+        Ok(outcomes.into_iter().map(|o| o.expect("every request answered")).collect())
+    }
+
     /// Dumps a table; retries (a few times) when the kernel reports the
     /// table changed during the dump (`NLM_F_DUMP_INTR`).
     pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
@@ -170,6 +225,30 @@ impl Connection {
         )))
     }
 
+    /// One request message of the family.
+    fn build<C: neli::consts::genl::Cmd, A: NlAttrType>(
+        &self,
+        cmd: C,
+        version: u8,
+        attrs: GenlBuffer<A, Buffer>,
+        flags: NlmF,
+        seq: u32,
+    ) -> std::result::Result<Nlmsghdr<u16, Genlmsghdr<C, A>>, String> {
+        let genl = GenlmsghdrBuilder::<C, A, NoUserHeader>::default()
+            .cmd(cmd)
+            .version(version)
+            .attrs(attrs)
+            .build()
+            .map_err(|e| e.to_string())?;
+        NlmsghdrBuilder::default()
+            .nl_type(self.family)
+            .nl_flags(flags)
+            .nl_seq(seq)
+            .nl_payload(NlPayload::Payload(genl))
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
     /// Sends one request and collects its replies up to the ack (`do`) or
     /// `NLMSG_DONE` (dump).  Returns the replies and whether the kernel
     /// flagged a dump as interrupted.
@@ -182,20 +261,10 @@ impl Connection {
         flags: NlmF,
     ) -> Result<(Vec<Genlmsghdr<C, A>>, bool)> {
         let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
-        let genl = GenlmsghdrBuilder::<C, A, NoUserHeader>::default()
-            .cmd(cmd)
-            .version(version)
-            .attrs(attrs)
-            .build()
-            .map_err(|e| nl_err("cannot build the request", &e))?;
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
-        let msg = NlmsghdrBuilder::default()
-            .nl_type(self.family)
-            .nl_flags(NlmF::REQUEST | flags)
-            .nl_seq(seq)
-            .nl_payload(NlPayload::Payload(genl))
-            .build()
+        let msg = self
+            .build(cmd, version, attrs, NlmF::REQUEST | flags, seq)
             .map_err(|e| nl_err("cannot build the request", &e))?;
         self.sock.send(&msg).map_err(|e| nl_err("send", &e))?;
 

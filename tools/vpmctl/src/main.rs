@@ -27,7 +27,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
     Add {
@@ -119,7 +119,7 @@ enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum RuleCmd {
     /// Packets for PORT from FROM belong to AID; without --from, AID is
     /// the port's default.  The longest prefix wins, then a rule with a
@@ -188,10 +188,90 @@ fn batch(file: &std::path::Path) -> Result<()> {
         cmds.push((n + 1, cmd));
     }
     let conn = Connection::open()?;
-    for (line, cmd) in cmds {
-        run_one(&conn, cmd).map_err(|e| e.at_line(line))?;
+    let mut live = if cmds.iter().filter(|(_, c)| pipelined(c)).count() > 1 {
+        Some(mapping::list(&conn)?.into_iter().map(|m| (m.aid, m.port)).collect())
+    } else {
+        None
+    };
+    let mut rest = &cmds[..];
+    while let Some((line, cmd)) = rest.first() {
+        let run = rest.iter().take(PIPELINE).take_while(|(_, c)| pipelined(c)).count();
+        match live.as_mut() {
+            Some(live) if run > 1 => {
+                add_window(&conn, &rest[..run], live)?;
+                rest = &rest[run..];
+            }
+            _ => {
+                track(live.as_mut(), cmd);
+                run_one(&conn, cmd.clone()).map_err(|e| e.at_line(*line))?;
+                rest = &rest[1..];
+            }
+        }
     }
     Ok(())
+}
+
+/// Most `add` lines a batch sends in one write.
+const PIPELINE: usize = 64;
+
+/// Whether a batch line can go out with its neighbours: an `add` that does
+/// not wait (a waiting one would hold up every request behind it).
+fn pipelined(cmd: &Command) -> bool {
+    matches!(cmd, Command::Add { wait: None, .. })
+}
+
+/// Keeps the batch's record of which (AID, port) pairs exist up to date.
+fn track(live: Option<&mut std::collections::HashSet<(String, u16)>>, cmd: &Command) {
+    let Some(live) = live else { return };
+    match cmd {
+        Command::Add { aid, port, .. } => {
+            live.insert((aid.clone(), *port));
+        }
+        Command::Del { aid, port } => {
+            live.remove(&(aid.clone(), *port));
+        }
+        Command::Flush => live.clear(),
+        _ => {}
+    }
+}
+
+/// Runs consecutive `add` lines in one write.  Like running them one by
+/// one, the batch stops at the first failure and nothing after it stays
+/// done: allocations that later lines of the window created are released
+/// again (the kernel runs every request of a write).
+fn add_window(
+    conn: &Connection,
+    window: &[(usize, Command)],
+    live: &mut std::collections::HashSet<(String, u16)>,
+) -> Result<()> {
+    let mut reqs = Vec::new();
+    for (_, cmd) in window {
+        if let Command::Add { aid, port, proto, anon_port, cgroup, .. } = cmd {
+            let opts = mapping::AddOpts { proto: Some(*proto), anon: *anon_port, wait_ms: None, cgroup: cgroup.clone() };
+            reqs.push((aid.as_str(), *port, opts));
+        }
+    }
+    let refs: Vec<_> = reqs.iter().map(|(a, p, o)| (*a, *p, o)).collect();
+    let outcomes = mapping::add_many(conn, &refs)?;
+    let mut failed = None;
+    for ((line, cmd), outcome) in window.iter().zip(outcomes) {
+        let Command::Add { aid, port, json, .. } = cmd else { continue };
+        let key = (aid.clone(), *port);
+        match (&failed, outcome) {
+            (None, Ok(m)) => {
+                live.insert(key);
+                emit(*json, &m, render_added);
+            }
+            (None, Err(e)) => failed = Some(e.at_line(*line)),
+            // After the failure: undo what this line created.
+            (Some(_), Ok(_)) if live.insert(key.clone()) => {
+                let _ = mapping::del(conn, &key.0, key.1);
+                live.remove(&key);
+            }
+            (Some(_), _) => {}
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
@@ -213,33 +293,15 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
                 cgroup,
             };
             let m = mapping::add(conn, &aid, port, &opts)?;
-            if json {
-                println!("{}", serde_json::to_string(&m).expect("mapping serialises"));
-            } else {
-                println!("{} {} {} -> {}", m.aid, m.port, m.proto.join(","), m.anon_port);
-            }
+            emit(json, &m, render_added);
         }
         Command::Del { aid, port } => mapping::del(conn, &aid, port)?,
         Command::Rule { cmd } => match cmd {
             RuleCmd::Add { port, from, aid } => rule::add(conn, port, &from.unwrap_or_default(), &aid)?,
             RuleCmd::Del { port, from } => rule::del(conn, port, &from.unwrap_or_default())?,
-            RuleCmd::Show { json } => {
-                let rules = rule::list(conn)?;
-                if json {
-                    println!("{}", serde_json::to_string(&rules).expect("rules serialise"));
-                } else {
-                    print!("{}", rule::render(&rules));
-                }
-            }
+            RuleCmd::Show { json } => emit(json, &rule::list(conn)?, |r| rule::render(r)),
         },
-        Command::Show { json } => {
-            let maps = mapping::list(conn)?;
-            if json {
-                println!("{}", serde_json::to_string(&maps).expect("mappings serialise"));
-            } else {
-                print!("{}", mapping::render(&maps));
-            }
-        }
+        Command::Show { json } => emit(json, &mapping::list(conn)?, |m| mapping::render(m)),
         Command::Flush => mapping::flush(conn)?,
         Command::Monitor { json } => monitor::run(conn, json)?,
         Command::Save => {
@@ -261,23 +323,25 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             if range.is_some() || max_entries.is_some() {
                 config::set(conn, range, max_entries)?;
             }
-            let c = config::get(conn)?;
-            if json {
-                println!("{}", serde_json::to_string(&c).expect("config serialises"));
-            } else {
-                print!("{}", c.render());
-            }
+            emit(json, &config::get(conn)?, config::Config::render);
         }
-        Command::Status { json } => {
-            let st = status::get(conn)?;
-            if json {
-                println!("{}", serde_json::to_string(&st).expect("status serialises"));
-            } else {
-                print!("{}", st.render());
-            }
-        }
+        Command::Status { json } => emit(json, &status::get(conn)?, status::Status::render),
     }
     Ok(())
+}
+
+/// What `add` prints.
+fn render_added(m: &mapping::Mapping) -> String {
+    format!("{} {} {} -> {}\n", m.aid, m.port, m.proto.join(","), m.anon_port)
+}
+
+/// Prints `value` as one line of JSON, or as `human` renders it.
+fn emit<T: serde::Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", serde_json::to_string(value).expect("vpmctl's own types serialise"));
+    } else {
+        print!("{}", human(value));
+    }
 }
 
 fn main() -> ExitCode {

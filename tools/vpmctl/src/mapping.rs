@@ -158,6 +158,24 @@ pub fn cgroup_path(p: &str) -> std::result::Result<String, String> {
 /// Allocates (or returns) the anonymous port of (aid, port); with
 /// `wait_ms`, the kernel waits that long for room instead of failing.
 pub fn add(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
+    Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, add_attrs(aid, port, opts)?)?)
+}
+
+/// Allocates many at once (see [`Connection::pipeline`]): each request's
+/// outcome, in order.
+pub fn add_many(conn: &Connection, reqs: &[(&str, u16, &AddOpts)]) -> Result<Vec<Result<Mapping>>> {
+    let attrs = reqs
+        .iter()
+        .map(|(aid, port, opts)| add_attrs(aid, *port, opts))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(conn
+        .pipeline("add", Cmd::AddMapping, attrs)?
+        .into_iter()
+        .map(|r| r.and_then(|msg| Mapping::from_msg(&msg)))
+        .collect())
+}
+
+fn add_attrs(aid: &str, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     let mut attrs = key_attrs(aid, port)?;
     attrs.push(attr(MappingAttr::Proto, opts.proto.unwrap_or(Proto::Both).bits())?);
     if let Some(a) = opts.anon {
@@ -169,7 +187,7 @@ pub fn add(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Ma
     if let Some(c) = &opts.cgroup {
         attrs.push(attr(MappingAttr::Cgroup, nul_str(c))?);
     }
-    Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, attrs)?)
+    Ok(attrs)
 }
 
 /// Releases the allocation of (aid, port).

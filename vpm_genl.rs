@@ -315,7 +315,7 @@ fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
         (uapi::VPM_A_MAPPING_PKTS_OUT, EntryStat::PktsOut),
         (uapi::VPM_A_MAPPING_BYTES_OUT, EntryStat::BytesOut),
     ] {
-        msg.put_uint(attr, m.counters.sum(stat as usize))?;
+        msg.put_uint(attr, m.counters.sum(stat))?;
     }
     Ok(())
 }

@@ -257,6 +257,15 @@ u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx)
 	return sum;
 }
 
+/* Zeroes one counter on every CPU; racing additions may be lost. */
+void vpm_pcpu_reset(u64 __percpu *ctrs, unsigned int idx)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		WRITE_ONCE(per_cpu_ptr(ctrs, cpu)[idx], 0);
+}
+
 /* ---- generic netlink ------------------------------------------------------ */
 
 struct net *vpm_genl_net(const struct genl_info *info)

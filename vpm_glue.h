@@ -55,6 +55,7 @@ u64 __percpu *vpm_pcpu_alloc(unsigned int n);
 void vpm_pcpu_free(u64 __percpu *ctrs);
 void vpm_pcpu_add(u64 __percpu *ctrs, unsigned int idx, u64 val);
 u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx);
+void vpm_pcpu_reset(u64 __percpu *ctrs, unsigned int idx);
 
 /* Generic netlink. */
 struct net *vpm_genl_net(const struct genl_info *info);

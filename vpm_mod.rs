@@ -27,6 +27,10 @@
 use kernel::prelude::*;
 
 mod vpm_alloc;
+#[cfg_attr(
+    not(CONFIG_KUNIT = "y"),
+    expect(dead_code, reason = "checksum() and sum_bytes() serve the KUnit suite")
+)]
 mod vpm_csum;
 mod vpm_flow;
 mod vpm_genl;

@@ -315,6 +315,6 @@ fn count_entry(counters: &EntryCounters, dir: Dir, len: u64) {
         Dir::In => (EntryStat::PktsIn, EntryStat::BytesIn),
         Dir::Out => (EntryStat::PktsOut, EntryStat::BytesOut),
     };
-    counters.add(pkts as usize, 1);
-    counters.add(bytes as usize, len);
+    counters.add(pkts, 1);
+    counters.add(bytes, len);
 }

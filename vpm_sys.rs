@@ -60,6 +60,7 @@ mod ffi {
         pub(super) fn vpm_pcpu_free(ctrs: *mut u64);
         pub(super) fn vpm_pcpu_add(ctrs: *mut u64, idx: c_uint, val: u64);
         pub(super) fn vpm_pcpu_sum(ctrs: *mut u64, idx: c_uint) -> u64;
+        pub(super) fn vpm_pcpu_reset(ctrs: *mut u64, idx: c_uint);
 
         pub(super) fn vpm_genl_net(info: *const bindings::genl_info) -> *mut bindings::net;
         pub(super) fn vpm_genl_reply_header(
@@ -501,6 +502,15 @@ impl<const N: usize> PerCpuCounters<N> {
         }
         // SAFETY: `ptr` is live with `N` counters and `idx < N`.
         unsafe { ffi::vpm_pcpu_sum(self.ptr.as_ptr(), idx as c_uint) }
+    }
+
+    /// Zeroes counter `idx` on every CPU (control plane); out-of-range is
+    /// ignored.  Concurrent additions may survive or be lost.
+    pub(crate) fn reset(&self, idx: usize) {
+        if idx < N {
+            // SAFETY: `ptr` is live with `N` counters and `idx < N`.
+            unsafe { ffi::vpm_pcpu_reset(self.ptr.as_ptr(), idx as c_uint) }
+        }
     }
 }
 

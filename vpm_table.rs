@@ -145,9 +145,44 @@ impl EntryStat {
     pub(crate) const COUNT: usize = 4;
 }
 
-/// Per-CPU counters of one allocation, shared by the control plane (which
-/// reports them) and the packet path's views (which count into them).
-pub(crate) type EntryCounters = PerCpuCounters<{ EntryStat::COUNT }>;
+/// Anonymous ports per [`CounterPage`].
+const PAGE_PORTS: usize = 256;
+
+/// The per-CPU counters of 256 consecutive anonymous ports (8 KiB per
+/// CPU).  Pages are allocated when the first port in them is, and kept
+/// until the namespace goes: allocating per-CPU memory per allocation
+/// made adding allocations several times slower.
+pub(crate) struct CounterPage(PerCpuCounters<{ PAGE_PORTS * EntryStat::COUNT }>);
+
+/// The counters of one allocation: a slot of a shared [`CounterPage`],
+/// used by the control plane (which reports them) and by the packet
+/// path's views (which count into them).
+#[derive(Clone)]
+pub(crate) struct EntryCounters {
+    page: Arc<CounterPage>,
+    slot: usize,
+}
+
+impl EntryCounters {
+    /// Adds `val` to counter `stat`; callable from the packet path.
+    #[inline]
+    pub(crate) fn add(&self, stat: EntryStat, val: u64) {
+        self.page.0.add(self.slot * EntryStat::COUNT + stat as usize, val);
+    }
+
+    /// Counter `stat`, summed over all CPUs.
+    pub(crate) fn sum(&self, stat: EntryStat) -> u64 {
+        self.page.0.sum(self.slot * EntryStat::COUNT + stat as usize)
+    }
+
+    /// Zeroes the counters (a port handed to a new allocation).  Packets
+    /// of the previous owner still in flight may count into the new one.
+    fn reset(&self) {
+        for stat in 0..EntryStat::COUNT {
+            self.page.0.reset(self.slot * EntryStat::COUNT + stat);
+        }
+    }
+}
 
 /// The cgroup v2 whose sockets belong to an allocation's AID.
 pub(crate) struct Cgroup {
@@ -166,7 +201,7 @@ pub(crate) struct Mapping {
     /// Local clients in this cgroup (or below) reach this allocation.
     pub(crate) cgroup: Option<Cgroup>,
     /// Traffic counters.
-    pub(crate) counters: Arc<EntryCounters>,
+    pub(crate) counters: EntryCounters,
     /// Tells this allocation from earlier ones of the same anonymous port
     /// (flow pins record it).
     pub(crate) id: u16,
@@ -245,7 +280,7 @@ pub(crate) struct Target {
     /// Protocols covered (`PROTO_*` bits).
     pub(crate) protos: u32,
     /// Where its traffic is counted.
-    pub(crate) counters: Arc<EntryCounters>,
+    pub(crate) counters: EntryCounters,
     /// The allocation's id (see [`Mapping::id`]).
     pub(crate) id: u16,
 }
@@ -288,7 +323,7 @@ pub(crate) struct RevView {
     /// Protocols covered (`PROTO_*` bits).
     pub(crate) protos: u32,
     /// Where its traffic is counted.
-    pub(crate) counters: Arc<EntryCounters>,
+    pub(crate) counters: EntryCounters,
     /// The allocation's id (see [`Mapping::id`]).
     pub(crate) id: u16,
 }
@@ -351,6 +386,8 @@ pub(crate) struct Table {
     reserved: KVec<u64>,
     /// Id of the next allocation.
     next_id: u16,
+    /// Counter pages, by anonymous port / 256.
+    counter_pages: KVec<Option<Arc<CounterPage>>>,
     /// Whether the flow table is published.
     flows: bool,
 }
@@ -373,7 +410,31 @@ impl Table {
             reserved: KVec::from_elem(0u64, WORDS, GFP_KERNEL_ACCOUNT)?,
             next_id: 1,
             flows: false,
+            counter_pages: {
+                let mut v = KVec::with_capacity(65536 / PAGE_PORTS, GFP_KERNEL_ACCOUNT)?;
+                for _ in 0..65536 / PAGE_PORTS {
+                    v.push(None, GFP_KERNEL_ACCOUNT)?;
+                }
+                v
+            },
         })
+    }
+
+    /// Fresh (zeroed) counters for anonymous port `anon`.
+    fn counters_for(&mut self, anon: u16) -> Result<EntryCounters, TableError> {
+        let page = &mut self.counter_pages[usize::from(anon) / PAGE_PORTS];
+        let page = match page {
+            Some(p) => p.clone(),
+            None => page
+                .insert(Arc::new(CounterPage(PerCpuCounters::new()?), GFP_KERNEL_ACCOUNT)?)
+                .clone(),
+        };
+        let counters = EntryCounters {
+            page,
+            slot: usize::from(anon) % PAGE_PORTS,
+        };
+        counters.reset();
+        Ok(counters)
     }
 
     /// Publishes the flow table, the first time the namespace gets an
@@ -582,7 +643,6 @@ impl Table {
         // Allocate everything first: nothing to undo if memory is short.
         self.ensure_flows()?;
         let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let counters = Arc::new(EntryCounters::new()?, GFP_KERNEL_ACCOUNT)?;
         let (lo, hi) = self.alloc.range();
         let anon = match want {
             Some(p) => self.alloc.reserve(p).map(|()| p),
@@ -597,6 +657,13 @@ impl Table {
                 hi,
             },
         })?;
+        let counters = match self.counters_for(anon) {
+            Ok(c) => c,
+            Err(e) => {
+                self.alloc.release(anon);
+                return Err(e);
+            }
+        };
         let steered = cgroup.is_some() || !self.port_published(key.port);
         let mapping = Mapping {
             anon,

@@ -3,6 +3,8 @@
 #
 #   tests/vm.sh check KDIR   run tests/vm/[0-9]*.sh, KUnit, kmemleak; verdict
 #   tests/vm.sh run KDIR     the demo (tests/vm/demo.sh): two instances behind one port
+#   tests/vm.sh bench KDIR   run tests/bench/[0-9]*.sh (timing assertions; meant
+#                            for the lean kernel, with VPM_KO built for it)
 #
 # The guest sees the host's root filesystem read-only, so it uses vpm.ko
 # and vpmctl straight from this tree.  Its console (kernel log included) is
@@ -14,8 +16,8 @@
 set -euo pipefail
 . "$(dirname "$0")/../tools/env.sh"
 
-mode=${1:?usage: tests/vm.sh check|run KDIR}
-kdir=${2:?usage: tests/vm.sh check|run KDIR}
+mode=${1:?usage: tests/vm.sh check|run|bench KDIR}
+kdir=${2:?usage: tests/vm.sh check|run|bench KDIR}
 : "${VPM_VM_TIMEOUT:=1800}"
 : "${CARGO_TARGET_DIR:=$VPM_ROOT/target}"
 vpmctl=$CARGO_TARGET_DIR/release/vpmctl
@@ -38,7 +40,7 @@ kvm=(--disable-kvm)
 # insmod.
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=1 printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_TESTS='${VPM_TESTS:-}' bash $VPM_ROOT/tests/vm/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' bash $VPM_ROOT/tests/vm/guest.sh $mode"
 vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}); console log: $log"
 set +e
 timeout --kill-after=30 "$VPM_VM_TIMEOUT" \

@@ -5,13 +5,14 @@
 #                    unload, kmemleak scan; print PASS/FAIL lines and
 #                    "VPM-RESULT <passed> <failed>" / "VPM-TAINT <n>"
 #   guest.sh run     the demo
+#   guest.sh bench   load $VPM_KO, run tests/bench/[0-9]*.sh, unload
 #
 # Each test script is one test, except that lines "SUBTEST PASS|FAIL name"
 # it prints count as tests of their own (KUnit cases, for instance).
 set -u
 mode=$1
 cd "$VPM_ROOT"
-export VPM_ROOT VPMCTL
+export VPM_ROOT VPMCTL VPM_KO
 export PATH="$(dirname "$VPMCTL"):$PATH"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
 
@@ -19,6 +20,45 @@ passed=0
 failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+# run_tests DIR [reload]: each DIR/[0-9]*.sh (VPM_TESTS, e.g. "70-*",
+# narrows the run while developing) is one test; its "SUBTEST PASS|FAIL
+# name" lines count as tests of their own.  With "reload", the module is
+# loaded again after a test that left it unloaded.
+run_tests() {
+	local t name out start rc secs
+	for t in "$1"/${VPM_TESTS:-[0-9]*}.sh; do
+		[ -e "$t" ] || continue
+		name=$(basename "$t" .sh)
+		out=$(mktemp)
+		start=$(date +%s)
+		timeout 600 bash "$t" >"$out" 2>&1
+		rc=$?
+		secs=$(($(date +%s) - start))
+		while read -r _ st sub; do
+			if [ "$st" = PASS ]; then pass "$name:$sub"; else fail "$name:$sub"; fi
+		done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
+		if [ $rc = 0 ]; then
+			pass "$name (${secs}s)"
+		else
+			fail "$name (exit $rc, ${secs}s)"
+			grep -vE '^SUBTEST ' "$out" | tail -n 30 | sed 's/^/    /'
+		fi
+		rm -f "$out"
+		if [ "${2:-}" = reload ]; then
+			lsmod | grep -q '^vpm ' || insmod "$VPM_KO"
+		fi
+	done
+}
+
+if [ "$mode" = bench ]; then
+	if insmod "$VPM_KO"; then pass insmod; else fail insmod; fi
+	run_tests "$VPM_ROOT/tests/bench"
+	if rmmod vpm; then pass rmmod; else fail rmmod; fi
+	echo "VPM-TAINT $(cat /proc/sys/kernel/tainted)"
+	echo "VPM-RESULT $passed $failed"
+	exit 0
+fi
 
 if [ "$mode" = run ]; then
 	bash "$VPM_ROOT/tests/vm/demo.sh"
@@ -30,7 +70,7 @@ fi
 # The module stays loaded across tests (tests that reload it leave it
 # loaded); KUnit suites run at this first insmod.
 dmesg_mark=$(dmesg | wc -l)
-if insmod "$VPM_ROOT/vpm.ko"; then
+if insmod "$VPM_KO"; then
 	pass "insmod"
 else
 	fail "insmod"
@@ -49,26 +89,7 @@ done < <(echo "$kunit" | awk '
 	/^ok [0-9]+ vpm_|^not ok [0-9]+ vpm_/ { insuite = 0 }')
 [ "$ncases" -gt 0 ] || fail "kunit: no vpm KUnit results in the kernel log (CONFIG_KUNIT, kunit.enable=1?)"
 
-# VPM_TESTS (e.g. "70-*") narrows the run while developing.
-for t in "$VPM_ROOT"/tests/vm/${VPM_TESTS:-[0-9]*}.sh; do
-	name=$(basename "$t" .sh)
-	out=$(mktemp)
-	start=$(date +%s)
-	timeout 600 bash "$t" >"$out" 2>&1
-	rc=$?
-	secs=$(($(date +%s) - start))
-	while read -r _ st sub; do
-		if [ "$st" = PASS ]; then pass "$name:$sub"; else fail "$name:$sub"; fi
-	done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
-	if [ $rc = 0 ]; then
-		pass "$name (${secs}s)"
-	else
-		fail "$name (exit $rc, ${secs}s)"
-		grep -vE '^SUBTEST ' "$out" | tail -n 30 | sed 's/^/    /'
-	fi
-	rm -f "$out"
-	lsmod | grep -q '^vpm ' || insmod "$VPM_ROOT/vpm.ko"
-done
+run_tests "$VPM_ROOT/tests/vm" reload
 
 if rmmod vpm; then pass "rmmod"; else fail "rmmod"; fi
 

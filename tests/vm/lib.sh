@@ -4,7 +4,7 @@
 # `expect` for assertions so the failure says what was expected.
 set -eu
 
-VPM_KO=$VPM_ROOT/vpm.ko
+VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko}
 
 # expect DESCRIPTION COMMAND...: run COMMAND, fail the test with
 # DESCRIPTION if it fails.

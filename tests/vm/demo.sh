@@ -6,7 +6,6 @@
 set -u
 demo() { echo "| \$ $*"; "$@" 2>&1 | sed 's/^/| /'; }
 say() { echo "|"; echo "| # $*"; }
-net() { python3 "$VPM_ROOT/tests/vm/vpmnet.py" "$@"; }
 
 say "load the module; every network namespace gets its own vpm"
 demo insmod "$VPM_ROOT/vpm.ko"
@@ -21,24 +20,27 @@ for n in demo-c demo-s; do ip -n $n link set lo up; done
 ip -n demo-c link set veth-c up
 ip -n demo-s link set veth-s up
 
-say "on the server: two applications, one fixed port"
+say "on the server (netns demo-s): two applications, one fixed port"
 s() { ip netns exec demo-s "$@"; }
-demo s vpmctl add --aid blue --port 9000
-demo s vpmctl add --aid green --port 9000
-demo s vpmctl rule add --port 9000 --from 10.9.0.1 --aid blue
-demo s vpmctl rule add --port 9000 --from 10.9.0.3 --aid green
-demo s vpmctl rule show
+demo_s() { echo "| demo-s\$ $*"; s "$@" 2>&1 | sed 's/^/| /'; }
+demo_c() { echo "| demo-c\$ $*"; ip netns exec demo-c "$@" 2>&1 | sed 's/^/| /'; }
+demo_s vpmctl add --aid blue --port 9000
+demo_s vpmctl add --aid green --port 9000
+demo_s vpmctl rule add --port 9000 --from 10.9.0.1 --aid blue
+demo_s vpmctl rule add --port 9000 --from 10.9.0.3 --aid green
+demo_s vpmctl rule show
 for aid in blue green; do
 	anon=$(s vpmctl show --json | python3 -c 'import json, sys; print(next(m["anon_port"] for m in json.load(sys.stdin) if m["aid"] == sys.argv[1]))' $aid)
 	s python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve $aid "$anon" >/tmp/demo-$aid 2>&1 &
 	for _ in $(seq 100); do grep -q ready /tmp/demo-$aid && break; sleep 0.1; done
 done
 
-say "on the client: the same address and port, two different servers"
-demo ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp 10.9.0.2 9000 --src 10.9.0.1
-demo ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp 10.9.0.2 9000 --src 10.9.0.3
-demo ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask udp 10.9.0.2 9000 --src 10.9.0.3
-demo s vpmctl show
+say "on the client (netns demo-c, 10.9.0.1 and 10.9.0.3): one server address and port, two servers"
+ask() { demo_c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask "$@"; }
+ask tcp 10.9.0.2 9000 --src 10.9.0.1
+ask tcp 10.9.0.2 9000 --src 10.9.0.3
+ask udp 10.9.0.2 9000 --src 10.9.0.3
+demo_s vpmctl show
 
 say "unload: tables and hooks go with the module"
 kill $(jobs -p) 2>/dev/null

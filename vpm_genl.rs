@@ -555,7 +555,7 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
         }
         TableError::LimitBelowUse { entries } => {
             info.set_err_fmt(format_args!(
-                "max-entries is below the {entries} allocations held"
+                "max-entries is below the {entries} allocations (or rules) held"
             ));
             EBUSY
         }
@@ -574,8 +574,10 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
             info.set_err(c"no rule with this port and source");
             ENOENT
         }
-        TableError::TooManyRules { max } if max == RULES_PER_PORT => {
-            info.set_err_fmt(format_args!("this port already has {max} rules, the most a port may hold"));
+        TableError::PortFullOfRules => {
+            info.set_err_fmt(format_args!(
+                "this port already has {RULES_PER_PORT} rules, the most a port may hold"
+            ));
             ENOSPC
         }
         TableError::TooManyRules { max } => {

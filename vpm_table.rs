@@ -244,7 +244,7 @@ pub(crate) enum TableError {
     RangeInUse,
     /// A range with lo > hi.
     BadRange,
-    /// A limit below the current number of entries.
+    /// A limit below the current number of allocations or rules.
     LimitBelowUse { entries: u32 },
     /// A rule names an (AID, port) without an allocation.
     RuleWithoutMapping,
@@ -252,8 +252,10 @@ pub(crate) enum TableError {
     RuleExists { aid: Aid },
     /// No such rule.
     RuleNotFound,
-    /// The port has `max` rules already.
+    /// The namespace holds `max` rules already.
     TooManyRules { max: u32 },
+    /// The port holds [`RULES_PER_PORT`] rules already.
+    PortFullOfRules,
     /// Out of memory.
     NoMemory,
 }
@@ -776,9 +778,7 @@ impl Table {
             Ok::<_, TableError>(on_port < RULES_PER_PORT)
         })?;
         if on_port >= RULES_PER_PORT {
-            return Err(TableError::TooManyRules {
-                max: RULES_PER_PORT,
-            });
+            return Err(TableError::PortFullOfRules);
         }
         let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         self.rules.insert(slot.into_node(rk, aid));

@@ -39,6 +39,14 @@ expect_fail() {
 	expect "'$*' says '$text' (said: $out)" grep -qF -- "$text" <<<"$out"
 }
 
+# timed_ms CMD...: run CMD (output discarded), print how long it took in ms.
+timed_ms() {
+	local start
+	start=$(date +%s%N)
+	"$@" >/dev/null
+	echo $((($(date +%s%N) - start) / 1000000))
+}
+
 subtest() { echo "SUBTEST $1 $2"; }
 
 # fresh_netns NAME...: (re)create empty network namespaces.

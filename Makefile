@@ -69,6 +69,8 @@ vpmctl:
 host-test:
 	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo test --quiet
 	@$(ENV); cd $(ROOT)/tests/host && cargo test --quiet
+	@$(ENV); cd $(ROOT)/tests/host && RUSTFLAGS="--cfg loom" \
+		CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/loom cargo test --quiet --release flow_loom
 
 vm-test: module vpmctl
 	@$(ROOT)/tests/vm.sh check "$(KDIR)"

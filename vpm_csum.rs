@@ -49,9 +49,13 @@ pub(crate) const fn replace2(check: u16, old: u16, new: u16) -> u16 {
     !fold(!check as u64 + !old as u64 + new as u64)
 }
 
-/// [`replace2`] for a UDP-over-IPv4 checksum field (RFC 768): zero means
-/// "no checksum" and stays zero, and a computed zero is sent as `0xffff`.
-pub(crate) const fn replace2_udp4(check: u16, old: u16, new: u16) -> u16 {
+/// [`replace2`] for a UDP checksum field, IPv4 or IPv6: a computed zero
+/// is sent as `0xffff` (RFC 768; over IPv6 a zero checksum is invalid,
+/// RFC 8200, and receivers drop the datagram), and a zero that arrived
+/// stays zero ("no checksum", which only UDP over IPv4 may carry: the
+/// packet path never rewrites UDP over IPv6 with a zero checksum).
+/// This is what `nf_nat_proto.c` does for UDP of both families.
+pub(crate) const fn replace2_udp(check: u16, old: u16, new: u16) -> u16 {
     if check == 0 {
         return 0;
     }

@@ -6,38 +6,83 @@
 //! records the translation per connection).
 //!
 //! Pure `core` (atomics included), like `vpm_csum.rs`: the module and the
-//! host tests compile this same file.
+//! host tests compile this same file, and the host tests also build it
+//! with `--cfg loom`, which swaps in `loom`'s atomics so that a model
+//! checker explores every interleaving of the packet path's operations.
 //!
 //! The table is a fixed array of slots, allocated once per namespace by
 //! the control plane; the packet path never allocates and never takes a
 //! lock.  Slots are grouped in buckets of [`WAYS`]; a flow's keyed hash
-//! picks the bucket and a 32-bit tag identifies it within.  A slot is one
-//! atomic word (tag, anonymous port, allocation id) plus an atomic
-//! deadline, in seconds:
+//! picks the bucket and a 32-bit tag identifies it within.
 //!
-//! - lookup: compare the tags of one bucket; a slot past its deadline is
-//!   free.
-//! - insert (first packet of a flow): take a free slot, else an expired
-//!   one, else evict the one closest to expiry (counted); a lost race
-//!   leaves the flow unpinned (translated statelessly, counted).  Nothing
-//!   can fail the packet.
-//! - every translated packet pushes the deadline out; TCP FIN shortens
-//!   it, RST ends it.
+//! # A pin's life
 //!
-//! A slot names the allocation it pinned (anonymous port and allocation
-//! id); the packet path checks that the allocation still exists before
-//! using it, so releasing an allocation ends its flows.
+//! - A flow's first packet from the client (a TCP SYN, any UDP datagram)
+//!   creates an *unconfirmed* pin that lives [`UNCONFIRMED_TIMEOUT`]
+//!   seconds.  Anybody can send a SYN from any address, so an unconfirmed
+//!   pin proves nothing and is the first to be evicted.
+//! - The instance *confirms* it: any UDP reply, or a TCP segment without
+//!   SYN (which a TCP socket sends only once the handshake completed, so
+//!   a spoofed source can never get one).  A confirmed pin lives
+//!   [`TCP_TIMEOUT`] or [`UDP_TIMEOUT`] seconds after its last packet and
+//!   is never evicted by a new flow: a new flow that finds its bucket
+//!   full of confirmed pins stays unpinned ([`Inserted::Full`]).
+//! - Only the instance's side, which is this host's own socket and cannot
+//!   be spoofed from the network, ends a confirmed pin: its FIN makes the
+//!   pin *closing* ([`TCP_FIN_TIMEOUT`] seconds, never extended again),
+//!   its RST ends it.  A client's FIN or RST does not touch a confirmed
+//!   pin (a spoofed one would otherwise end any connection whose
+//!   addresses it guessed; the client's real FIN is answered by the
+//!   instance's FIN anyway).  A client RST ends an unconfirmed pin, so a
+//!   port scan's SYN, SYN-ACK, RST frees its slot at once.
+//!
+//! # Slots and the concurrency argument
+//!
+//! A slot is two atomic words:
+//!
+//! - `life`: tag (32 bits) | state (2) | deadline (30 bits of seconds).
+//!   0 is a never-used slot.  State [`CLAIMED`] marks a slot changing
+//!   hands.
+//! - `pin`: anonymous port (16) | allocation id (48).
+//!
+//! Every change of `life` is a compare-and-swap from the value the writer
+//! read, and a writer only proceeds while `life` carries its own flow's
+//! tag (or, for an insert, the exact value it chose to replace).  Hence:
+//!
+//! - a touch (refresh, confirm, FIN, RST) can only ever change the pin of
+//!   its own flow: if the slot changed hands in between, the CAS fails;
+//! - an insert takes a slot by first claiming `life` (CAS from the value
+//!   it saw to "claimed by my tag"), then writes `pin`, then publishes
+//!   `life` with release ordering.  While a slot is claimed, nobody else
+//!   writes it (inserts skip claimed slots, touches need an unclaimed
+//!   `life` of their tag), so no interleaving lets a losing insert or a
+//!   stale store end or shorten a pin that someone else just created;
+//! - a reader loads `life` (acquire), then `pin`, then `life` again: a
+//!   pin published after a new claim would show in the second load, so a
+//!   reader never pairs one flow's tag with another flow's pin.
+//!
+//! The only way a live pin ends early is the stated policy: eviction of
+//! an unconfirmed (or closing) pin by a new flow, and the instance's own
+//! RST.  The allocation id is 48 bits wide and never reused, so a pin
+//! that outlives its allocation can never attach to a later one on the
+//! same anonymous port; the packet path checks that the allocation
+//! still exists before using a pin.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots per bucket.
 pub(crate) const WAYS: usize = 4;
-/// Idle timeout of a UDP flow, in seconds.
+/// Idle timeout of a confirmed UDP flow, in seconds.
 pub(crate) const UDP_TIMEOUT: u32 = 60;
-/// Idle timeout of a TCP connection, in seconds.
+/// Idle timeout of a confirmed TCP connection, in seconds.
 pub(crate) const TCP_TIMEOUT: u32 = 7200;
-/// How long a TCP connection stays pinned after a FIN, in seconds.
+/// How long a TCP connection stays pinned after the instance's FIN.
 pub(crate) const TCP_FIN_TIMEOUT: u32 = 10;
+/// How long an unconfirmed pin lives after the client's last packet.
+pub(crate) const UNCONFIRMED_TIMEOUT: u32 = 30;
 
 /// TCP flag bits (byte 13 of the header).
 pub(crate) const TCP_FIN: u8 = 0x01;
@@ -47,6 +92,9 @@ pub(crate) const TCP_SYN: u8 = 0x02;
 pub(crate) const TCP_RST: u8 = 0x04;
 /// ACK.
 pub(crate) const TCP_ACK: u8 = 0x10;
+
+/// Allocation ids are 48 bits wide (see [`Pin::id`]).
+pub(crate) const ID_MASK: u64 = (1 << 48) - 1;
 
 /// What identifies a flow: the client's side and the fixed port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,8 +116,41 @@ pub(crate) struct FlowKey {
 pub(crate) struct Pin {
     /// The anonymous port.
     pub(crate) anon: u16,
-    /// Low bits of the allocation's id.
-    pub(crate) id: u16,
+    /// The allocation's id (48 bits; ids are never reused).
+    pub(crate) id: u64,
+}
+
+impl Pin {
+    fn pack(self) -> u64 {
+        u64::from(self.anon) << 48 | (self.id & ID_MASK)
+    }
+
+    fn unpack(w: u64) -> Self {
+        Self {
+            anon: (w >> 48) as u16,
+            id: w & ID_MASK,
+        }
+    }
+}
+
+/// Where a pin stands (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PinState {
+    /// Created by the client's first packet, not yet answered.
+    Unconfirmed,
+    /// The instance answered.
+    Confirmed,
+    /// The instance sent its FIN.
+    Closing,
+}
+
+/// Who sent a packet of a pinned flow, and what it carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// The client (from the network or a local client): `tcp` and its flags.
+    Client { tcp: bool, flags: u8 },
+    /// The instance, from allocation `pin` (a reply leaving this host).
+    Instance { tcp: bool, flags: u8, pin: Pin },
 }
 
 /// What an insert did.
@@ -77,26 +158,121 @@ pub(crate) struct Pin {
 pub(crate) enum Inserted {
     /// Into a free slot.
     Free,
-    /// Over a slot whose flow had expired.
+    /// Over a slot whose flow had expired (or the flow's own dead pin).
     Expired,
-    /// Over a live flow: the bucket was full.
+    /// Over a live unconfirmed or closing flow: the bucket was full.
     Evicted,
+    /// The bucket holds only confirmed (or changing) pins: the flow stays
+    /// unpinned rather than push out an established one.
+    Full,
     /// Lost a race with another CPU: the flow stays unpinned.
     Raced,
 }
 
-/// One slot.
-#[derive(Default)]
-pub(crate) struct Slot {
-    /// tag << 32 | anon << 16 | id; 0 when never used.
-    word: AtomicU64,
-    /// Second (on the caller's clock) after which the slot is free.
-    deadline: AtomicU32,
+// `life` word layout.
+const CLAIMED: u64 = 0;
+const UNCONFIRMED: u64 = 1;
+const CONFIRMED: u64 = 2;
+const CLOSING: u64 = 3;
+const DL_BITS: u32 = 30;
+const DL_MASK: u32 = (1 << DL_BITS) - 1;
+
+fn life(tag: u32, state: u64, deadline: u32) -> u64 {
+    u64::from(tag) << 32 | state << DL_BITS | u64::from(deadline & DL_MASK)
 }
 
-/// `now` is past `deadline` (wrapping seconds).
+fn tag_of(l: u64) -> u32 {
+    (l >> 32) as u32
+}
+
+fn state_of(l: u64) -> u64 {
+    (l >> DL_BITS) & 3
+}
+
+fn deadline_of(l: u64) -> u32 {
+    l as u32 & DL_MASK
+}
+
+/// `now` is past `deadline` (both wrapping seconds, 30 bits).
 fn expired(deadline: u32, now: u32) -> bool {
-    (now.wrapping_sub(deadline) as i32) > 0
+    let d = now.wrapping_sub(deadline) & DL_MASK;
+    d != 0 && d < 1 << (DL_BITS - 1)
+}
+
+/// Seconds from `now` until `deadline` (0 when past).
+fn remaining(deadline: u32, now: u32) -> u32 {
+    if expired(deadline, now) {
+        0
+    } else {
+        deadline.wrapping_sub(now) & DL_MASK
+    }
+}
+
+/// A slot holds a live, unclaimed pin of `tag` at `now`.
+fn live_for(l: u64, tag: u32, now: u32) -> bool {
+    tag_of(l) == tag && state_of(l) != CLAIMED && !expired(deadline_of(l), now)
+}
+
+/// The `life` word after `seen` at `now`, or `None` to leave it as it is.
+fn next_life(l: u64, pin: Pin, seen: Seen, now: u32) -> Option<u64> {
+    let (tag, state, deadline) = (tag_of(l), state_of(l), deadline_of(l));
+    let ended = life(tag, state, now.wrapping_sub(1));
+    match seen {
+        Seen::Client { tcp, flags } => match state {
+            // A scan's RST frees the slot; anything else keeps it alive.
+            UNCONFIRMED if tcp && flags & TCP_RST != 0 => Some(ended),
+            UNCONFIRMED => Some(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT))),
+            // Not trusted to end a confirmed pin (see the module doc).
+            CONFIRMED if tcp && flags & (TCP_RST | TCP_FIN) != 0 => None,
+            CONFIRMED => Some(life(tag, CONFIRMED, now.wrapping_add(timeout(tcp)))),
+            _ => None,
+        },
+        Seen::Instance { tcp, flags, pin: from } => {
+            if from != pin {
+                // A reply of another allocation: not this pin's instance.
+                return None;
+            }
+            if tcp && flags & TCP_RST != 0 {
+                return Some(ended);
+            }
+            if tcp && flags & TCP_FIN != 0 {
+                let fin = now.wrapping_add(TCP_FIN_TIMEOUT);
+                let fin = if state == CLOSING && expired(deadline, fin) { deadline } else { fin };
+                return Some(life(tag, CLOSING, fin));
+            }
+            match state {
+                CLOSING => None,
+                // A SYN-ACK answers spoofed SYNs too: it confirms nothing.
+                UNCONFIRMED if tcp && flags & TCP_SYN != 0 => {
+                    Some(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT)))
+                }
+                _ => Some(life(tag, CONFIRMED, now.wrapping_add(timeout(tcp)))),
+            }
+        }
+    }
+}
+
+fn timeout(tcp: bool) -> u32 {
+    if tcp {
+        TCP_TIMEOUT
+    } else {
+        UDP_TIMEOUT
+    }
+}
+
+/// One slot (see the module documentation).
+pub(crate) struct Slot {
+    life: AtomicU64,
+    pin: AtomicU64,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            life: AtomicU64::new(0),
+            pin: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The flow table over caller-provided slots (a multiple of [`WAYS`],
@@ -137,85 +313,112 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
         siphash13(self.key, &words)
     }
 
+    /// A consistent reading of slot `s` for `tag`: its `life` and pin.
+    fn read(s: &Slot, tag: u32, now: u32) -> Option<(u64, Pin)> {
+        let l = s.life.load(Ordering::Acquire);
+        if !live_for(l, tag, now) {
+            return None;
+        }
+        let p = s.pin.load(Ordering::Acquire);
+        // A new owner claims `life` before it writes `pin`: if `pin` is
+        // newer than `l`, this load sees the claim (or a later value).
+        let l2 = s.life.load(Ordering::Acquire);
+        live_for(l2, tag, now).then_some((l2, Pin::unpack(p)))
+    }
+
     /// The live pin of `k` at time `now`, and its slot.
-    fn find(&self, k: &FlowKey, now: u32) -> Option<(&Slot, Pin)> {
+    fn find(&self, k: &FlowKey, now: u32) -> Option<(&Slot, u32, Pin, u64)> {
         let (bucket, tag) = self.bucket(k);
-        bucket.iter().find_map(|s| {
-            let w = s.word.load(Ordering::Acquire);
-            if (w >> 32) as u32 != tag || expired(s.deadline.load(Ordering::Relaxed), now) {
-                return None;
-            }
-            Some((
-                s,
-                Pin {
-                    anon: (w >> 16) as u16,
-                    id: w as u16,
-                },
-            ))
-        })
+        bucket.iter().find_map(|s| Self::read(s, tag, now).map(|(l, p)| (s, tag, p, l)))
     }
 
     /// The live pin of `k`, if any.
     pub(crate) fn lookup(&self, k: &FlowKey, now: u32) -> Option<Pin> {
-        self.find(k, now).map(|(_, p)| p)
+        self.find(k, now).map(|(_, _, p, _)| p)
     }
 
-    /// Records a packet of a pinned flow: pushes its deadline out to
-    /// `now + timeout`, or, for a TCP segment with FIN or RST, shortens it.
-    /// Returns whether the flow was pinned.
-    pub(crate) fn touch(&self, k: &FlowKey, now: u32, timeout: u32, tcp_flags: u8) -> bool {
-        let Some((slot, _)) = self.find(k, now) else {
+    /// The live pin of `k` and where it stands.
+    pub(crate) fn lookup_state(&self, k: &FlowKey, now: u32) -> Option<(Pin, PinState)> {
+        self.find(k, now).map(|(_, _, p, l)| {
+            let state = match state_of(l) {
+                CONFIRMED => PinState::Confirmed,
+                CLOSING => PinState::Closing,
+                _ => PinState::Unconfirmed,
+            };
+            (p, state)
+        })
+    }
+
+    /// Records a packet of a pinned flow (see the module documentation
+    /// for what each side's packets do).  Returns whether `k` was pinned.
+    pub(crate) fn touch(&self, k: &FlowKey, now: u32, seen: Seen) -> bool {
+        let Some((slot, tag, _, _)) = self.find(k, now) else {
             return false;
         };
-        let deadline = if tcp_flags & TCP_RST != 0 {
-            // Ended: free from the next second on.
-            now.wrapping_sub(1)
-        } else if tcp_flags & TCP_FIN != 0 {
-            let fin = now.wrapping_add(TCP_FIN_TIMEOUT);
-            let cur = slot.deadline.load(Ordering::Relaxed);
-            if expired(cur, fin) { cur } else { fin }
-        } else {
-            now.wrapping_add(timeout)
-        };
-        slot.deadline.store(deadline, Ordering::Relaxed);
+        // A CAS fails only when another CPU changed the slot meanwhile;
+        // a few tries cover concurrent packets of the same flow.
+        for _ in 0..4 {
+            let Some((l, pin)) = Self::read(slot, tag, now) else {
+                // Ended, expired or taken over meanwhile: not ours to touch.
+                return false;
+            };
+            let Some(new) = next_life(l, pin, seen, now) else {
+                return true;
+            };
+            if slot.life.compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                return true;
+            }
+        }
         true
     }
 
-    /// Pins `k` to `pin` until `now + timeout`.
-    pub(crate) fn insert(&self, k: &FlowKey, pin: Pin, now: u32, timeout: u32) -> Inserted {
+    /// Pins `k` to `pin` (unconfirmed) from `now` on.  The caller found no
+    /// usable pin for `k`: none, or one whose allocation is gone.
+    pub(crate) fn insert(&self, k: &FlowKey, pin: Pin, now: u32) -> Inserted {
         let (bucket, tag) = self.bucket(k);
-        let word = u64::from(tag) << 32 | u64::from(pin.anon) << 16 | u64::from(pin.id);
-        // Prefer the slot already holding this flow (a pin the caller
-        // found dead), then a free one, then an expired one, then the live
-        // one closest to expiry.
+        // Prefer the flow's own (dead) pin, then a free slot, then an
+        // expired one, then the unconfirmed or closing one closest to
+        // expiry.  Confirmed and claimed slots are never taken.
         let mut best: Option<(&Slot, u64, Inserted, (u8, u32))> = None;
         for s in bucket {
-            let w = s.word.load(Ordering::Acquire);
-            let dl = s.deadline.load(Ordering::Relaxed);
-            let (kind, rank) = if (w >> 32) as u32 == tag {
-                (Inserted::Expired, 0)
-            } else if w == 0 {
+            let l = s.life.load(Ordering::Acquire);
+            let (dl, state) = (deadline_of(l), state_of(l));
+            let choice = if l == 0 {
                 (Inserted::Free, 1)
+            } else if state == CLAIMED {
+                if tag_of(l) == tag {
+                    // Another CPU is pinning this very flow.
+                    return Inserted::Raced;
+                }
+                continue;
+            } else if tag_of(l) == tag {
+                (Inserted::Expired, 0)
             } else if expired(dl, now) {
                 (Inserted::Expired, 2)
+            } else if state == CONFIRMED {
+                continue;
             } else {
                 (Inserted::Evicted, 3)
             };
-            let order = (rank, dl.wrapping_sub(now));
+            let order = (choice.1, remaining(dl, now));
             if best.as_ref().is_none_or(|b| order < b.3) {
-                best = Some((s, w, kind, order));
+                best = Some((s, l, choice.0, order));
             }
         }
         let Some((slot, old, kind, _)) = best else {
-            return Inserted::Raced;
+            return Inserted::Full;
         };
-        // Make the slot look expired while it changes hands, so a reader
-        // that sees the new word with the old deadline ignores it.
-        slot.deadline.store(now.wrapping_sub(1), Ordering::Relaxed);
-        if slot.word.compare_exchange(old, word, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        // Claim: from here on nobody else writes the slot.
+        if slot
+            .life
+            .compare_exchange(old, life(tag, CLAIMED, 0), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
             return Inserted::Raced;
         }
-        slot.deadline.store(now.wrapping_add(timeout), Ordering::Release);
+        slot.pin.store(pin.pack(), Ordering::Release);
+        slot.life
+            .store(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT)), Ordering::Release);
         kind
     }
 
@@ -223,7 +426,10 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     pub(crate) fn live(&self, now: u32) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.word.load(Ordering::Relaxed) != 0 && !expired(s.deadline.load(Ordering::Relaxed), now))
+            .filter(|s| {
+                let l = s.life.load(Ordering::Relaxed);
+                l != 0 && state_of(l) != CLAIMED && !expired(deadline_of(l), now)
+            })
             .count()
     }
 }

@@ -24,6 +24,7 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
     let state = info.net_state();
     // The version, a u32 and at most 16 uints of 12 bytes.
     let mut reply = Reply::new(info, 32 + 8 + 16 * 12)?;
+    const _: () = assert!(Stat::COUNT + 1 <= 16);
     reply.put_str(uapi::VPM_A_STATUS_VERSION, crate::VERSION)?;
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
     for (attr, stat) in [
@@ -39,6 +40,7 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
         (uapi::VPM_A_STATUS_FLOWS_EVICTED, Stat::FlowsEvicted),
         (uapi::VPM_A_STATUS_FLOWS_UNPINNED, Stat::FlowsUnpinned),
         (uapi::VPM_A_STATUS_PKTS_DROPPED, Stat::Dropped),
+        (uapi::VPM_A_STATUS_PKTS_FOREIGN, Stat::Foreign),
     ] {
         reply.put_uint(attr, state.read(stat))?;
     }
@@ -111,7 +113,7 @@ fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
     // The policy (NLA_NUL_STRING) guarantees a NUL within the payload.
     let len = raw.iter().position(|&b| b == 0).ok_or(EINVAL)?;
     let path = CStr::from_bytes_with_nul(&raw[..=len]).map_err(|_| EINVAL)?;
-    let id = cgroup_id(path).inspect_err(|e| {
+    let (id, level) = cgroup_id(path).inspect_err(|e| {
         if *e == ENOENT || *e == ENOTDIR {
             info.set_err(c"cgroup: no such cgroup v2 directory (give its path below the cgroup2 root, e.g. /vpm/a)");
         } else {
@@ -120,7 +122,7 @@ fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
     })?;
     let mut path = KVec::with_capacity(len, GFP_KERNEL_ACCOUNT)?;
     path.extend_from_slice(&raw[..len], GFP_KERNEL_ACCOUNT)?;
-    Ok(Some(Cgroup { id, path }))
+    Ok(Some(Cgroup { id, level, path }))
 }
 
 /// `del-mapping`: release the allocation of (aid, port).
@@ -577,6 +579,12 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
         TableError::PortFullOfRules => {
             info.set_err_fmt(format_args!(
                 "this port already has {RULES_PER_PORT} rules, the most a port may hold"
+            ));
+            ENOSPC
+        }
+        TableError::PortFullOfCgroups => {
+            info.set_err_fmt(format_args!(
+                "this port already has {RULES_PER_PORT} allocations with a cgroup, the most a port may hold"
             ));
             ENOSPC
         }

@@ -14,7 +14,10 @@
 #include <linux/netfilter_ipv6.h>
 #include <linux/percpu.h>
 #include <linux/slab.h>
+#include <linux/netfilter_bridge.h>
+#include <net/addrconf.h>
 #include <net/dst.h>
+#include <net/route.h>
 #include <net/genetlink.h>
 #include <net/ip.h>
 #include <net/sock.h>
@@ -40,7 +43,8 @@ void *vpm_net_generic(const struct net *net, unsigned int id)
 static unsigned int vpm_hook_entry(void *priv, struct sk_buff *skb,
 				   const struct nf_hook_state *state)
 {
-	return vpm_rs_hook(priv, skb, state->pf, state->hook);
+	return vpm_rs_hook(priv, skb, state->pf, state->hook, state->net,
+			   state->in);
 }
 
 /*
@@ -148,35 +152,87 @@ bool vpm_skb_dst_local(const struct sk_buff *skb)
 }
 
 /*
- * The cgroup v2 ids of the sending socket's cgroup and its ancestors,
- * innermost first, at most @max; returns how many.  Request sockets stand
- * for their listener; time-wait sockets and socketless packets have none.
- * Called under RCU: a socket pins its cgroup, a cgroup its ancestors.
+ * Whether @addr (4 bytes for NFPROTO_IPV4, 16 for NFPROTO_IPV6) is a local
+ * unicast address of @net: what the routing table calls RTN_LOCAL (in
+ * @dev's VRF, if any) for IPv4, an address configured on any device of
+ * @net for IPv6.  Broadcast and multicast addresses are not.  Any context;
+ * takes the RCU read lock itself.
  */
-unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
-				unsigned int max)
+bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
+		    const u8 *addr)
+{
+	if (pf == NFPROTO_IPV4) {
+		__be32 a;
+
+		memcpy(&a, addr, sizeof(a));
+		return inet_addr_type_dev_table(net, dev, a) == RTN_LOCAL;
+	}
+#if IS_ENABLED(CONFIG_IPV6)
+	if (pf == NFPROTO_IPV6)
+		return ipv6_chk_addr(net, (const struct in6_addr *)addr, NULL, 0);
+#endif
+	return false;
+}
+
+/*
+ * Whether @skb came into this host (forwarded or bridged) rather than
+ * being sent by it.  A received skb keeps the index of the device it
+ * arrived on (skb_iif); a locally generated one has 0.  IPv4 also marks
+ * forwarded packets, and br_netfilter attaches its state to bridged ones.
+ */
+bool vpm_skb_received(const struct sk_buff *skb, u8 pf)
+{
+	if (skb->skb_iif)
+		return true;
+	if (pf == NFPROTO_IPV4 && (IPCB(skb)->flags & IPSKB_FORWARDED))
+		return true;
+#if IS_ENABLED(CONFIG_BRIDGE_NETFILTER)
+	if (nf_bridge_info_exists(skb))
+		return true;
+#endif
+	return false;
+}
+
+/*
+ * The local port of the socket @skb belongs to: -1 without a socket, else
+ * the port number in the socket's common part (full, request and
+ * time-wait sockets alike), which is 0 for the kernel's unbound control
+ * sockets (TCP resets and ACKs on behalf of no socket).
+ */
+int vpm_skb_sk_port(const struct sk_buff *skb)
+{
+	return skb->sk ? skb->sk->sk_num : -1;
+}
+
+/*
+ * The cgroup v2 id of the sending socket's ancestor (or own) cgroup at
+ * depth @level of the hierarchy, or 0 when there is none: no full socket
+ * (request sockets stand for their listener; time-wait sockets and
+ * socketless packets have none), or the socket's cgroup is shallower.
+ * This is what bpf_skb_ancestor_cgroup_id() computes.  Called under RCU: a
+ * socket pins its cgroup, a cgroup its ancestors.
+ */
+u64 vpm_skb_cgroup_ancestor(const struct sk_buff *skb, int level)
 {
 #ifdef CONFIG_SOCK_CGROUP_DATA
 	struct sock *sk = skb_to_full_sk(skb);
 	struct cgroup *cgrp;
-	unsigned int n = 0;
 
 	if (!sk || !sk_fullsock(sk))
 		return 0;
-	for (cgrp = sock_cgroup_ptr(&sk->sk_cgrp_data); cgrp && n < max;
-	     cgrp = cgroup_parent(cgrp))
-		ids[n++] = cgroup_id(cgrp);
-	return n;
+	cgrp = cgroup_ancestor(sock_cgroup_ptr(&sk->sk_cgrp_data), level);
+	return cgrp ? cgroup_id(cgrp) : 0;
 #else
 	return 0;
 #endif
 }
 
 /*
- * The id of the cgroup v2 at @path (relative to the caller's cgroup
- * namespace root), or a negative errno: -ENOENT, -ENOTDIR.
+ * The id and depth (@level, 0 for the root) of the cgroup v2 at @path
+ * (relative to the caller's cgroup namespace root), or a negative errno:
+ * -ENOENT, -ENOTDIR.
  */
-s64 vpm_cgroup_id(const char *path)
+s64 vpm_cgroup_id(const char *path, int *level)
 {
 #ifdef CONFIG_CGROUPS
 	struct cgroup *cgrp = cgroup_get_from_path(path);
@@ -185,6 +241,7 @@ s64 vpm_cgroup_id(const char *path)
 	if (IS_ERR(cgrp))
 		return PTR_ERR(cgrp);
 	id = cgroup_id(cgrp);
+	*level = cgrp->level;
 	cgroup_put(cgrp);
 	return id;
 #else

@@ -16,6 +16,7 @@ struct genl_info;
 struct netlink_callback;
 struct nlattr;
 struct net;
+struct net_device;
 struct nf_hook_ops;
 struct sk_buff;
 
@@ -24,7 +25,8 @@ int vpm_rs_net_init(struct net *net);
 void vpm_rs_net_pre_exit(struct net *net);
 void vpm_rs_net_exit(struct net *net);
 unsigned int vpm_rs_hook(void *priv, struct sk_buff *skb, u8 pf,
-			 unsigned int hooknum);
+			 unsigned int hooknum, struct net *net,
+			 const struct net_device *in);
 
 /* Per-network-namespace state. */
 void *vpm_net_generic(const struct net *net, unsigned int id);
@@ -40,10 +42,13 @@ int vpm_skb_nh_off(const struct sk_buff *skb);
 u8 vpm_skb_ip_summed(const struct sk_buff *skb);
 u8 *vpm_skb_writable(struct sk_buff *skb, unsigned int len);
 bool vpm_skb_dst_local(const struct sk_buff *skb);
-unsigned int vpm_skb_cgroup_ids(const struct sk_buff *skb, u64 *ids,
-				unsigned int max);
+bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
+		    const u8 *addr);
+bool vpm_skb_received(const struct sk_buff *skb, u8 pf);
+int vpm_skb_sk_port(const struct sk_buff *skb);
+u64 vpm_skb_cgroup_ancestor(const struct sk_buff *skb, int level);
 
-s64 vpm_cgroup_id(const char *path);
+s64 vpm_cgroup_id(const char *path, int *level);
 u32 vpm_now_secs(void);
 
 /* Reserved ports (net.ipv4.ip_local_reserved_ports). */

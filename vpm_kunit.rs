@@ -8,7 +8,7 @@ use kernel::prelude::*;
 
 #[kunit_tests(vpm_csum)]
 mod csum {
-    use crate::vpm_csum::{checksum, fold, replace2, replace2_udp4, sum_bytes};
+    use crate::vpm_csum::{checksum, fold, replace2, replace2_udp, sum_bytes};
 
     /// The UDP header of RFC 1071's worked example style: ports 9000 -> 40000.
     const HDR: [u8; 8] = [0x23, 0x28, 0x9c, 0x40, 0x00, 0x08, 0x00, 0x00];
@@ -39,11 +39,11 @@ mod csum {
 
     #[test]
     fn udp4_zero_rules() {
-        assert_eq!(replace2_udp4(0, 9000, 40000), 0);
+        assert_eq!(replace2_udp(0, 9000, 40000), 0);
         // A result of zero is sent as 0xffff: 0xffff ~ +0 in one's complement.
         let check = replace2(0x0000, 0x0000, 0xffff);
         assert_eq!(check, 0);
-        assert_eq!(replace2_udp4(0xffff, 0x0000, 0xffff), 0xffff);
+        assert_eq!(replace2_udp(0xffff, 0x0000, 0xffff), 0xffff);
     }
 }
 
@@ -131,21 +131,29 @@ mod parse {
 
 #[kunit_tests(vpm_flow)]
 mod flow {
-    use crate::vpm_flow::{FlowKey, FlowTable, Pin, Slot, TCP_RST};
+    use crate::vpm_flow::{FlowKey, FlowTable, Pin, PinState, Seen, Slot, TCP_ACK, TCP_RST, TCP_SYN};
     use kernel::prelude::*;
 
     #[test]
-    fn pins_and_ends() {
+    fn confirms_and_ends() {
         let mut slots = KVVec::new();
         for _ in 0..64 {
             slots.push(Slot::default(), GFP_KERNEL).expect("1 KiB of slots");
         }
         let t = FlowTable::new(slots, [7, 8]).unwrap();
         let k = FlowKey { proto: 6, family: 4, fixed: 9000, port: 40000, addr: [0; 16] };
-        let pin = Pin { anon: 20000, id: 1 };
-        t.insert(&k, pin, 100, 60);
-        assert_eq!(t.lookup(&k, 159), Some(pin));
-        assert!(t.touch(&k, 159, 60, TCP_RST));
-        assert_eq!(t.lookup(&k, 159), None);
+        let pin = Pin { anon: 20000, id: 1 << 40 };
+        t.insert(&k, pin, 100);
+        assert_eq!(t.lookup_state(&k, 129), Some((pin, PinState::Unconfirmed)));
+        // The SYN-ACK confirms nothing; the instance's first ACK does.
+        t.touch(&k, 101, Seen::Instance { tcp: true, flags: TCP_SYN | TCP_ACK, pin });
+        assert_eq!(t.lookup_state(&k, 101), Some((pin, PinState::Unconfirmed)));
+        t.touch(&k, 102, Seen::Instance { tcp: true, flags: TCP_ACK, pin });
+        assert_eq!(t.lookup_state(&k, 7000), Some((pin, PinState::Confirmed)));
+        // A client RST does not end a confirmed pin; the instance's does.
+        t.touch(&k, 103, Seen::Client { tcp: true, flags: TCP_RST });
+        assert_eq!(t.lookup(&k, 103), Some(pin));
+        assert!(t.touch(&k, 104, Seen::Instance { tcp: true, flags: TCP_RST, pin }));
+        assert_eq!(t.lookup(&k, 104), None);
     }
 }

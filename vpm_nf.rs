@@ -16,25 +16,49 @@
 //!   a destination port that is a multiplexed fixed port is rewritten to
 //!   the anonymous port of the allocation the packet belongs to.
 //! - Replies (POST_ROUTING): a source port that is an allocated anonymous
-//!   port is rewritten back to its fixed port.  Anonymous ports are vpm's
-//!   alone (reserved in `ip_local_reserved_ports`), so every packet sent
-//!   from one belongs to a translated stream.
+//!   port is rewritten back to its fixed port.
+//!
+//! Only this host's own streams are translated.  A host that forwards or
+//! bridges (a router, a container or VM host) carries other hosts'
+//! traffic to and from the same port numbers, and `ip_local_reserved_ports`
+//! only keeps local autobind off the anonymous ports: forwarded packets,
+//! a source NAT or UDP tunnels may carry them too.  So:
+//!
+//! - inbound, at PRE_ROUTING, the destination must be a local unicast
+//!   address of the namespace (LOCAL_OUT packets come from local sockets
+//!   and are only considered when routed to this host);
+//! - outbound, the packet must have been sent by this host (not forwarded
+//!   or bridged), and if it carries a socket bound to a port, that port
+//!   must be the packet's source port: the instance's own socket, or the
+//!   kernel answering for it (a reset, an ICMP error), never a socket
+//!   whose source port a NAT rewrote;
+//! - ICMP errors: one arriving must be addressed to this host; one leaving
+//!   must be sent by this host about a packet addressed to this host.
+//!
+//! Everything else with one of vpm's ports passes untouched and is
+//! counted as foreign.
 //!
 //! Policy for what cannot be translated: packets vpm cannot parse pass
-//! untouched (counted as malformed), non-first fragments pass untouched,
-//! and a packet that must be translated but cannot be made writable is
-//! dropped (counted): delivering it to the fixed port would hand it to the
-//! wrong application.
+//! untouched (counted as malformed).  This includes an IPv6 extension
+//! chain longer than [`vpm_parse::MAX_EXT_HEADERS`] and a first fragment
+//! too short to hold the ports and checksum: vpm cannot see their ports,
+//! so they reach whatever listens on the port they carry (for a fixed
+//! port, its own listener, as unclaimed packets do); RFC 7112 and the
+//! kernel's IPv6 reassembly reject such fragments anyway.  Non-first
+//! fragments pass untouched (counted), UDP over IPv6 without checksum
+//! passes untouched (counted as malformed), and a packet that must be
+//! translated but cannot be made writable is dropped (counted):
+//! delivering it to the fixed port would hand it to the wrong application.
 
 use kernel::bindings;
 use kernel::sync::rcu;
 
 use crate::vpm_csum;
-use crate::vpm_flow::{FlowKey, Inserted, TCP_ACK, TCP_SYN, TCP_TIMEOUT, UDP_TIMEOUT};
+use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::{Family, Source};
-use crate::vpm_sys::{now_secs, CsumState, Skb, CGROUP_DEPTH};
-use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat};
+use crate::vpm_sys::{now_secs, CsumState, Skb};
+use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat, Target};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
 
 const PRE_ROUTING: u32 = bindings::nf_inet_hooks_NF_INET_PRE_ROUTING;
@@ -48,6 +72,13 @@ enum Dir {
     In,
     /// Source port: anonymous -> fixed.
     Out,
+}
+
+/// A translation decided for one packet.
+struct Xlat<'g> {
+    old: u16,
+    new: u16,
+    counters: &'g EntryCounters,
 }
 
 /// Handles one packet in namespace `state` at hook `hooknum` of family `pf`.
@@ -80,146 +111,218 @@ pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> 
         _ => return bindings::NF_ACCEPT,
     };
     let guard = rcu::read_lock();
-    let proto = if flow.proto == IPPROTO_TCP { PROTO_TCP } else { PROTO_UDP };
-    let timeout = if flow.proto == IPPROTO_TCP { TCP_TIMEOUT } else { UDP_TIMEOUT };
-    let now = now_secs();
-    let flows = state.views.flows.get(&guard);
-    let (old, new, counters) = match dir {
-        Dir::In => {
-            let Some(view) = state.views.fwd.get(flow.dport, &guard) else {
-                return bindings::NF_ACCEPT;
-            };
-            let key = flow_key(&flow, flow.src, flow.sport, flow.dport);
-            // A pinned flow keeps its allocation, whatever the rules say
-            // now, for as long as that allocation exists.
-            let pinned = flows
-                .and_then(|f| f.lookup(&key, now))
-                .and_then(|p| alive(state, &guard, p.anon, p.id, flow.dport, proto));
-            match pinned {
-                Some((anon, rev)) => {
-                    if let Some(f) = flows {
-                        f.touch(&key, now, timeout, flow.tcp_flags);
-                    }
-                    (flow.dport, anon, &rev.counters)
-                }
-                None => {
-                    let src = Source {
-                        family: flow.family,
-                        addr: flow.src,
-                        port: flow.sport,
-                    };
-                    let mut ids = [0u64; CGROUP_DEPTH];
-                    let n = if hooknum == LOCAL_OUT {
-                        skb.cgroup_ids(&mut ids)
-                    } else {
-                        0
-                    };
-                    let Some(target) = view.select(&src, &ids[..n], proto) else {
-                        state.count(Stat::NoAid);
-                        return bindings::NF_ACCEPT;
-                    };
-                    // UDP flows start with any packet, TCP ones with a SYN.
-                    let opens = flow.proto == IPPROTO_UDP || flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-                    match flows {
-                        Some(f) if opens => {
-                            let pin = crate::vpm_flow::Pin {
-                                anon: target.anon,
-                                id: target.id,
-                            };
-                            match f.insert(&key, pin, now, timeout) {
-                                Inserted::Free => state.count(Stat::FlowsNew),
-                                Inserted::Expired => {
-                                    state.count(Stat::FlowsNew);
-                                    state.count(Stat::FlowsExpired);
-                                }
-                                Inserted::Evicted => {
-                                    state.count(Stat::FlowsNew);
-                                    state.count(Stat::FlowsEvicted);
-                                }
-                                Inserted::Raced => state.count(Stat::FlowsUnpinned),
-                            }
-                        }
-                        _ => state.count(Stat::FlowsUnpinned),
-                    }
-                    (flow.dport, target.anon, &target.counters)
-                }
-            }
-        }
-        Dir::Out => {
-            let Some(rev) = state.views.rev.get(flow.sport, &guard) else {
-                return bindings::NF_ACCEPT;
-            };
-            if rev.protos & proto == 0 {
-                return bindings::NF_ACCEPT;
-            }
-            // Replies keep their flow alive (and a FIN or RST from the
-            // instance ends it).
-            if let Some(f) = flows {
-                f.touch(&flow_key(&flow, flow.dst, flow.dport, rev.fixed), now, timeout, flow.tcp_flags);
-            }
-            (flow.sport, rev.fixed, &rev.counters)
-        }
+    let xlat = match dir {
+        Dir::In => steer_in(state, &skb, &flow, hooknum, &guard),
+        Dir::Out => steer_out(state, &skb, &flow, &guard),
     };
-    // UDP over IPv6 must carry a checksum (RFC 8200): a zero one is invalid
-    // and vpm does not invent one.
-    if flow.family == Family::V6 && flow.proto == IPPROTO_UDP && flow.check == 0 {
-        state.count(Stat::Malformed);
+    let Some(x) = xlat else {
         return bindings::NF_ACCEPT;
-    }
+    };
     let len = crate::vpm_parse::Packet::len(&skb) as u64;
-    if !rewrite(&mut skb, &flow, dir, old, new) {
+    if !rewrite(&mut skb, &flow, dir, x.old, x.new) {
         state.count(Stat::Dropped);
         return bindings::NF_DROP;
     }
-    count_entry(counters, dir, len);
+    count_entry(x.counters, dir, len);
     state.count(if dir == Dir::In { Stat::XlatIn } else { Stat::XlatOut });
     bindings::NF_ACCEPT
+}
+
+/// The translation of a packet addressed to a fixed port, if it is one
+/// of this host's streams: the flow's pin, else the current selection
+/// (which a flow's first packet pins).
+fn steer_in<'g>(
+    state: &'g NetState,
+    skb: &Skb<'_>,
+    flow: &Flow,
+    hooknum: u32,
+    guard: &'g rcu::Guard,
+) -> Option<Xlat<'g>> {
+    state.views.fwd.get(flow.dport, guard)?;
+    if hooknum == PRE_ROUTING && !skb.addr_is_local(&flow.dst) {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    // UDP over IPv6 must carry a checksum (RFC 8200): a zero one is
+    // invalid, vpm does not invent one, and such a packet creates no state.
+    if flow.is_udp6_without_checksum() {
+        state.count(Stat::Malformed);
+        return None;
+    }
+    let now = now_secs();
+    let tcp = flow.proto == IPPROTO_TCP;
+    let key = flow_key(flow, flow.src, flow.sport, flow.dport);
+    let ancestor = |level: u16| skb.cgroup_ancestor(level);
+    let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT { Some(&ancestor) } else { None };
+    let found = pinned_or_selected(state, guard, flow.family, flow.proto, &key, local)?;
+    let flows = state.views.flows.get(guard);
+    let (anon, counters) = match found {
+        Found::Pinned(anon, rev) => {
+            if let Some(f) = flows {
+                f.touch(&key, now, Seen::Client { tcp, flags: flow.tcp_flags });
+            }
+            (anon, &rev.counters)
+        }
+        Found::Selected(target) => {
+            // UDP flows start with any packet, TCP ones with a SYN.
+            let opens = !tcp || flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+            match flows {
+                Some(f) if opens => {
+                    let pin = Pin {
+                        anon: target.anon,
+                        id: target.id,
+                    };
+                    count_insert(state, f.insert(&key, pin, now));
+                }
+                _ => state.count(Stat::FlowsUnpinned),
+            }
+            (target.anon, &target.counters)
+        }
+    };
+    Some(Xlat {
+        old: flow.dport,
+        new: anon,
+        counters,
+    })
+}
+
+/// The translation of a packet from an anonymous port, if this host's
+/// instance sent it; it refreshes (and confirms) the flow's pin.
+fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu::Guard) -> Option<Xlat<'g>> {
+    let rev = state.views.rev.get(flow.sport, guard)?;
+    if rev.protos & proto_bit(flow.proto) == 0 {
+        return None;
+    }
+    let own_socket = skb.socket_port().is_none_or(|p| p == 0 || p == flow.sport);
+    if skb.received() || !own_socket {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    if flow.is_udp6_without_checksum() {
+        state.count(Stat::Malformed);
+        return None;
+    }
+    if let Some(f) = state.views.flows.get(guard) {
+        let seen = Seen::Instance {
+            tcp: flow.proto == IPPROTO_TCP,
+            flags: flow.tcp_flags,
+            pin: Pin {
+                anon: flow.sport,
+                id: rev.id,
+            },
+        };
+        f.touch(&flow_key(flow, flow.dst, flow.dport, rev.fixed), now_secs(), seen);
+    }
+    Some(Xlat {
+        old: flow.sport,
+        new: rev.fixed,
+        counters: &rev.counters,
+    })
+}
+
+/// Where a packet for a fixed port goes.
+enum Found<'g> {
+    /// Its flow's pin, whose allocation still exists.
+    Pinned(u16, &'g RevView),
+    /// The current rules, cgroups and default.
+    Selected(&'g Target),
+}
+
+/// The allocation a packet of flow `key` (protocol `proto`) goes to: the
+/// flow's pin if it has a live one whose allocation exists, whatever the
+/// rules say now; else the selection of the fixed port's view, counted
+/// as "no AID" when nothing claims the packet.  `ancestor` gives the
+/// sending local socket's cgroup ancestors.  Never changes a pin.
+fn pinned_or_selected<'g>(
+    state: &'g NetState,
+    guard: &'g rcu::Guard,
+    family: Family,
+    proto: u8,
+    key: &FlowKey,
+    ancestor: Option<&dyn Fn(u16) -> u64>,
+) -> Option<Found<'g>> {
+    let view = state.views.fwd.get(key.fixed, guard)?;
+    let bit = proto_bit(proto);
+    let pinned = state
+        .views
+        .flows
+        .get(guard)
+        .and_then(|f| f.lookup(key, now_secs()))
+        .and_then(|p| alive(state, guard, p, key.fixed, bit));
+    if let Some((anon, rev)) = pinned {
+        return Some(Found::Pinned(anon, rev));
+    }
+    let src = Source {
+        family,
+        addr: key.addr,
+        port: key.port,
+    };
+    match view.select(&src, ancestor, bit) {
+        Some(t) => Some(Found::Selected(t)),
+        None => {
+            state.count(Stat::NoAid);
+            None
+        }
+    }
+}
+
+fn count_insert(state: &NetState, r: Inserted) {
+    match r {
+        Inserted::Free => state.count(Stat::FlowsNew),
+        Inserted::Expired => {
+            state.count(Stat::FlowsNew);
+            state.count(Stat::FlowsExpired);
+        }
+        Inserted::Evicted => {
+            state.count(Stat::FlowsNew);
+            state.count(Stat::FlowsEvicted);
+        }
+        Inserted::Full | Inserted::Raced => state.count(Stat::FlowsUnpinned),
+    }
+}
+
+fn proto_bit(proto: u8) -> u32 {
+    if proto == IPPROTO_TCP {
+        PROTO_TCP
+    } else {
+        PROTO_UDP
+    }
 }
 
 /// Translates the packet quoted by an ICMP/ICMPv6 error, so that the
 /// error reaches the socket (and PMTU discovery works) on each side:
 ///
-/// - PRE_ROUTING: an error from the network about a packet this host sent
-///   quotes the wire's view, source port = fixed port; the quote gets the
-///   anonymous port of the allocation that packets from the quoted
-///   destination are steered to (the selection of [`hook`]).
-/// - POST_ROUTING: an error this host sends about a packet it received
-///   quotes the translated packet, destination port = anonymous port; the
-///   quote gets the fixed port back.
+/// - PRE_ROUTING: an error from the network, addressed to this host,
+///   about a packet this host sent quotes the wire's view, source port =
+///   fixed port; the quote gets the anonymous port the flow is pinned (or
+///   steered) to.  Looking up never creates or changes a pin, so a forged
+///   error changes no state.
+/// - POST_ROUTING: an error this host sends about a packet addressed to
+///   it quotes the translated packet, destination port = anonymous port;
+///   the quote gets the fixed port back.
 ///
 /// The quoted transport checksum (when quoted at all) and the ICMP
 /// checksum are updated incrementally; the ports sit at even offsets of
 /// the ICMP message, so RFC 1624 arithmetic applies to both.
 fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) -> u32 {
     let inner = &e.inner;
-    let proto = if inner.proto == IPPROTO_TCP { PROTO_TCP } else { PROTO_UDP };
     let guard = rcu::read_lock();
     let (at, old, new) = match hooknum {
         PRE_ROUTING => {
-            let Some(view) = state.views.fwd.get(inner.sport, &guard) else {
+            if state.views.fwd.get(inner.sport, &guard).is_none() {
                 return bindings::NF_ACCEPT;
-            };
-            // The quoted packet went to the quoted destination: steer as a
-            // packet coming from there would be steered.
-            let peer = Source {
-                family: inner.family,
-                addr: inner.dst,
-                port: inner.dport,
-            };
-            // The flow's pin if it has one, else the rules.
+            }
+            if !skb.addr_is_local(&e.dst) {
+                state.count(Stat::Foreign);
+                return bindings::NF_ACCEPT;
+            }
+            // The quoted packet went to the quoted destination: its flow
+            // is keyed by that peer.
             let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
-            let pinned = state
-                .views
-                .flows
-                .get(&guard)
-                .and_then(|f| f.lookup(&key, now_secs()))
-                .and_then(|p| alive(state, &guard, p.anon, p.id, inner.sport, proto));
-            let anon = match pinned {
-                Some((anon, _)) => anon,
-                None => match view.select(&peer, &[], proto) {
-                    Some(target) => target.anon,
-                    None => return bindings::NF_ACCEPT,
-                },
+            let anon = match pinned_or_selected(state, &guard, inner.family, inner.proto, &key, None) {
+                Some(Found::Pinned(anon, _)) => anon,
+                Some(Found::Selected(t)) => t.anon,
+                None => return bindings::NF_ACCEPT,
             };
             (inner.sport_off(), inner.sport, anon)
         }
@@ -227,7 +330,11 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
             let Some(rev) = state.views.rev.get(inner.dport, &guard) else {
                 return bindings::NF_ACCEPT;
             };
-            if rev.protos & proto == 0 {
+            if rev.protos & proto_bit(inner.proto) == 0 {
+                return bindings::NF_ACCEPT;
+            }
+            if skb.received() || !skb.addr_is_local(&inner.dst) {
+                state.count(Stat::Foreign);
                 return bindings::NF_ACCEPT;
             }
             (inner.dport_off(), inner.dport, rev.fixed)
@@ -244,8 +351,7 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
     outer = vpm_csum::replace2(outer, old, new);
     let zero_udp = inner.proto == IPPROTO_UDP && inner.check == 0;
     if e.inner_check && !zero_udp {
-        let check = vpm_csum::replace2(inner.check, old, new);
-        let check = if inner.proto == IPPROTO_UDP && check == 0 { 0xffff } else { check };
+        let check = inner.port_check(old, new);
         let c = inner.check_off();
         hdr[c..c + 2].copy_from_slice(&check.to_be_bytes());
         outer = vpm_csum::replace2(outer, inner.check, check);
@@ -270,18 +376,11 @@ fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
     }
 }
 
-/// The allocation a pin names, if it still exists (same anonymous port,
-/// same allocation, same fixed port, the packet's protocol).
-fn alive<'a>(
-    state: &'a NetState,
-    guard: &'a rcu::Guard,
-    anon: u16,
-    id: u16,
-    fixed: u16,
-    proto: u32,
-) -> Option<(u16, &'a RevView)> {
-    let rev = state.views.rev.get(anon, guard)?;
-    (rev.id == id && rev.fixed == fixed && rev.protos & proto != 0).then_some((anon, rev))
+/// The allocation pin `p` names, if it still exists (same anonymous
+/// port, same allocation, same fixed port, the packet's protocol).
+fn alive<'a>(state: &'a NetState, guard: &'a rcu::Guard, p: Pin, fixed: u16, proto: u32) -> Option<(u16, &'a RevView)> {
+    let rev = state.views.rev.get(p.anon, guard)?;
+    (rev.id == p.id && rev.fixed == fixed && rev.protos & proto != 0).then_some((p.anon, rev))
 }
 
 /// Rewrites the port of `dir` from `old` to `new` and updates the
@@ -299,11 +398,7 @@ fn rewrite(skb: &mut Skb<'_>, flow: &Flow, dir: Dir, old: u16, new: u16) -> bool
     let at = if dir == Dir::In { flow.dport_off() } else { flow.sport_off() };
     hdr[at..at + 2].copy_from_slice(&new.to_be_bytes());
     if csum == CsumState::Final {
-        let check = if flow.proto == IPPROTO_UDP && flow.family == Family::V4 {
-            vpm_csum::replace2_udp4(flow.check, old, new)
-        } else {
-            vpm_csum::replace2(flow.check, old, new)
-        };
+        let check = flow.port_check(old, new);
         let c = flow.check_off();
         hdr[c..c + 2].copy_from_slice(&check.to_be_bytes());
     }

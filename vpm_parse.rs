@@ -89,6 +89,24 @@ impl Flow {
     pub(crate) fn write_len(&self) -> usize {
         self.check_off() + 2
     }
+
+    /// The transport checksum after one of the ports changed from `old`
+    /// to `new` (`inet_proto_csum_replace2` semantics with
+    /// `pseudohdr=false`): UDP, of either family, never carries a
+    /// computed zero, and a UDP/IPv4 zero ("no checksum") stays zero.
+    pub(crate) fn port_check(&self, old: u16, new: u16) -> u16 {
+        if self.proto == IPPROTO_UDP {
+            crate::vpm_csum::replace2_udp(self.check, old, new)
+        } else {
+            crate::vpm_csum::replace2(self.check, old, new)
+        }
+    }
+
+    /// UDP over IPv6 without a checksum: invalid (RFC 8200), so vpm never
+    /// translates it (and never invents a checksum for it).
+    pub(crate) fn is_udp6_without_checksum(&self) -> bool {
+        self.family == Family::V6 && self.proto == IPPROTO_UDP && self.check == 0
+    }
 }
 
 /// An ICMP or ICMPv6 error message quoting a TCP or UDP packet.
@@ -98,6 +116,8 @@ impl Flow {
 /// only guarantees 8 bytes of the transport header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct IcmpError {
+    /// The error's own destination address (IPv4 in the first 4 bytes).
+    pub(crate) dst: [u8; 16],
     /// Offset of the ICMP checksum field.
     pub(crate) check_off: usize,
     /// The ICMP checksum field.
@@ -152,7 +172,7 @@ pub(crate) fn ipv4<P: Packet + ?Sized>(p: &P) -> Parsed {
         Err(r) => return r,
     };
     if proto == IPPROTO_ICMP {
-        return icmp(p, Family::V4, l4, end);
+        return icmp(p, Family::V4, l4, end, dst);
     }
     transport(p, Family::V4, proto, l4, end, src, dst, false)
 }
@@ -164,7 +184,7 @@ pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
         Err(r) => return r,
     };
     if proto == IPPROTO_ICMPV6 {
-        return icmp(p, Family::V6, l4, end);
+        return icmp(p, Family::V6, l4, end, dst);
     }
     transport(p, Family::V6, proto, l4, end, src, dst, false)
 }
@@ -262,7 +282,7 @@ fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
 }
 
 /// An ICMP(v6) message at `l4`: an error quoting TCP/UDP, or `Other`.
-fn icmp<P: Packet + ?Sized>(p: &P, family: Family, l4: usize, end: usize) -> Parsed {
+fn icmp<P: Packet + ?Sized>(p: &P, family: Family, l4: usize, end: usize, outer_dst: [u8; 16]) -> Parsed {
     let mut h = [0u8; 4];
     if l4 + 8 > end || !p.read(l4, &mut h) {
         return Parsed::Malformed;
@@ -291,6 +311,7 @@ fn icmp<P: Packet + ?Sized>(p: &P, family: Family, l4: usize, end: usize) -> Par
     };
     match transport(&inner, family, proto, il4, iend, src, dst, true) {
         Parsed::Flow(f) => Parsed::IcmpError(IcmpError {
+            dst: outer_dst,
             check_off: l4 + 2,
             check: be16(&h, 2),
             inner: f,

@@ -44,13 +44,17 @@ mod ffi {
         pub(super) fn vpm_skb_ip_summed(skb: *const bindings::sk_buff) -> u8;
         pub(super) fn vpm_skb_writable(skb: *mut bindings::sk_buff, len: c_uint) -> *mut u8;
         pub(super) fn vpm_skb_dst_local(skb: *const bindings::sk_buff) -> bool;
-        pub(super) fn vpm_skb_cgroup_ids(
-            skb: *const bindings::sk_buff,
-            ids: *mut u64,
-            max: c_uint,
-        ) -> c_uint;
+        pub(super) fn vpm_addr_local(
+            net: *mut bindings::net,
+            dev: *const bindings::net_device,
+            pf: u8,
+            addr: *const u8,
+        ) -> bool;
+        pub(super) fn vpm_skb_received(skb: *const bindings::sk_buff, pf: u8) -> bool;
+        pub(super) fn vpm_skb_sk_port(skb: *const bindings::sk_buff) -> c_int;
+        pub(super) fn vpm_skb_cgroup_ancestor(skb: *const bindings::sk_buff, level: c_int) -> u64;
 
-        pub(super) fn vpm_cgroup_id(path: *const c_char) -> i64;
+        pub(super) fn vpm_cgroup_id(path: *const c_char, level: *mut c_int) -> i64;
         pub(super) fn vpm_now_secs() -> u32;
 
         pub(super) fn vpm_port_reserve(net: *mut bindings::net, port: u16) -> bool;
@@ -315,10 +319,15 @@ impl NetRef {
 ///
 /// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
 /// of the hook call); `nh` is the offset of its network header from
-/// `skb->data`.
+/// `skb->data`; `net` is the hook's namespace and `dev` its input device
+/// (null outside PRE_ROUTING), both valid for `'a`; `pf` is the hook's
+/// family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
 pub(crate) struct Skb<'a> {
     skb: NonNull<bindings::sk_buff>,
     nh: usize,
+    net: NonNull<bindings::net>,
+    dev: *const bindings::net_device,
+    pf: u8,
     _life: core::marker::PhantomData<&'a mut bindings::sk_buff>,
 }
 
@@ -332,9 +341,6 @@ pub(crate) enum CsumState {
     /// device (or the stack) sums the ports later: leave it alone.
     Partial,
 }
-
-/// Most cgroup levels [`Skb::cgroup_ids`] reports.
-pub(crate) const CGROUP_DEPTH: usize = 8;
 
 impl Skb<'_> {
     fn raw(&self) -> *mut bindings::sk_buff {
@@ -370,25 +376,49 @@ impl Skb<'_> {
         unsafe { ffi::vpm_skb_dst_local(self.raw()) }
     }
 
-    /// Fills `ids` with the cgroup ids of the sending socket, innermost
-    /// first; returns how many.
-    pub(crate) fn cgroup_ids(&self, ids: &mut [u64; CGROUP_DEPTH]) -> usize {
-        // SAFETY: The skb is valid and `ids` has room for CGROUP_DEPTH ids;
-        // hooks run under RCU, which the C side requires.
-        let n = unsafe { ffi::vpm_skb_cgroup_ids(self.raw(), ids.as_mut_ptr(), CGROUP_DEPTH as c_uint) };
-        (n as usize).min(CGROUP_DEPTH)
+    /// Whether `addr` (4 or 16 bytes, the packet's family) is a local
+    /// unicast address of the hook's namespace.
+    pub(crate) fn addr_is_local(&self, addr: &[u8; 16]) -> bool {
+        // SAFETY: `net` and `dev` are valid for the hook call (type
+        // invariant; `dev` may be null, which the glue accepts); `addr`
+        // has room for an address of either family.
+        unsafe { ffi::vpm_addr_local(self.net.as_ptr(), self.dev, self.pf, addr.as_ptr()) }
+    }
+
+    /// Whether the packet came into this host (forwarded or bridged)
+    /// rather than being sent by it.
+    pub(crate) fn received(&self) -> bool {
+        // SAFETY: The skb is valid (type invariant).
+        unsafe { ffi::vpm_skb_received(self.raw(), self.pf) }
+    }
+
+    /// The local port of the socket the packet belongs to: `None` without
+    /// a socket, `Some(0)` for the kernel's unbound control sockets.
+    pub(crate) fn socket_port(&self) -> Option<u16> {
+        // SAFETY: The skb is valid (type invariant).
+        u16::try_from(unsafe { ffi::vpm_skb_sk_port(self.raw()) }).ok()
+    }
+
+    /// The id of the sending socket's cgroup v2 ancestor (or own cgroup)
+    /// at depth `level`, or 0 when there is none.
+    pub(crate) fn cgroup_ancestor(&self, level: u16) -> u64 {
+        // SAFETY: The skb is valid; hooks run under RCU, which the C side
+        // requires.
+        unsafe { ffi::vpm_skb_cgroup_ancestor(self.raw(), c_int::from(level)) }
     }
 }
 
-/// The id of the cgroup v2 at `path`, relative to the caller's cgroup
-/// namespace root.  Process context.
-pub(crate) fn cgroup_id(path: &CStr) -> Result<u64> {
-    // SAFETY: `path` is NUL-terminated and outlives the call.
-    let id = unsafe { ffi::vpm_cgroup_id(path.as_char_ptr()) };
+/// The id and depth (0 for the root) of the cgroup v2 at `path`,
+/// relative to the caller's cgroup namespace root.  Process context.
+pub(crate) fn cgroup_id(path: &CStr) -> Result<(u64, u16)> {
+    let mut level: c_int = 0;
+    // SAFETY: `path` is NUL-terminated and outlives the call; `level` is
+    // a valid out-pointer.
+    let id = unsafe { ffi::vpm_cgroup_id(path.as_char_ptr(), &mut level) };
     if id < 0 {
         return Err(Error::from_errno(id as c_int));
     }
-    Ok(id as u64)
+    Ok((id as u64, u16::try_from(level).map_err(|_| EINVAL)?))
 }
 
 /// Seconds since boot (wrapping), the flow table's clock.  Any context.
@@ -429,30 +459,37 @@ impl crate::vpm_parse::Packet for Skb<'_> {
 /// # Safety
 ///
 /// Called only by netfilter, with `priv_` the `NetState` of the hook's
-/// namespace (see [`vpm_rs_net_init`]) and a valid `skb`.
+/// namespace (see [`vpm_rs_net_init`]), a valid `skb`, the hook's
+/// namespace `net` and its input device `indev` (or null).
 #[no_mangle]
 unsafe extern "C" fn vpm_rs_hook(
     priv_: *mut c_void,
     skb: *mut bindings::sk_buff,
     pf: u8,
     hooknum: c_uint,
+    net: *mut bindings::net,
+    indev: *const bindings::net_device,
 ) -> c_uint {
     // SAFETY: `priv_` is the namespace's initialised state, which outlives
     // every hook invocation (hooks are unregistered and a grace period
     // passes before it is freed); hooks only take shared references.
     let state = unsafe { &*priv_.cast::<NetState>() };
-    let Some(skb) = NonNull::new(skb) else {
+    let (Some(skb), Some(net)) = (NonNull::new(skb), NonNull::new(net)) else {
         return bindings::NF_ACCEPT;
     };
     // SAFETY: netfilter hands a valid skb.
     let Ok(nh) = usize::try_from(unsafe { ffi::vpm_skb_nh_off(skb.as_ptr()) }) else {
         return bindings::NF_ACCEPT;
     };
-    // INVARIANT: netfilter gives the hook the skb for the duration of the
-    // call; `nh` is its network header offset.
+    // INVARIANT: netfilter gives the hook the skb, its namespace and
+    // input device for the duration of the call; `nh` is the skb's
+    // network header offset; `pf` is the hook's family.
     let skb = Skb {
         skb,
         nh,
+        net,
+        dev: indev,
+        pf,
         _life: core::marker::PhantomData,
     };
     crate::vpm_nf::hook(state, skb, pf, hooknum)

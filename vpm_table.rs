@@ -188,6 +188,8 @@ impl EntryCounters {
 pub(crate) struct Cgroup {
     /// Its id (the inode number of its directory).
     pub(crate) id: u64,
+    /// Its depth in the hierarchy (0 for the root).
+    pub(crate) level: u16,
     /// The path the configurator gave, reported back as is.
     pub(crate) path: KVec<u8>,
 }
@@ -202,9 +204,9 @@ pub(crate) struct Mapping {
     pub(crate) cgroup: Option<Cgroup>,
     /// Traffic counters.
     pub(crate) counters: EntryCounters,
-    /// Tells this allocation from earlier ones of the same anonymous port
-    /// (flow pins record it).
-    pub(crate) id: u16,
+    /// Tells this allocation from every other one of the namespace, past
+    /// and future (flow pins record it): 48 bits, never reused.
+    pub(crate) id: u64,
 }
 
 impl Mapping {
@@ -256,6 +258,8 @@ pub(crate) enum TableError {
     TooManyRules { max: u32 },
     /// The port holds [`RULES_PER_PORT`] rules already.
     PortFullOfRules,
+    /// The port holds [`RULES_PER_PORT`] allocations with a cgroup already.
+    PortFullOfCgroups,
     /// Out of memory.
     NoMemory,
 }
@@ -284,7 +288,7 @@ pub(crate) struct Target {
     /// Where its traffic is counted.
     pub(crate) counters: EntryCounters,
     /// The allocation's id (see [`Mapping::id`]).
-    pub(crate) id: u16,
+    pub(crate) id: u64,
 }
 
 /// Everything the packet path needs to steer packets for one fixed port.
@@ -294,23 +298,34 @@ pub(crate) struct Target {
 pub(crate) struct PortView {
     /// Source rules except the default, most specific first.
     rules: KVec<(Match, Target)>,
-    /// Allocations with a cgroup.
-    cgroups: KVec<(u64, Target)>,
+    /// Allocations with a cgroup: (cgroup id, its depth), deepest first.
+    cgroups: KVec<(u64, u16, Target)>,
     /// The port's default AID.
     default: Option<Target>,
 }
 
 impl PortView {
     /// The allocation a packet of protocol bit `proto` from `src` belongs
-    /// to: the most specific source rule, else the sending local socket's
-    /// cgroup (`cgroups`, innermost first), else the port's default.
-    pub(crate) fn select(&self, src: &Source, cgroups: &[u64], proto: u32) -> Option<&Target> {
+    /// to: the most specific source rule, else the innermost cgroup of the
+    /// sending local socket that has an allocation, else the port's
+    /// default.  `ancestor(level)` is the id of the sending socket's
+    /// cgroup ancestor at depth `level` (0 when there is none); `None` for
+    /// packets from the network.  The cgroup scan is bounded by
+    /// [`RULES_PER_PORT`], like the rules.
+    pub(crate) fn select(
+        &self,
+        src: &Source,
+        ancestor: Option<&dyn Fn(u16) -> u64>,
+        proto: u32,
+    ) -> Option<&Target> {
         let usable = |t: &Target| t.protos & proto != 0;
         if let Some(t) = vpm_rules::select(&self.rules, src, usable) {
             return Some(t);
         }
-        for id in cgroups {
-            if let Some((_, t)) = self.cgroups.iter().find(|(c, t)| c == id && usable(t)) {
+        if let Some(ancestor) = ancestor {
+            // Deepest first, so the innermost matching cgroup wins.
+            let hit = self.cgroups.iter().find(|(id, level, t)| usable(t) && ancestor(*level) == *id);
+            if let Some((_, _, t)) = hit {
                 return Some(t);
             }
         }
@@ -327,7 +342,7 @@ pub(crate) struct RevView {
     /// Where its traffic is counted.
     pub(crate) counters: EntryCounters,
     /// The allocation's id (see [`Mapping::id`]).
-    pub(crate) id: u16,
+    pub(crate) id: u64,
 }
 
 /// A namespace's flow table.
@@ -386,8 +401,9 @@ pub(crate) struct Table {
     net: NetRef,
     /// Ports vpm set in `ip_local_reserved_ports` (and must clear again).
     reserved: KVec<u64>,
-    /// Id of the next allocation.
-    next_id: u16,
+    /// Id of the next allocation (48 bits: at a million allocations a
+    /// second it would wrap after nine years).
+    next_id: u64,
     /// Counter pages, by anonymous port / 256.
     counter_pages: KVec<Option<Arc<CounterPage>>>,
     /// Whether the flow table is published.
@@ -488,7 +504,7 @@ impl Table {
             if Some(&k.aid) != without {
                 any = true;
                 if let Some(c) = &m.cgroup {
-                    cgroups.push((c.id, m.target()), GFP_KERNEL_ACCOUNT)?;
+                    cgroups.push((c.id, c.level, m.target()), GFP_KERNEL_ACCOUNT)?;
                 }
             }
             Ok::<_, TableError>(true)
@@ -522,6 +538,7 @@ impl Table {
             Ok::<_, TableError>(true)
         })?;
         vpm_rules::sort(&mut rules);
+        cgroups.sort_unstable_by(|a, b| b.1.cmp(&a.1));
         Ok(Some(PortView {
             rules,
             cgroups,
@@ -557,6 +574,21 @@ impl Table {
             Ok::<_, ()>(k.port == key.port && !found)
         });
         found
+    }
+
+    /// Allocations of `key.port` other than `key`'s that have a cgroup.
+    fn cgroups_on_port(&self, key: &Key) -> u32 {
+        let mut n = 0;
+        let _ = for_each_from(&self.map, &Key::first_of(key.port), |k, m| {
+            if k.port != key.port {
+                return Ok::<_, ()>(false);
+            }
+            if k.aid != key.aid && m.cgroup.is_some() {
+                n += 1;
+            }
+            Ok(true)
+        });
+        n
     }
 
     /// Whether the port of `key` has another allocation than `key`'s.
@@ -604,6 +636,9 @@ impl Table {
         want: Option<u16>,
         cgroup: &mut Option<Cgroup>,
     ) -> Result<bool, TableError> {
+        if cgroup.is_some() && self.cgroups_on_port(&key) >= RULES_PER_PORT {
+            return Err(TableError::PortFullOfCgroups);
+        }
         let has_rules = self.has_rules(&key);
         if let Some(m) = self.map.get_mut(&key) {
             let steered = has_rules || m.cgroup.is_some() || cgroup.is_some();
@@ -681,7 +716,7 @@ impl Table {
             return Err(e);
         }
         self.reserve(anon);
-        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id = (self.next_id + 1) & crate::vpm_flow::ID_MASK;
         self.entries += 1;
         self.changed();
         Ok(true)
@@ -916,11 +951,16 @@ pub(crate) enum Stat {
     /// (out of memory): dropped, since delivering them untranslated would
     /// reach the wrong application.
     Dropped,
+    /// Packets with a multiplexed fixed port or an allocated anonymous
+    /// port that this host neither receives nor sent from its own socket
+    /// (forwarded, bridged, addressed elsewhere, or from another socket
+    /// or a source NAT): passed untouched.
+    Foreign,
 }
 
 impl Stat {
     /// Number of counters.
-    pub(crate) const COUNT: usize = 12;
+    pub(crate) const COUNT: usize = 13;
 }
 
 /// vpm's state in one network namespace.

@@ -2,7 +2,9 @@
 """Test servers and clients for vpm's packet-path tests (guest side).
 
 serve NAME PORT...   TCP and UDP, IPv4 and IPv6, on each PORT (anonymous
-                     ports of one AID).  TCP: a mode byte, then data to EOF;
+                     ports of one AID).  TCP: a mode byte, then data to EOF
+                     (mode L: each chunk is answered at once with
+                     b"NAME " + chunk, until EOF);
                      answers "NAME <sha256> <len>\n", followed in mode E by
                      the data itself; in mode D the data is a byte count
                      and the server sends that many random bytes.  UDP: answers each datagram with
@@ -44,8 +46,14 @@ def serve_tcp(name, port):
 
 def tcp_session(name, conn):
     with conn:
-        data = bytearray()
-        while True:
+        data = bytearray(conn.recv(1 << 16))
+        if data[:1] == b"L":  # interactive: answer each chunk at once
+            chunk = bytes(data[1:]) or conn.recv(1 << 16)
+            while chunk:
+                conn.sendall(name.encode() + b" " + chunk)
+                chunk = conn.recv(1 << 16)
+            return
+        while data:
             chunk = conn.recv(1 << 16)
             if not chunk:
                 break

@@ -23,13 +23,15 @@ pub mod vpm_parse;
 #[allow(dead_code)]
 pub mod vpm_flow;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod alloc_props;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod csum_props;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod flow_props;
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod flow_loom;
+#[cfg(all(test, not(loom)))]
 mod parse_props;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod rules_props;

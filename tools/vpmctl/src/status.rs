@@ -37,6 +37,9 @@ pub struct Status {
     pub flows_unpinned: u64,
     /// Packets dropped because they could not be made writable.
     pub pkts_dropped: u64,
+    /// Packets with vpm's ports that are not this host's own streams
+    /// (forwarded, bridged, other addresses or sockets): passed untouched.
+    pub pkts_foreign: u64,
 }
 
 impl Status {
@@ -64,6 +67,7 @@ impl Status {
                 StatusAttr::FlowsEvicted => st.flows_evicted = attrs::uint(payload)?,
                 StatusAttr::FlowsUnpinned => st.flows_unpinned = attrs::uint(payload)?,
                 StatusAttr::PktsDropped => st.pkts_dropped = attrs::uint(payload)?,
+                StatusAttr::PktsForeign => st.pkts_foreign = attrs::uint(payload)?,
                 // Newer modules may report more: ignore what we do not know.
                 StatusAttr::UnrecognizedConst(_) => {}
             }
@@ -79,7 +83,8 @@ impl Status {
         format!(
             "vpm {}\n  netfilter hooks      {}\n  packets seen         {}\n  translated in        {}\n  \
              translated out       {}\n  no AID (passed)      {}\n  malformed (passed)   {}\n  \
-             fragments (passed)   {}\n  ICMP errors          {}\n  dropped              {}\n  \
+             fragments (passed)   {}\n  foreign (passed)     {}\n  ICMP errors          {}\n  \
+             dropped              {}\n  \
              flows active         {}\n  flows pinned         {}\n  flows expired        {}\n  \
              flows evicted        {}\n  unpinned packets     {}\n",
             self.version,
@@ -90,6 +95,7 @@ impl Status {
             self.pkts_no_aid,
             self.pkts_malformed,
             self.pkts_fragments,
+            self.pkts_foreign,
             self.pkts_icmp_xlat,
             self.pkts_dropped,
             self.flows_active,
@@ -156,7 +162,7 @@ mod tests {
         let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_icmp_xlat":0,"flows_active":0,"flows_new":0,"flows_expired":0,"flows_evicted":0,"flows_unpinned":0,"pkts_dropped":0}"#
+            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_icmp_xlat":0,"flows_active":0,"flows_new":0,"flows_expired":0,"flows_evicted":0,"flows_unpinned":0,"pkts_dropped":0,"pkts_foreign":0}"#
         );
     }
 }

@@ -71,6 +71,7 @@ pub enum StatusAttr {
     FlowsEvicted = raw::VPM_A_STATUS_FLOWS_EVICTED as u16,
     FlowsUnpinned = raw::VPM_A_STATUS_FLOWS_UNPINNED as u16,
     PktsDropped = raw::VPM_A_STATUS_PKTS_DROPPED as u16,
+    PktsForeign = raw::VPM_A_STATUS_PKTS_FOREIGN as u16,
 }
 impl neli::consts::genl::NlAttrType for StatusAttr {}
 

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# vpm on a real host (issue 8): it translates only this host's own streams,
+# and what a hostile or unlucky sender does cannot break them.
+#
+#   vpmhc 10.203.1.1 ---- 10.203.1.2  vpmhr (vpm)  10.203.2.2 ---- 10.203.2.1 vpmhs
+#         fd00:203:1::1   fd00:203:1::2  router    fd00:203:2::2   fd00:203:2::1
+#         client          a, b on anonymous ports, "fixed" on 9000   remote server
+#
+# The router vpmhr runs instances a and b behind port 9000 and forwards
+# between the client and the remote server, which has its own service on
+# port 9000 and one on the number that is a's anonymous port on vpmhr.
+. "$VPM_ROOT/tests/vm/lib.sh"
+
+work=$(mktemp -d)
+cleanup() {
+	kill $(jobs -p) 2>/dev/null || true
+	ip netns del vpmhc 2>/dev/null || true
+	ip netns del vpmhr 2>/dev/null || true
+	ip netns del vpmhs 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+c() { ip netns exec vpmhc "$@"; }
+r() { ip netns exec vpmhr "$@"; }
+s() { ip netns exec vpmhs "$@"; }
+raw() { python3 "$VPM_ROOT/tests/vm/vpmraw.py" "$@"; }
+
+load
+fresh_netns vpmhc vpmhr vpmhs
+ip link add veth-c netns vpmhc type veth peer name veth-rc netns vpmhr
+ip link add veth-s netns vpmhs type veth peer name veth-rs netns vpmhr
+ip -n vpmhc addr add 10.203.1.1/24 dev veth-c
+ip -n vpmhc addr add fd00:203:1::1/64 dev veth-c nodad
+ip -n vpmhr addr add 10.203.1.2/24 dev veth-rc
+ip -n vpmhr addr add fd00:203:1::2/64 dev veth-rc nodad
+ip -n vpmhr addr add 10.203.2.2/24 dev veth-rs
+ip -n vpmhr addr add fd00:203:2::2/64 dev veth-rs nodad
+ip -n vpmhs addr add 10.203.2.1/24 dev veth-s
+ip -n vpmhs addr add fd00:203:2::1/64 dev veth-s nodad
+for n in vpmhc vpmhr vpmhs; do ip -n $n link set lo up; done
+ip -n vpmhc link set veth-c up
+ip -n vpmhs link set veth-s up
+ip -n vpmhr link set veth-rc up
+ip -n vpmhr link set veth-rs up
+ip -n vpmhc route add default via 10.203.1.2
+ip -n vpmhc -6 route add default via fd00:203:1::2
+ip -n vpmhs route add default via 10.203.2.2
+ip -n vpmhs -6 route add default via fd00:203:2::2
+r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+A=$(r vpmctl add --aid a --port 9000 --json | json anon_port)
+B=$(r vpmctl add --aid b --port 9000 --json | json anon_port)
+r vpmctl rule add --port 9000 --aid a
+
+start_server() { # NETNS-FN NAME PORT...
+	local ns=$1 name=$2
+	shift 2
+	$ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve "$name" "$@" >"$work/srv-$name" 2>&1 &
+	for _ in $(seq 100); do grep -q ready "$work/srv-$name" && return; sleep 0.1; done
+	echo "server $name did not start: $(cat "$work/srv-$name")" >&2
+	exit 1
+}
+start_server r a "$A"
+start_server r b "$B"
+start_server r fixed 9000
+start_server s remote 9000 7000
+start_server s remote-anon "$A"
+
+# asks NETNS-FN PORT PROTO/ADDR...: the names that answered, on one line.
+asks() { local ns=$1 port=$2; shift 2; $ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks "$port" "$@"; }
+stat() { status_field vpmhr "$1"; }
+
+# 1. Forwarded traffic to a remote fixed port is not vpm's: the client
+# reaches the remote server's own port 9000 (not the remote service that
+# happens to sit on a's anonymous port number), over TCP/UDP, v4/v6.
+foreign0=$(stat pkts_foreign)
+xin0=$(stat pkts_xlat_in)
+xout0=$(stat pkts_xlat_out)
+expect_eq "forwarded to the remote port 9000" "remote remote remote remote" \
+	"$(asks c 9000 tcp/10.203.2.1 tcp/fd00:203:2::1 udp/10.203.2.1 udp/fd00:203:2::1)"
+# 2. Forwarded replies from a port that is an anonymous port here are not
+# vpm's either: the client talks to the remote port $A and hears from it.
+expect_eq "forwarded from the remote port $A" "remote-anon remote-anon remote-anon remote-anon" \
+	"$(asks c "$A" tcp/10.203.2.1 tcp/fd00:203:2::1 udp/10.203.2.1 udp/fd00:203:2::1)"
+expect_eq "nothing forwarded was translated (in)" "$xin0" "$(stat pkts_xlat_in)"
+expect_eq "nothing forwarded was translated (out)" "$xout0" "$(stat pkts_xlat_out)"
+expect "forwarded packets counted as foreign" test "$(stat pkts_foreign)" -gt "$foreign0"
+# 3. The router's own service behind port 9000 still works, from both sides.
+expect_eq "the router's own port 9000" "a a a a" \
+	"$(asks c 9000 tcp/10.203.1.2 tcp/fd00:203:1::2 udp/10.203.1.2 udp/fd00:203:1::2)"
+expect_eq "the router's own port 9000 from the server side" "a a" \
+	"$(asks s 9000 tcp/10.203.2.2 udp/fd00:203:2::2)"
+subtest PASS forwarded-traffic-untouched
+
+# 4. Packets vpm cannot see the ports of pass untouched and are counted
+# (the stated policy): a UDP/IPv6 datagram behind 9 extension headers
+# reaches the fixed port's own listener; an IPv4 first fragment cut inside
+# the TCP header is not translated.  Two extension headers are walked.
+mal0=$(stat pkts_malformed)
+expect_eq "9 extension headers: passed to the fixed listener" fixed "$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 9)"
+expect_eq "2 extension headers: translated" a "$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 2)"
+xin0=$(stat pkts_xlat_in)
+frag0=$(stat pkts_fragments)
+c python3 "$VPM_ROOT/tests/vm/vpmraw.py" tinyfrag 10.203.1.1 10.203.1.2 9000 >/dev/null
+sleep 0.5
+expect_eq "malformed: the long chain and the tiny fragment" $((mal0 + 2)) "$(stat pkts_malformed)"
+expect_eq "the tiny fragment's rest passed as a fragment" $((frag0 + 1)) "$(stat pkts_fragments)"
+expect_eq "the tiny fragment was not translated" "$xin0" "$(stat pkts_xlat_in)"
+subtest PASS unparsable-policy
+
+# 5. UDP over IPv6 whose translated checksum computes to zero must leave
+# with 0xffff (a zero one is dropped by the receiver), in both directions,
+# with software checksums (veth tx offload off).
+c ethtool -K veth-c tx off >/dev/null
+r ethtool -K veth-rc tx off >/dev/null
+expect_eq "UDP/IPv6, zero checksum after translation, inbound" a \
+	"$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45123 in)"
+expect_eq "UDP/IPv6, zero checksum after translation, reply" a \
+	"$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45124 out)"
+for ns in vpmhc vpmhr; do
+	expect_eq "UDP checksum errors in $ns" 0 "$(ip netns exec $ns nstat -asz Udp6InCsumErrors UdpInCsumErrors | awk 'NR > 1 { s += $2 } END { print s + 0 }')"
+done
+c ethtool -K veth-c tx on >/dev/null
+r ethtool -K veth-rc tx on >/dev/null
+subtest PASS udp6-zero-checksum
+
+# 6. Spoofed SYNs cannot strip established connections of their pins:
+# 16 established connections to a, then 32,768 SYNs from spoofed sources
+# (4 times the flow table), then the rule sends newcomers to b: every
+# established connection still talks to a.
+c python3 "$VPM_ROOT/tests/vm/vpmraw.py" hold 10.203.1.2 9000 16 "$work/go" >"$work/hold" 2>&1 &
+holder=$!
+for _ in $(seq 200); do grep -q ready "$work/hold" && break; sleep 0.1; done
+expect_eq "16 established connections to a" "ready$(printf ' a%.0s' $(seq 16))" "$(head -n1 "$work/hold")"
+evicted0=$(stat flows_evicted)
+start=$(date +%s)
+sent=$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" synflood 10.250 10.203.1.2 9000 32768)
+echo "sent $sent spoofed SYNs in $(($(date +%s) - start)) s"
+expect "the flood churned the flow table" test "$(stat flows_evicted)" -gt "$evicted0"
+r vpmctl rule del --port 9000
+r vpmctl rule add --port 9000 --aid b
+expect_eq "a new connection follows the new rule" b "$(asks c 9000 tcp/10.203.1.2)"
+touch "$work/go"
+expect "the holder finished" wait $holder
+expect_eq "every established connection stayed with a" "after$(printf ' a%.0s' $(seq 16))" "$(tail -n1 "$work/hold")"
+r vpmctl rule del --port 9000
+r vpmctl rule add --port 9000 --aid a
+subtest PASS syn-flood-keeps-pins
+
+# 7. A local socket whose source port a source NAT rewrote to a's
+# anonymous port is not a's: the remote server sees port $A, not 9000.
+r nft -f - <<EOF
+table ip vpmsnat {
+	chain post { type nat hook postrouting priority srcnat; ip daddr 10.203.2.1 udp dport 7000 snat to 10.203.2.2:$A; }
+}
+EOF
+s tcpdump -i veth-s -nn -U -w "$work/s.pcap" udp port 7000 >/dev/null 2>&1 &
+dump=$!
+sleep 2
+xout0=$(stat pkts_xlat_out)
+expect_eq "UDP through the source NAT" remote "$(asks r 7000 udp/10.203.2.1)"
+sleep 1
+kill -INT $dump
+wait $dump || true
+expect_eq "translated out through the NAT" "$xout0" "$(stat pkts_xlat_out)"
+expect "the server saw source port $A" test "$(tcpdump -r "$work/s.pcap" -nn "src port $A" 2>/dev/null | wc -l)" -ge 1
+expect_eq "the server saw no source port 9000" 0 "$(tcpdump -r "$work/s.pcap" -nn 'src port 9000' 2>/dev/null | wc -l)"
+r nft delete table ip vpmsnat
+subtest PASS snat-untouched

@@ -18,31 +18,44 @@
 //! # A pin's life
 //!
 //! - A flow's first packet from the client (a TCP SYN, any UDP datagram)
-//!   creates an *unconfirmed* pin that lives [`UNCONFIRMED_TIMEOUT`]
-//!   seconds.  Anybody can send a SYN from any address, so an unconfirmed
-//!   pin proves nothing and is the first to be evicted.
-//! - The instance *confirms* it: any UDP reply, or a TCP segment without
-//!   SYN (which a TCP socket sends only once the handshake completed, so
-//!   a spoofed source can never get one).  A confirmed pin lives
-//!   [`TCP_TIMEOUT`] or [`UDP_TIMEOUT`] seconds after its last packet and
-//!   is never evicted by a new flow: a new flow that finds its bucket
-//!   full of confirmed pins stays unpinned ([`Inserted::Full`]).
+//!   creates an *unconfirmed* pin that lives [`TCP_UNCONFIRMED_TIMEOUT`]
+//!   or [`UDP_TIMEOUT`] seconds after the client's last packet.  Anybody
+//!   can send a SYN from any address, so an unconfirmed pin proves
+//!   nothing and is the first to be evicted.
+//! - The instance *confirms* it.  For TCP that takes a segment without
+//!   SYN from an established socket (not a listener, request, time-wait or
+//!   control socket), which exists only once the handshake completed: a
+//!   spoofed source never gets one (the packet path tells the flow table
+//!   who sent the segment, [`Seen::Instance`]).  For UDP any reply
+//!   confirms, which a service that answers every datagram also does for
+//!   spoofed ones: confirmed UDP pins stay evictable.
+//! - A confirmed TCP pin lives [`TCP_TIMEOUT`] seconds after the
+//!   instance's last segment (a client's packets, which anyone can spoof,
+//!   do not extend it), a confirmed UDP pin [`UDP_TIMEOUT`] seconds after
+//!   the flow's last packet.  A full bucket evicts, in this order: the
+//!   flow's own dead pin, a free or expired slot, the unconfirmed (or
+//!   closing) pin closest to expiry, then a confirmed pin idle for at
+//!   least [`CONFIRMED_IDLE_EVICT`] seconds (which every confirmed UDP
+//!   pin counts as).  A confirmed TCP pin whose instance sent something in
+//!   the last minute is never evicted: a new flow that finds its bucket
+//!   full of them stays unpinned ([`Inserted::Full`]).
 //! - Only the instance's side, which is this host's own socket and cannot
 //!   be spoofed from the network, ends a confirmed pin: its FIN makes the
-//!   pin *closing* ([`TCP_FIN_TIMEOUT`] seconds, never extended again),
-//!   its RST ends it.  A client's FIN or RST does not touch a confirmed
-//!   pin (a spoofed one would otherwise end any connection whose
-//!   addresses it guessed; the client's real FIN is answered by the
-//!   instance's FIN anyway).  A client RST ends an unconfirmed pin, so a
-//!   port scan's SYN, SYN-ACK, RST frees its slot at once.
+//!   pin *closing* ([`TCP_FIN_TIMEOUT`] seconds, renewed by its further
+//!   segments, so a half-closed connection stays while data flows), its
+//!   RST ends it.  A client's FIN or RST does not touch a confirmed pin (a
+//!   spoofed one would otherwise end any connection whose addresses it
+//!   guessed; the client's real FIN is answered by the instance's FIN
+//!   anyway).  A client RST ends an unconfirmed pin, so a port scan's SYN,
+//!   SYN-ACK, RST frees its slot at once.
 //!
 //! # Slots and the concurrency argument
 //!
 //! A slot is two atomic words:
 //!
-//! - `life`: tag (32 bits) | state (2) | deadline (30 bits of seconds).
-//!   0 is a never-used slot.  State [`CLAIMED`] marks a slot changing
-//!   hands.
+//! - `life`: tag (32 bits) | state (2) | generation (6) | deadline (24
+//!   bits of seconds).  0 is a never-used slot.  State `CLAIMED` marks a
+//!   slot changing hands; every claim bumps the generation.
 //! - `pin`: anonymous port (16) | allocation id (48).
 //!
 //! Every change of `life` is a compare-and-swap from the value the writer
@@ -57,9 +70,16 @@
 //!   writes it (inserts skip claimed slots, touches need an unclaimed
 //!   `life` of their tag), so no interleaving lets a losing insert or a
 //!   stale store end or shorten a pin that someone else just created;
-//! - a reader loads `life` (acquire), then `pin`, then `life` again: a
-//!   pin published after a new claim would show in the second load, so a
-//!   reader never pairs one flow's tag with another flow's pin.
+//! - a reader loads `life` (acquire), then `pin`, then `life` again and
+//!   requires the two loads to be equal: a pin published after a new
+//!   claim would show in the second load as a changed generation, so a
+//!   reader never pairs one flow's tag with another flow's pin (unless 64
+//!   claims of that one slot pass between its two loads).
+//!
+//! An insert running in preemptible process context (LOCAL_OUT) may hold
+//! a claim across a preemption: meanwhile the slot's old and new flows
+//! both miss and are translated by the rules, which is what the new flow
+//! was being pinned to anyway.
 //!
 //! The only way a live pin ends early is the stated policy: eviction of
 //! an unconfirmed (or closing) pin by a new flow, and the instance's own
@@ -81,8 +101,12 @@ pub(crate) const UDP_TIMEOUT: u32 = 60;
 pub(crate) const TCP_TIMEOUT: u32 = 7200;
 /// How long a TCP connection stays pinned after the instance's FIN.
 pub(crate) const TCP_FIN_TIMEOUT: u32 = 10;
-/// How long an unconfirmed pin lives after the client's last packet.
-pub(crate) const UNCONFIRMED_TIMEOUT: u32 = 30;
+/// How long an unconfirmed TCP pin lives after the client's last packet
+/// (long enough for a client that connects and waits before it sends).
+pub(crate) const TCP_UNCONFIRMED_TIMEOUT: u32 = 120;
+/// A confirmed pin with no packet from its instance (UDP: from either
+/// side) for this long may be evicted by a new flow.
+pub(crate) const CONFIRMED_IDLE_EVICT: u32 = 60;
 
 /// TCP flag bits (byte 13 of the header).
 pub(crate) const TCP_FIN: u8 = 0x01;
@@ -149,8 +173,16 @@ pub(crate) enum PinState {
 pub(crate) enum Seen {
     /// The client (from the network or a local client): `tcp` and its flags.
     Client { tcp: bool, flags: u8 },
-    /// The instance, from allocation `pin` (a reply leaving this host).
-    Instance { tcp: bool, flags: u8, pin: Pin },
+    /// The instance, from allocation `pin` (a reply leaving this host);
+    /// `established`: sent by a connected socket, not by a listener, a
+    /// request, time-wait or kernel control socket (only such a segment
+    /// confirms a TCP pin).
+    Instance {
+        tcp: bool,
+        flags: u8,
+        pin: Pin,
+        established: bool,
+    },
 }
 
 /// What an insert did.
@@ -160,10 +192,10 @@ pub(crate) enum Inserted {
     Free,
     /// Over a slot whose flow had expired (or the flow's own dead pin).
     Expired,
-    /// Over a live unconfirmed or closing flow: the bucket was full.
+    /// Over a live flow: the bucket was full.
     Evicted,
-    /// The bucket holds only confirmed (or changing) pins: the flow stays
-    /// unpinned rather than push out an established one.
+    /// The bucket holds only busy confirmed (or changing) pins: the flow
+    /// stays unpinned rather than push out an established one.
     Full,
     /// Lost a race with another CPU: the flow stays unpinned.
     Raced,
@@ -174,11 +206,18 @@ const CLAIMED: u64 = 0;
 const UNCONFIRMED: u64 = 1;
 const CONFIRMED: u64 = 2;
 const CLOSING: u64 = 3;
-const DL_BITS: u32 = 30;
+const DL_BITS: u32 = 24;
 const DL_MASK: u32 = (1 << DL_BITS) - 1;
+const GEN_BITS: u32 = 6;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+const STATE_SHIFT: u32 = DL_BITS + GEN_BITS;
 
-fn life(tag: u32, state: u64, deadline: u32) -> u64 {
-    u64::from(tag) << 32 | state << DL_BITS | u64::from(deadline & DL_MASK)
+fn life(tag: u32, state: u64, gen: u64, deadline: u32) -> u64 {
+    u64::from(tag) << 32 | state << STATE_SHIFT | (gen & GEN_MASK) << DL_BITS | u64::from(deadline & DL_MASK)
+}
+
+fn gen_of(l: u64) -> u64 {
+    (l >> DL_BITS) & GEN_MASK
 }
 
 fn tag_of(l: u64) -> u32 {
@@ -186,14 +225,15 @@ fn tag_of(l: u64) -> u32 {
 }
 
 fn state_of(l: u64) -> u64 {
-    (l >> DL_BITS) & 3
+    (l >> STATE_SHIFT) & 3
 }
 
 fn deadline_of(l: u64) -> u32 {
     l as u32 & DL_MASK
 }
 
-/// `now` is past `deadline` (both wrapping seconds, 30 bits).
+/// `now` is past `deadline` (both wrapping seconds, 24 bits: every
+/// timeout is far below the 97 days that leaves for comparisons).
 fn expired(deadline: u32, now: u32) -> bool {
     let d = now.wrapping_sub(deadline) & DL_MASK;
     d != 0 && d < 1 << (DL_BITS - 1)
@@ -215,40 +255,58 @@ fn live_for(l: u64, tag: u32, now: u32) -> bool {
 
 /// The `life` word after `seen` at `now`, or `None` to leave it as it is.
 fn next_life(l: u64, pin: Pin, seen: Seen, now: u32) -> Option<u64> {
-    let (tag, state, deadline) = (tag_of(l), state_of(l), deadline_of(l));
-    let ended = life(tag, state, now.wrapping_sub(1));
+    let (tag, state, gen, deadline) = (tag_of(l), state_of(l), gen_of(l), deadline_of(l));
+    let set = |state, secs: u32| Some(life(tag, state, gen, now.wrapping_add(secs)));
+    let ended = Some(life(tag, state, gen, now.wrapping_sub(1)));
     match seen {
         Seen::Client { tcp, flags } => match state {
             // A scan's RST frees the slot; anything else keeps it alive.
-            UNCONFIRMED if tcp && flags & TCP_RST != 0 => Some(ended),
-            UNCONFIRMED => Some(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT))),
-            // Not trusted to end a confirmed pin (see the module doc).
-            CONFIRMED if tcp && flags & (TCP_RST | TCP_FIN) != 0 => None,
-            CONFIRMED => Some(life(tag, CONFIRMED, now.wrapping_add(timeout(tcp)))),
+            UNCONFIRMED if tcp && flags & TCP_RST != 0 => ended,
+            UNCONFIRMED => set(UNCONFIRMED, unconfirmed_timeout(tcp)),
+            // A UDP flow lives on its packets; a TCP client's packets
+            // (spoofable) neither extend nor end a confirmed pin.
+            CONFIRMED if !tcp => set(CONFIRMED, UDP_TIMEOUT),
             _ => None,
         },
-        Seen::Instance { tcp, flags, pin: from } => {
+        Seen::Instance {
+            tcp,
+            flags,
+            pin: from,
+            established,
+        } => {
             if from != pin {
                 // A reply of another allocation: not this pin's instance.
                 return None;
             }
-            if tcp && flags & TCP_RST != 0 {
-                return Some(ended);
+            if !tcp {
+                return set(CONFIRMED, UDP_TIMEOUT);
             }
-            if tcp && flags & TCP_FIN != 0 {
+            if flags & TCP_RST != 0 {
+                return ended;
+            }
+            if !established || flags & TCP_SYN != 0 {
+                // A SYN-ACK or a listener's answer: sent to spoofed
+                // sources too, so it confirms nothing.
+                return (state == UNCONFIRMED).then(|| set(UNCONFIRMED, TCP_UNCONFIRMED_TIMEOUT)).flatten();
+            }
+            if flags & TCP_FIN != 0 && state == CLOSING {
+                // A retransmitted FIN does not push the end out.
                 let fin = now.wrapping_add(TCP_FIN_TIMEOUT);
-                let fin = if state == CLOSING && expired(deadline, fin) { deadline } else { fin };
-                return Some(life(tag, CLOSING, fin));
+                return Some(life(tag, CLOSING, gen, if expired(deadline, fin) { deadline } else { fin }));
             }
-            match state {
-                CLOSING => None,
-                // A SYN-ACK answers spoofed SYNs too: it confirms nothing.
-                UNCONFIRMED if tcp && flags & TCP_SYN != 0 => {
-                    Some(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT)))
-                }
-                _ => Some(life(tag, CONFIRMED, now.wrapping_add(timeout(tcp)))),
+            if flags & TCP_FIN != 0 || state == CLOSING {
+                return set(CLOSING, TCP_FIN_TIMEOUT);
             }
+            set(CONFIRMED, TCP_TIMEOUT)
         }
+    }
+}
+
+fn unconfirmed_timeout(tcp: bool) -> u32 {
+    if tcp {
+        TCP_UNCONFIRMED_TIMEOUT
+    } else {
+        UDP_TIMEOUT
     }
 }
 
@@ -320,10 +378,10 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
             return None;
         }
         let p = s.pin.load(Ordering::Acquire);
-        // A new owner claims `life` before it writes `pin`: if `pin` is
-        // newer than `l`, this load sees the claim (or a later value).
+        // A new owner claims `life` (a new generation) before it writes
+        // `pin`: if `pin` is newer than `l`, this load differs from `l`.
         let l2 = s.life.load(Ordering::Acquire);
-        live_for(l2, tag, now).then_some((l2, Pin::unpack(p)))
+        (l2 == l).then_some((l, Pin::unpack(p)))
     }
 
     /// The live pin of `k` at time `now`, and its slot.
@@ -365,6 +423,10 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
             let Some(new) = next_life(l, pin, seen, now) else {
                 return true;
             };
+            if new == l {
+                // Nothing changes: spare the cache line a write.
+                return true;
+            }
             if slot.life.compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 return true;
             }
@@ -373,16 +435,18 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     }
 
     /// Pins `k` to `pin` (unconfirmed) from `now` on.  The caller found no
-    /// usable pin for `k`: none, or one whose allocation is gone.
-    pub(crate) fn insert(&self, k: &FlowKey, pin: Pin, now: u32) -> Inserted {
+    /// usable pin for `k`: none, or `dead`, whose allocation is gone.
+    pub(crate) fn insert(&self, k: &FlowKey, pin: Pin, dead: Option<Pin>, now: u32, tcp: bool) -> Inserted {
         let (bucket, tag) = self.bucket(k);
-        // Prefer the flow's own (dead) pin, then a free slot, then an
-        // expired one, then the unconfirmed or closing one closest to
-        // expiry.  Confirmed and claimed slots are never taken.
+        // Preference (lower first): the flow's own dead pin, a free slot,
+        // an expired one, the unconfirmed or closing one closest to
+        // expiry, an idle confirmed one.  Busy confirmed and claimed
+        // slots are never taken.
         let mut best: Option<(&Slot, u64, Inserted, (u8, u32))> = None;
         for s in bucket {
             let l = s.life.load(Ordering::Acquire);
             let (dl, state) = (deadline_of(l), state_of(l));
+            let left = remaining(dl, now);
             let choice = if l == 0 {
                 (Inserted::Free, 1)
             } else if state == CLAIMED {
@@ -392,15 +456,21 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
                 }
                 continue;
             } else if tag_of(l) == tag {
+                if left > 0 && dead != Some(Pin::unpack(s.pin.load(Ordering::Acquire))) {
+                    // Another CPU pinned this flow since the caller looked.
+                    return Inserted::Raced;
+                }
                 (Inserted::Expired, 0)
-            } else if expired(dl, now) {
+            } else if left == 0 {
                 (Inserted::Expired, 2)
-            } else if state == CONFIRMED {
-                continue;
-            } else {
+            } else if state != CONFIRMED {
                 (Inserted::Evicted, 3)
+            } else if left <= TCP_TIMEOUT - CONFIRMED_IDLE_EVICT {
+                (Inserted::Evicted, 4)
+            } else {
+                continue;
             };
-            let order = (choice.1, remaining(dl, now));
+            let order = (choice.1, left);
             if best.as_ref().is_none_or(|b| order < b.3) {
                 best = Some((s, l, choice.0, order));
             }
@@ -409,16 +479,17 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
             return Inserted::Full;
         };
         // Claim: from here on nobody else writes the slot.
+        let gen = gen_of(old) + 1;
         if slot
             .life
-            .compare_exchange(old, life(tag, CLAIMED, 0), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(old, life(tag, CLAIMED, gen, 0), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             return Inserted::Raced;
         }
         slot.pin.store(pin.pack(), Ordering::Release);
-        slot.life
-            .store(life(tag, UNCONFIRMED, now.wrapping_add(UNCONFIRMED_TIMEOUT)), Ordering::Release);
+        let deadline = now.wrapping_add(unconfirmed_timeout(tcp));
+        slot.life.store(life(tag, UNCONFIRMED, gen, deadline), Ordering::Release);
         kind
     }
 

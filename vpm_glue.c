@@ -21,6 +21,7 @@
 #include <net/genetlink.h>
 #include <net/ip.h>
 #include <net/sock.h>
+#include <net/tcp_states.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 
@@ -44,7 +45,7 @@ static unsigned int vpm_hook_entry(void *priv, struct sk_buff *skb,
 				   const struct nf_hook_state *state)
 {
 	return vpm_rs_hook(priv, skb, state->pf, state->hook, state->net,
-			   state->in);
+			   state->in ?: state->out);
 }
 
 /*
@@ -194,14 +195,31 @@ bool vpm_skb_received(const struct sk_buff *skb, u8 pf)
 }
 
 /*
- * The local port of the socket @skb belongs to: -1 without a socket, else
- * the port number in the socket's common part (full, request and
- * time-wait sockets alike), which is 0 for the kernel's unbound control
- * sockets (TCP resets and ACKs on behalf of no socket).
+ * Who sent @skb, packed for one call per packet:
+ *   VPM_SENDER_SOCKET      it carries a socket: full, request or time-wait;
+ *                          the low 16 bits are its local port (skc_num);
+ *   VPM_SENDER_CONTROL     that socket is one of the kernel's raw control
+ *                          sockets (TCP resets and ACKs sent on behalf of
+ *                          no socket), whose skc_num is a protocol number;
+ *   VPM_SENDER_CONNECTED   a full socket that is not listening: only such
+ *                          a socket sends a TCP segment after a completed
+ *                          handshake (listeners answer spoofed SYNs too).
  */
-int vpm_skb_sk_port(const struct sk_buff *skb)
+u32 vpm_skb_sender(const struct sk_buff *skb)
 {
-	return skb->sk ? skb->sk->sk_num : -1;
+	const struct sock *sk = skb->sk;
+	u32 info;
+
+	if (!sk)
+		return 0;
+	info = VPM_SENDER_SOCKET | sk->sk_num;
+	if (sk_fullsock(sk)) {
+		if (sk->sk_kern_sock && sk->sk_type == SOCK_RAW)
+			info |= VPM_SENDER_CONTROL;
+		else if (sk->sk_state != TCP_LISTEN)
+			info |= VPM_SENDER_CONNECTED;
+	}
+	return info;
 }
 
 /*

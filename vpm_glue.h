@@ -45,7 +45,10 @@ bool vpm_skb_dst_local(const struct sk_buff *skb);
 bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 		    const u8 *addr);
 bool vpm_skb_received(const struct sk_buff *skb, u8 pf);
-int vpm_skb_sk_port(const struct sk_buff *skb);
+#define VPM_SENDER_SOCKET	(1U << 31)
+#define VPM_SENDER_CONTROL	(1U << 30)
+#define VPM_SENDER_CONNECTED	(1U << 29)
+u32 vpm_skb_sender(const struct sk_buff *skb);
 u64 vpm_skb_cgroup_ancestor(const struct sk_buff *skb, int level);
 
 s64 vpm_cgroup_id(const char *path, int *level);

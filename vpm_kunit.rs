@@ -143,17 +143,20 @@ mod flow {
         let t = FlowTable::new(slots, [7, 8]).unwrap();
         let k = FlowKey { proto: 6, family: 4, fixed: 9000, port: 40000, addr: [0; 16] };
         let pin = Pin { anon: 20000, id: 1 << 40 };
-        t.insert(&k, pin, 100);
+        let from = |flags, established| Seen::Instance { tcp: true, flags, pin, established };
+        t.insert(&k, pin, None, 100, true);
         assert_eq!(t.lookup_state(&k, 129), Some((pin, PinState::Unconfirmed)));
-        // The SYN-ACK confirms nothing; the instance's first ACK does.
-        t.touch(&k, 101, Seen::Instance { tcp: true, flags: TCP_SYN | TCP_ACK, pin });
+        // Neither the SYN-ACK nor a listener's ACK confirms; a connected
+        // socket's ACK does.
+        t.touch(&k, 101, from(TCP_SYN | TCP_ACK, false));
+        t.touch(&k, 101, from(TCP_ACK, false));
         assert_eq!(t.lookup_state(&k, 101), Some((pin, PinState::Unconfirmed)));
-        t.touch(&k, 102, Seen::Instance { tcp: true, flags: TCP_ACK, pin });
+        t.touch(&k, 102, from(TCP_ACK, true));
         assert_eq!(t.lookup_state(&k, 7000), Some((pin, PinState::Confirmed)));
         // A client RST does not end a confirmed pin; the instance's does.
         t.touch(&k, 103, Seen::Client { tcp: true, flags: TCP_RST });
         assert_eq!(t.lookup(&k, 103), Some(pin));
-        assert!(t.touch(&k, 104, Seen::Instance { tcp: true, flags: TCP_RST, pin }));
+        assert!(t.touch(&k, 104, from(TCP_RST, true)));
         assert_eq!(t.lookup(&k, 104), None);
     }
 }

@@ -57,7 +57,7 @@ use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::{Family, Source};
-use crate::vpm_sys::{now_secs, CsumState, Skb};
+use crate::vpm_sys::{now_secs, CsumState, Sender, Skb};
 use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat, Target};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
 
@@ -163,7 +163,7 @@ fn steer_in<'g>(
             }
             (anon, &rev.counters)
         }
-        Found::Selected(target) => {
+        Found::Selected(target, dead) => {
             // UDP flows start with any packet, TCP ones with a SYN.
             let opens = !tcp || flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
             match flows {
@@ -172,7 +172,7 @@ fn steer_in<'g>(
                         anon: target.anon,
                         id: target.id,
                     };
-                    count_insert(state, f.insert(&key, pin, now));
+                    count_insert(state, f.insert(&key, pin, dead, now, tcp));
                 }
                 _ => state.count(Stat::FlowsUnpinned),
             }
@@ -193,8 +193,17 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
     if rev.protos & proto_bit(flow.proto) == 0 {
         return None;
     }
-    let own_socket = skb.socket_port().is_none_or(|p| p == 0 || p == flow.sport);
-    if skb.received() || !own_socket {
+    let tcp = flow.proto == IPPROTO_TCP;
+    let (own, established) = match skb.sender() {
+        // The instance's own socket (or its request or time-wait socket).
+        Sender::Socket { port, connected } => (port == flow.sport, connected),
+        // The kernel answering for a port nobody holds (a reset): only
+        // TCP, and only from this host's own address.  UDP from the
+        // instance always carries its socket; a socketless UDP packet
+        // is, say, a tunnel's outer header.
+        Sender::Control | Sender::None => (tcp && skb.addr_is_local(&flow.src), false),
+    };
+    if skb.received() || !own {
         state.count(Stat::Foreign);
         return None;
     }
@@ -204,12 +213,13 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
     }
     if let Some(f) = state.views.flows.get(guard) {
         let seen = Seen::Instance {
-            tcp: flow.proto == IPPROTO_TCP,
+            tcp,
             flags: flow.tcp_flags,
             pin: Pin {
                 anon: flow.sport,
                 id: rev.id,
             },
+            established,
         };
         f.touch(&flow_key(flow, flow.dst, flow.dport, rev.fixed), now_secs(), seen);
     }
@@ -224,8 +234,9 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
 enum Found<'g> {
     /// Its flow's pin, whose allocation still exists.
     Pinned(u16, &'g RevView),
-    /// The current rules, cgroups and default.
-    Selected(&'g Target),
+    /// The current rules, cgroups and default; with the flow's pin if it
+    /// has one whose allocation is gone.
+    Selected(&'g Target, Option<Pin>),
 }
 
 /// The allocation a packet of flow `key` (protocol `proto`) goes to: the
@@ -243,13 +254,8 @@ fn pinned_or_selected<'g>(
 ) -> Option<Found<'g>> {
     let view = state.views.fwd.get(key.fixed, guard)?;
     let bit = proto_bit(proto);
-    let pinned = state
-        .views
-        .flows
-        .get(guard)
-        .and_then(|f| f.lookup(key, now_secs()))
-        .and_then(|p| alive(state, guard, p, key.fixed, bit));
-    if let Some((anon, rev)) = pinned {
+    let pin = state.views.flows.get(guard).and_then(|f| f.lookup(key, now_secs()));
+    if let Some((anon, rev)) = pin.and_then(|p| alive(state, guard, p, key.fixed, bit)) {
         return Some(Found::Pinned(anon, rev));
     }
     let src = Source {
@@ -258,7 +264,7 @@ fn pinned_or_selected<'g>(
         port: key.port,
     };
     match view.select(&src, ancestor, bit) {
-        Some(t) => Some(Found::Selected(t)),
+        Some(t) => Some(Found::Selected(t, pin)),
         None => {
             state.count(Stat::NoAid);
             None
@@ -321,7 +327,7 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
             let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
             let anon = match pinned_or_selected(state, &guard, inner.family, inner.proto, &key, None) {
                 Some(Found::Pinned(anon, _)) => anon,
-                Some(Found::Selected(t)) => t.anon,
+                Some(Found::Selected(t, _)) => t.anon,
                 None => return bindings::NF_ACCEPT,
             };
             (inner.sport_off(), inner.sport, anon)

@@ -51,7 +51,7 @@ mod ffi {
             addr: *const u8,
         ) -> bool;
         pub(super) fn vpm_skb_received(skb: *const bindings::sk_buff, pf: u8) -> bool;
-        pub(super) fn vpm_skb_sk_port(skb: *const bindings::sk_buff) -> c_int;
+        pub(super) fn vpm_skb_sender(skb: *const bindings::sk_buff) -> u32;
         pub(super) fn vpm_skb_cgroup_ancestor(skb: *const bindings::sk_buff, level: c_int) -> u64;
 
         pub(super) fn vpm_cgroup_id(path: *const c_char, level: *mut c_int) -> i64;
@@ -320,7 +320,8 @@ impl NetRef {
 /// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
 /// of the hook call); `nh` is the offset of its network header from
 /// `skb->data`; `net` is the hook's namespace and `dev` its input device
-/// (null outside PRE_ROUTING), both valid for `'a`; `pf` is the hook's
+/// (its output device where it has no input device, or null), both valid
+/// for `'a`; `pf` is the hook's
 /// family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
 pub(crate) struct Skb<'a> {
     skb: NonNull<bindings::sk_buff>,
@@ -329,6 +330,20 @@ pub(crate) struct Skb<'a> {
     dev: *const bindings::net_device,
     pf: u8,
     _life: core::marker::PhantomData<&'a mut bindings::sk_buff>,
+}
+
+/// Who sent a packet leaving this host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// No socket: forwarded, or built by the kernel for nobody (a
+    /// netfilter reject, an IPv6 reset for no socket).
+    None,
+    /// One of the kernel's control sockets (an IPv4 reset or ACK sent on
+    /// behalf of no socket).
+    Control,
+    /// A socket bound to `port`: a full, request or time-wait socket;
+    /// `connected` for a full socket that is not listening.
+    Socket { port: u16, connected: bool },
 }
 
 /// How the transport checksum of a packet is handled (`skb->ip_summed`).
@@ -392,11 +407,24 @@ impl Skb<'_> {
         unsafe { ffi::vpm_skb_received(self.raw(), self.pf) }
     }
 
-    /// The local port of the socket the packet belongs to: `None` without
-    /// a socket, `Some(0)` for the kernel's unbound control sockets.
-    pub(crate) fn socket_port(&self) -> Option<u16> {
+    /// Who sent the packet (which socket, if any).
+    pub(crate) fn sender(&self) -> Sender {
         // SAFETY: The skb is valid (type invariant).
-        u16::try_from(unsafe { ffi::vpm_skb_sk_port(self.raw()) }).ok()
+        let info = unsafe { ffi::vpm_skb_sender(self.raw()) };
+        // Mirrors the VPM_SENDER_* bits of vpm_glue.h.
+        const SOCKET: u32 = 1 << 31;
+        const CONTROL: u32 = 1 << 30;
+        const CONNECTED: u32 = 1 << 29;
+        if info & SOCKET == 0 {
+            Sender::None
+        } else if info & CONTROL != 0 {
+            Sender::Control
+        } else {
+            Sender::Socket {
+                port: info as u16,
+                connected: info & CONNECTED != 0,
+            }
+        }
     }
 
     /// The id of the sending socket's cgroup v2 ancestor (or own cgroup)

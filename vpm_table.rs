@@ -323,8 +323,23 @@ impl PortView {
             return Some(t);
         }
         if let Some(ancestor) = ancestor {
-            // Deepest first, so the innermost matching cgroup wins.
-            let hit = self.cgroups.iter().find(|(id, level, t)| usable(t) && ancestor(*level) == *id);
+            // Deepest first, so the innermost matching cgroup wins; one
+            // ancestor lookup per level.
+            let mut memo: Option<(u16, u64)> = None;
+            let hit = self.cgroups.iter().find(|(id, level, t)| {
+                if !usable(t) {
+                    return false;
+                }
+                let at = match memo {
+                    Some((l, at)) if l == *level => at,
+                    _ => {
+                        let at = ancestor(*level);
+                        memo = Some((*level, at));
+                        at
+                    }
+                };
+                at == *id
+            });
             if let Some((_, _, t)) = hit {
                 return Some(t);
             }
@@ -716,7 +731,7 @@ impl Table {
             return Err(e);
         }
         self.reserve(anon);
-        self.next_id = (self.next_id + 1) & crate::vpm_flow::ID_MASK;
+        self.next_id = ((self.next_id + 1) & crate::vpm_flow::ID_MASK).max(1);
         self.entries += 1;
         self.changed();
         Ok(true)

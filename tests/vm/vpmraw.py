@@ -51,7 +51,10 @@ def l4_check(src, dst, proto, seg):
 def udp6_zero(args):
     src, dst = socket.inet_pton(socket.AF_INET6, args[0]), socket.inet_pton(socket.AF_INET6, args[1])
     port, anon, sport, direction = int(args[2]), int(args[3]), int(args[4]), args[5]
-    for pad in range(1 << 16):
+    # The pad is one 16-bit word of the sum: pick it so that the sum of
+    # the translated segment (checksum field zero) is 0xffff, i.e. the
+    # checksum computes to zero.
+    def translated(pad):
         payload = b"vpm-zero" + struct.pack("!H", pad)
         if direction == "in":
             # The client's datagram after translation: SPORT -> ANON.
@@ -59,11 +62,14 @@ def udp6_zero(args):
         else:
             # The instance's reply after translation: PORT -> SPORT.
             seg_src, seg_dst, a, b, body = dst, src, port, sport, b"a " + payload
-        seg = struct.pack("!HHHH", a, b, 8 + len(body), 0) + body
-        if l4_check(seg_src, seg_dst, 17, seg) == 0:
-            break
-    else:
-        sys.exit("no payload gives a zero checksum")
+        return payload, seg_src, seg_dst, struct.pack("!HHHH", a, b, 8 + len(body), 0) + body
+
+    _, seg_src, seg_dst, seg = translated(0)
+    base = (~l4_check(seg_src, seg_dst, 17, seg)) & 0xFFFF  # folded sum with pad 0
+    pad = (0xFFFF - base) & 0xFFFF
+    payload, seg_src, seg_dst, seg = translated(pad)
+    if l4_check(seg_src, seg_dst, 17, seg) != 0:
+        sys.exit("could not make the checksum zero")
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((args[0], sport))

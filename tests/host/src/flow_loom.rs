@@ -13,7 +13,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::vpm_flow::{
-    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_RST, UNCONFIRMED_TIMEOUT, WAYS,
+    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_RST, TCP_UNCONFIRMED_TIMEOUT, WAYS,
 };
 
 /// One bucket: every flow competes for the same `WAYS` slots.
@@ -30,7 +30,7 @@ fn pin(n: u16) -> Pin {
 }
 
 fn instance(n: u16, flags: u8) -> Seen {
-    Seen::Instance { tcp: true, flags, pin: pin(n) }
+    Seen::Instance { tcp: true, flags, pin: pin(n), established: true }
 }
 
 const NOW: u32 = 1000;
@@ -39,10 +39,10 @@ const NOW: u32 = 1000;
 fn crowded() -> FlowTable<Vec<Slot>> {
     let t = bucket();
     for i in 0..WAYS as u16 - 1 {
-        assert_eq!(t.insert(&key(100 + i), pin(100 + i), NOW), Inserted::Free);
+        assert_eq!(t.insert(&key(100 + i), pin(100 + i), None, NOW, true), Inserted::Free);
         t.touch(&key(100 + i), NOW, instance(100 + i, TCP_ACK));
     }
-    assert_eq!(t.insert(&key(1), pin(1), NOW), Inserted::Free);
+    assert_eq!(t.insert(&key(1), pin(1), None, NOW, true), Inserted::Free);
     t
 }
 
@@ -64,12 +64,12 @@ fn flow_loom_two_inserts() {
             .into_iter()
             .map(|n| {
                 let t = t.clone();
-                thread::spawn(move || t.insert(&key(n), pin(n), NOW))
+                thread::spawn(move || t.insert(&key(n), pin(n), None, NOW, true))
             })
             .collect();
         let results: Vec<Inserted> = racers.into_iter().map(|h| h.join().unwrap()).collect();
         let owners: Vec<u16> =
-            [2u16, 3].into_iter().filter(|n| t.lookup(&key(*n), NOW + UNCONFIRMED_TIMEOUT) == Some(pin(*n))).collect();
+            [2u16, 3].into_iter().filter(|n| t.lookup(&key(*n), NOW + TCP_UNCONFIRMED_TIMEOUT) == Some(pin(*n))).collect();
         assert_eq!(owners.len(), 1, "{results:?}");
         assert_eq!(results[usize::from(owners[0] - 2)], Inserted::Evicted);
         assert_eq!(t.lookup(&key(1), NOW), None, "the unconfirmed pin was evicted");
@@ -89,11 +89,11 @@ fn flow_loom_insert_against_fin_and_rst() {
             t1.touch(&key(1), NOW, instance(1, TCP_FIN));
             t1.touch(&key(1), NOW, instance(1, TCP_RST));
         });
-        let r = t.insert(&key(2), pin(2), NOW);
+        let r = t.insert(&key(2), pin(2), None, NOW, true);
         closer.join().unwrap();
         match r {
             Inserted::Evicted | Inserted::Expired => {
-                assert_eq!(t.lookup(&key(2), NOW + UNCONFIRMED_TIMEOUT), Some(pin(2)))
+                assert_eq!(t.lookup(&key(2), NOW + TCP_UNCONFIRMED_TIMEOUT), Some(pin(2)))
             }
             Inserted::Raced | Inserted::Full => assert_eq!(t.lookup(&key(2), NOW), None),
             Inserted::Free => panic!("no free slot existed"),
@@ -111,7 +111,7 @@ fn flow_loom_reader_never_mixes() {
         let t = Arc::new(crowded());
         let t1 = t.clone();
         let reader = thread::spawn(move || (t1.lookup(&key(1), NOW), t1.lookup(&key(2), NOW)));
-        t.insert(&key(2), pin(2), NOW);
+        t.insert(&key(2), pin(2), None, NOW, true);
         let (one, two) = reader.join().unwrap();
         assert!(one.is_none() || one == Some(pin(1)), "{one:?}");
         assert!(two.is_none() || two == Some(pin(2)), "{two:?}");
@@ -129,7 +129,7 @@ fn flow_loom_confirm_against_evict() {
         let confirmer = thread::spawn(move || {
             t1.touch(&key(1), NOW, instance(1, TCP_ACK));
         });
-        let r = t.insert(&key(2), pin(2), NOW);
+        let r = t.insert(&key(2), pin(2), None, NOW, true);
         confirmer.join().unwrap();
         match t.lookup_state(&key(1), NOW) {
             Some((p, PinState::Confirmed)) => {
@@ -143,5 +143,26 @@ fn flow_loom_confirm_against_evict() {
             }
         }
         confirmed_intact(&t);
+    });
+}
+
+/// The reviewer's interleaving: a reader of flow 1 loads `life`, flow 2
+/// evicts flow 1, flow 1 comes back with a new pin into the same slot,
+/// the reader loads `pin` and `life` again.  The reader must never
+/// return flow 2's pin for flow 1.
+#[test]
+fn flow_loom_reader_against_evict_and_return() {
+    loom::model(|| {
+        let t = Arc::new(crowded());
+        let t1 = t.clone();
+        let reader = thread::spawn(move || t1.lookup(&key(1), NOW));
+        let t2 = t.clone();
+        let churn = thread::spawn(move || {
+            t2.insert(&key(2), pin(2), None, NOW, true);
+            t2.insert(&key(1), pin(11), None, NOW, true);
+        });
+        let seen = reader.join().unwrap();
+        churn.join().unwrap();
+        assert!(seen.is_none() || seen == Some(pin(1)) || seen == Some(pin(11)), "{seen:?}");
     });
 }

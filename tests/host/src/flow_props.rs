@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use crate::vpm_flow::{
     FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_FIN_TIMEOUT, TCP_RST, TCP_SYN,
-    TCP_TIMEOUT, UDP_TIMEOUT, UNCONFIRMED_TIMEOUT, WAYS,
+    CONFIRMED_IDLE_EVICT, TCP_TIMEOUT, TCP_UNCONFIRMED_TIMEOUT, UDP_TIMEOUT, WAYS,
 };
 
 fn table(slots: usize) -> FlowTable<Vec<Slot>> {
@@ -26,12 +26,19 @@ fn client(flags: u8) -> Seen {
 }
 
 fn instance(anon: u16, flags: u8) -> Seen {
-    Seen::Instance { tcp: true, flags, pin: pin(anon) }
+    Seen::Instance { tcp: true, flags, pin: pin(anon), established: true }
 }
+
+/// A TCP insert of a flow without a pin.
+fn ins(t: &FlowTable<Vec<Slot>>, k: u16, p: Pin, now: u32) -> Inserted {
+    t.insert(&key(k), p, None, now, true)
+}
+
+const UNCONFIRMED_TIMEOUT: u32 = TCP_UNCONFIRMED_TIMEOUT;
 
 /// Pins `k` to `anon` and confirms it with the instance's ACK.
 fn confirmed(t: &FlowTable<Vec<Slot>>, k: u16, anon: u16, now: u32) {
-    assert_ne!(t.insert(&key(k), pin(anon), now), Inserted::Full);
+    assert_ne!(ins(t, k, pin(anon), now), Inserted::Full);
     assert!(t.touch(&key(k), now, instance(anon, TCP_ACK)));
     assert_eq!(t.lookup_state(&key(k), now).map(|s| s.1), Some(PinState::Confirmed));
 }
@@ -46,11 +53,11 @@ fn rejects_odd_sizes() {
 fn unconfirmed_pins_are_short_lived() {
     let t = table(64);
     assert_eq!(t.lookup(&key(1), 100), None);
-    assert_eq!(t.insert(&key(1), pin(20000), 100), Inserted::Free);
+    assert_eq!(ins(&t, 1, pin(20000), 100), Inserted::Free);
     assert_eq!(t.lookup_state(&key(1), 100 + UNCONFIRMED_TIMEOUT), Some((pin(20000), PinState::Unconfirmed)));
     assert_eq!(t.lookup(&key(1), 101 + UNCONFIRMED_TIMEOUT), None, "unanswered: gone");
     // The client's packets keep an unconfirmed pin, at the short timeout.
-    t.insert(&key(2), pin(20001), 100);
+    ins(&t, 2, pin(20001), 100);
     assert!(t.touch(&key(2), 120, client(TCP_ACK)));
     assert_eq!(t.lookup(&key(2), 120 + UNCONFIRMED_TIMEOUT), Some(pin(20001)));
     assert_eq!(t.lookup(&key(2), 121 + UNCONFIRMED_TIMEOUT), None);
@@ -59,15 +66,19 @@ fn unconfirmed_pins_are_short_lived() {
 #[test]
 fn syn_ack_does_not_confirm_but_an_ack_does() {
     let t = table(64);
-    t.insert(&key(1), pin(7), 100);
+    ins(&t, 1, pin(7), 100);
     t.touch(&key(1), 100, instance(7, TCP_SYN | TCP_ACK));
+    assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
+    // A listener's (or request socket's) ACK answers spoofed segments too.
+    t.touch(&key(1), 100, Seen::Instance { tcp: true, flags: TCP_ACK, pin: pin(7), established: false });
     assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
     t.touch(&key(1), 101, instance(7, TCP_ACK));
     assert_eq!(t.lookup_state(&key(1), 100 + TCP_TIMEOUT).unwrap().1, PinState::Confirmed);
     assert_eq!(t.lookup(&key(1), 102 + TCP_TIMEOUT), None, "idle past the timeout");
     // UDP: any reply confirms, for the UDP timeout.
-    let u = Seen::Instance { tcp: false, flags: 0, pin: pin(8) };
-    t.insert(&key(2), pin(8), 100);
+    let u = Seen::Instance { tcp: false, flags: 0, pin: pin(8), established: true };
+    t.insert(&key(2), pin(8), None, 100, false);
+    assert_eq!(t.lookup(&key(2), 100 + UDP_TIMEOUT), Some(pin(8)), "unconfirmed UDP: 60 s");
     t.touch(&key(2), 100, u);
     assert_eq!(t.lookup_state(&key(2), 100 + UDP_TIMEOUT).unwrap().1, PinState::Confirmed);
     assert_eq!(t.lookup(&key(2), 101 + UDP_TIMEOUT), None);
@@ -76,7 +87,7 @@ fn syn_ack_does_not_confirm_but_an_ack_does() {
 #[test]
 fn only_the_pins_own_allocation_confirms() {
     let t = table(64);
-    t.insert(&key(1), pin(7), 100);
+    ins(&t, 1, pin(7), 100);
     t.touch(&key(1), 100, instance(8, TCP_ACK));
     assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
     t.touch(&key(1), 100, instance(8, TCP_RST));
@@ -90,8 +101,11 @@ fn client_fin_and_rst_do_not_end_a_confirmed_pin() {
     t.touch(&key(1), 1001, client(TCP_RST));
     t.touch(&key(1), 1002, client(TCP_FIN | TCP_ACK));
     assert_eq!(t.lookup_state(&key(1), 1000 + TCP_TIMEOUT).unwrap().1, PinState::Confirmed);
+    // Nor do its other packets extend it: only the instance's do.
+    t.touch(&key(1), 1100, client(TCP_ACK));
+    assert_eq!(t.lookup(&key(1), 1001 + TCP_TIMEOUT), None);
     // A client RST does end an unconfirmed pin (a scan frees its slot).
-    t.insert(&key(2), pin(9), 1000);
+    ins(&t, 2, pin(9), 1000);
     t.touch(&key(2), 1000, client(TCP_RST));
     assert_eq!(t.lookup(&key(2), 1000), None);
 }
@@ -101,11 +115,17 @@ fn instance_fin_closes_and_rst_ends() {
     let t = table(64);
     confirmed(&t, 1, 1, 1000);
     assert!(t.touch(&key(1), 1000, instance(1, TCP_FIN | TCP_ACK)));
-    // Later packets (the last ACKs) do not reopen it.
-    t.touch(&key(1), 1005, instance(1, TCP_ACK));
+    // A retransmitted FIN and the client's packets do not push it out;
+    // the instance's further segments (a half-close: it still ACKs the
+    // client's data) keep it for another 10 s, still closing.
+    t.touch(&key(1), 1005, instance(1, TCP_FIN | TCP_ACK));
     t.touch(&key(1), 1005, client(TCP_ACK));
     assert_eq!(t.lookup_state(&key(1), 1000 + TCP_FIN_TIMEOUT), Some((pin(1), PinState::Closing)));
     assert_eq!(t.lookup(&key(1), 1001 + TCP_FIN_TIMEOUT), None);
+    confirmed(&t, 3, 3, 1000);
+    t.touch(&key(3), 1000, instance(3, TCP_FIN | TCP_ACK));
+    t.touch(&key(3), 1008, instance(3, TCP_ACK));
+    assert_eq!(t.lookup_state(&key(3), 1008 + TCP_FIN_TIMEOUT), Some((pin(3), PinState::Closing)));
     confirmed(&t, 2, 2, 1000);
     assert!(t.touch(&key(2), 1000, instance(2, TCP_RST)));
     assert_eq!(t.lookup(&key(2), 1000), None);
@@ -114,14 +134,14 @@ fn instance_fin_closes_and_rst_ends() {
 #[test]
 fn clock_wraps() {
     let t = table(64);
-    t.insert(&key(1), pin(1), u32::MAX - 5);
+    ins(&t, 1, pin(1), u32::MAX - 5);
     assert_eq!(t.lookup(&key(1), 10), Some(pin(1)));
     assert_eq!(t.lookup(&key(1), UNCONFIRMED_TIMEOUT), None);
-    // The deadline is kept in 30 bits: wrapping there works too.
+    // The deadline is kept in 24 bits: wrapping there works too.
     let t = table(64);
-    t.insert(&key(1), pin(1), (1 << 30) - 5);
-    assert_eq!(t.lookup(&key(1), 1 << 30), Some(pin(1)));
-    assert_eq!(t.lookup(&key(1), (1 << 30) + UNCONFIRMED_TIMEOUT), None);
+    ins(&t, 1, pin(1), (1 << 24) - 5);
+    assert_eq!(t.lookup(&key(1), 1 << 24), Some(pin(1)));
+    assert_eq!(t.lookup(&key(1), (1 << 24) + UNCONFIRMED_TIMEOUT), None);
 }
 
 #[test]
@@ -129,39 +149,45 @@ fn full_bucket_evicts_the_soonest_unconfirmed() {
     // One bucket: every key lands in it.
     let t = table(WAYS);
     for i in 0..WAYS as u16 {
-        assert_eq!(t.insert(&key(i), pin(i), 100 + u32::from(i)), Inserted::Free);
+        assert_eq!(ins(&t, i, pin(i), 100 + u32::from(i)), Inserted::Free);
     }
-    assert_eq!(t.insert(&key(99), pin(99), 105), Inserted::Evicted);
+    assert_eq!(ins(&t, 99, pin(99), 105), Inserted::Evicted);
     assert_eq!(t.lookup(&key(0), 105), None, "the soonest-to-expire flow went");
     for i in 1..WAYS as u16 {
         assert_eq!(t.lookup(&key(i), 105), Some(pin(i)));
     }
     // An expired slot is reused before a live one is evicted.
-    assert_eq!(t.insert(&key(98), pin(98), 101 + UNCONFIRMED_TIMEOUT + 1), Inserted::Expired);
+    assert_eq!(ins(&t, 98, pin(98), 101 + UNCONFIRMED_TIMEOUT + 1), Inserted::Expired);
 }
 
 #[test]
-fn confirmed_pins_are_never_evicted() {
+fn busy_confirmed_pins_are_never_evicted() {
     let t = table(WAYS);
     for i in 0..WAYS as u16 {
         confirmed(&t, i, i, 100);
     }
+    let busy = 100 + CONFIRMED_IDLE_EVICT - 1;
     for n in 0..1000u16 {
-        assert_eq!(t.insert(&key(1000 + n), pin(1000 + n), 200), Inserted::Full);
+        assert_eq!(ins(&t, 1000 + n, pin(1000 + n), busy), Inserted::Full);
     }
     for i in 0..WAYS as u16 {
-        assert_eq!(t.lookup(&key(i), 200), Some(pin(i)));
+        assert_eq!(t.lookup(&key(i), busy), Some(pin(i)));
     }
+    // Once idle for a minute, the one idle longest may go.
+    t.touch(&key(1), 101, instance(1, TCP_ACK));
+    let idle = 101 + CONFIRMED_IDLE_EVICT;
+    assert_eq!(ins(&t, 77, pin(77), idle), Inserted::Evicted);
+    assert_eq!(t.lookup(&key(1), idle), Some(pin(1)), "the more recent one stays");
     // Unconfirmed pins go first, even when a confirmed one is closer to
     // its deadline.
     let t = table(WAYS);
     confirmed(&t, 0, 0, 100);
     let late = 100 + TCP_TIMEOUT - 20;
     for i in 1..WAYS as u16 {
-        t.insert(&key(i), pin(i), late - 20);
+        ins(&t, i, pin(i), late - 20);
     }
     // The confirmed pin has 20 s left, the unconfirmed ones 10 s.
-    assert_eq!(t.insert(&key(50), pin(50), late), Inserted::Evicted);
+    assert_eq!(ins(&t, 50, pin(50), late), Inserted::Evicted);
     assert_eq!(t.lookup(&key(0), late), Some(pin(0)));
 }
 
@@ -178,7 +204,7 @@ fn syn_flood_leaves_confirmed_pins_alone() {
         k.addr[4..8].copy_from_slice(&n.to_le_bytes());
         k.port = n as u16;
         if t.lookup(&k, 20).is_none() {
-            t.insert(&k, pin(30000), 20);
+            t.insert(&k, pin(30000), None, 20, true);
         }
     }
     for i in 0..1000u16 {
@@ -190,8 +216,11 @@ fn syn_flood_leaves_confirmed_pins_alone() {
 fn repinning_a_flow_replaces_its_slot() {
     let t = table(WAYS);
     confirmed(&t, 1, 1, 0);
+    // Another CPU pinned it since this one looked: not replaced.
+    assert_eq!(ins(&t, 1, pin(7), 1), Inserted::Raced);
+    assert_eq!(t.lookup(&key(1), 1), Some(pin(1)));
     // Its allocation went (the caller found the pin dead): re-pin.
-    assert_eq!(t.insert(&key(1), pin(7), 1), Inserted::Expired);
+    assert_eq!(t.insert(&key(1), pin(7), Some(pin(1)), 1, true), Inserted::Expired);
     assert_eq!(t.lookup(&key(1), 2), Some(pin(7)));
     assert_eq!(t.live(2), 1, "no duplicate slot");
 }
@@ -200,7 +229,7 @@ fn repinning_a_flow_replaces_its_slot() {
 fn ids_keep_48_bits() {
     let t = table(64);
     let p = Pin { anon: 65535, id: (1 << 48) - 1 };
-    t.insert(&key(1), p, 0);
+    t.insert(&key(1), p, None, 0, true);
     assert_eq!(t.lookup(&key(1), 0), Some(p));
 }
 
@@ -219,13 +248,13 @@ proptest! {
                 Some(p) => {
                     prop_assert_eq!(Some(&p), model.get(&port).map(|(p, _)| p));
                     if answer {
-                        t.touch(&key(port), now, Seen::Instance { tcp: true, flags: TCP_ACK, pin: p });
+                        t.touch(&key(port), now, instance(p.anon, TCP_ACK));
                         model.insert(port, (p, now + TCP_TIMEOUT));
                     }
                 }
                 None => {
                     prop_assert!(!model.contains_key(&port));
-                    t.insert(&key(port), pin(anon), now);
+                    ins(&t, port, pin(anon), now);
                     model.insert(port, (pin(anon), now + UNCONFIRMED_TIMEOUT));
                 }
             }
@@ -252,7 +281,7 @@ fn concurrent_use_never_mixes_flows() {
                     match t.lookup(&k, now) {
                         Some(p) => assert_eq!(p, pin(port), "key {port} found another flow's pin"),
                         None => {
-                            t.insert(&k, pin(port), now);
+                            t.insert(&k, pin(port), None, now, true);
                         }
                     }
                     let flags = [TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN][round as usize % 4];

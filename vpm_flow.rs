@@ -310,14 +310,6 @@ fn unconfirmed_timeout(tcp: bool) -> u32 {
     }
 }
 
-fn timeout(tcp: bool) -> u32 {
-    if tcp {
-        TCP_TIMEOUT
-    } else {
-        UDP_TIMEOUT
-    }
-}
-
 /// One slot (see the module documentation).
 pub(crate) struct Slot {
     life: AtomicU64,

@@ -36,10 +36,18 @@ for aid in blue green; do
 done
 
 say "on the client (netns demo-c, 10.9.0.1 and 10.9.0.3): one server address and port, two servers"
-ask() { demo_c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask "$@"; }
-ask tcp 10.9.0.2 9000 --src 10.9.0.1
-ask tcp 10.9.0.2 9000 --src 10.9.0.3
-ask udp 10.9.0.2 9000 --src 10.9.0.3
+failed=0
+ask() { # WANT ARGS...: ask and show who answered; the demo fails unless WANT did
+	local want=$1 got
+	shift
+	echo "| demo-c\$ python3 vpmnet.py ask $*"
+	got=$(ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask "$@" 2>&1)
+	echo "$got" | sed 's/^/| /'
+	[ "$got" = "$want" ] || { echo "| demo: expected $want to answer"; failed=1; }
+}
+ask blue tcp 10.9.0.2 9000 --src 10.9.0.1
+ask green tcp 10.9.0.2 9000 --src 10.9.0.3
+ask green udp 10.9.0.2 9000 --src 10.9.0.3
 demo_s vpmctl show
 
 say "unload: tables and hooks go with the module"
@@ -49,3 +57,4 @@ ip netns del demo-c
 ip netns del demo-s
 demo rmmod vpm
 demo vpmctl status
+exit $failed

@@ -107,6 +107,16 @@ def asks(args):
     print(" ".join(names))
 
 
+def send_all(s, data, chunk=1 << 20):
+    """sendall() that fails only when a chunk makes no progress within the
+    socket's timeout.  A plain sendall()'s timeout bounds the whole call
+    (Python >= 3.5), so a slow but healthy 64 MiB transfer on a loaded
+    machine would look like a stall."""
+    view = memoryview(data)
+    for at in range(0, len(view), chunk):
+        s.sendall(view[at:at + chunk])
+
+
 def ask_one(proto, addr, port, size, count, mode="H", sport=0, src=None):
     fam = family(addr)
     payload = os.urandom(size)
@@ -117,7 +127,7 @@ def ask_one(proto, addr, port, size, count, mode="H", sport=0, src=None):
         if sport or src:
             s.bind(local)
         s.connect((addr, port))
-        s.sendall(mode.encode() + (str(size).encode() if mode in "DS" else payload))
+        send_all(s, mode.encode() + (str(size).encode() if mode in "DS" else payload))
         s.shutdown(socket.SHUT_WR)
         answer = bytearray()
         while True:

@@ -41,7 +41,7 @@ KDIR_DEP :=
 KDIR_SH = "$(KDIR)"
 endif
 
-# Benchmarks run on the lean kernel: TESTING.md, "timing under a debug
+# Benchmarks run on the lean kernel: docs/TESTING.md, "Timing": timing under a debug
 # kernel means nothing".  The module for it is built from a copy of the
 # sources in the cache, so the debug build in the tree stays as it is.
 BENCH_DIR = $(shell . $(ROOT)/tools/env.sh && echo $$VPM_CACHE)/bench-build

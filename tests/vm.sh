@@ -17,6 +17,7 @@
 # whole gets the sum of the selected tests' limits plus VM_MARGIN for boot,
 # KUnit, unload, kmemleak and shutdown, so it never ends a run before a
 # test's own limit would; VPM_VM_TIMEOUT replaces that sum when set.
+# VPM_TIMEOUT_SCALE=N multiplies every test's limit (a slow or busy machine).
 #
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
 # VPM_TESTS='70-*' runs only the matching test scripts (for development).
@@ -42,7 +43,7 @@ command -v qemu-system-x86_64 >/dev/null || vpm_die "qemu-system-x86_64 not foun
 [ -f "$VPM_ROOT/vpm.ko" ] || vpm_die "vpm.ko not built: run 'make module'"
 [ -x "$vpmctl" ] || vpm_die "$vpmctl not built: run 'make vpmctl'"
 
-VM_MARGIN=600
+VM_MARGIN=$((600 * ${VPM_TIMEOUT_SCALE:-1}))
 vm_limit=$VM_MARGIN
 for t in "${tests[@]}"; do
 	[ -e "$t" ] || continue
@@ -65,7 +66,7 @@ autorun=1
 [ "$mode" = run ] && autorun=0
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} bash $VPM_ROOT/tests/vm/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} bash $VPM_ROOT/tests/vm/guest.sh $mode"
 vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, limit ${vm_limit}s); console log: $log"
 set +e
 timeout --kill-after=30 "$vm_limit" \

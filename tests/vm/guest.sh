@@ -11,7 +11,8 @@
 # it prints count as tests of their own (KUnit cases, for instance).
 #
 # Each script runs under its own time limit, declared in its first lines as
-# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent); tests/vm.sh
+# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent), times
+# VPM_TIMEOUT_SCALE (default 1); tests/vm.sh
 # sizes the whole VM's limit from the same lines, so a slow test fails
 # alone, by name, instead of the VM run as a whole.
 set -u
@@ -31,7 +32,7 @@ fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 test_limit() {
 	local n
 	n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
-	echo "${n:-${VPM_TEST_TIMEOUT:-600}}"
+	echo $((${n:-${VPM_TEST_TIMEOUT:-600}} * ${VPM_TIMEOUT_SCALE:-1}))
 }
 
 # run_limited NAME SCRIPT OUT: run SCRIPT under its time limit, output to

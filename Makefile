@@ -27,14 +27,21 @@ VPMCTL := $(CARGO_TARGET_DIR)/release/vpmctl
 VPM_KFLAVOR ?= debug
 export VPM_KFLAVOR
 
+# The kernel tree to build against.  Without KDIR it is the cached test
+# kernel, whose directory exists only once `kernel` has built it: recipes
+# therefore ask tools/kernel.sh in the shell, when the line runs (after the
+# `kernel` prerequisite), never through $(shell) when make expands the
+# recipe, which happens before any of its lines or sub-makes have run.
+# KDIR_SH is a shell word: `kdir=$(KDIR_SH) && ...`.
 ifeq ($(origin KDIR),undefined)
 KDIR_DEP := kernel
-KDIR = $(shell $(ROOT)/tools/kernel.sh dir $(VPM_KFLAVOR))
+KDIR_SH = "$$($(ROOT)/tools/kernel.sh dir $(VPM_KFLAVOR))"
 else
 KDIR_DEP :=
+KDIR_SH = "$(KDIR)"
 endif
 
-# Benchmarks run on the lean kernel: TESTING.md, "timing under a debug
+# Benchmarks run on the lean kernel: docs/TESTING.md, "Timing": timing under a debug
 # kernel means nothing".  The module for it is built from a copy of the
 # sources in the cache, so the debug build in the tree stays as it is.
 BENCH_DIR = $(shell . $(ROOT)/tools/env.sh && echo $$VPM_CACHE)/bench-build
@@ -45,8 +52,9 @@ BENCH_DIR = $(shell . $(ROOT)/tools/env.sh && echo $$VPM_CACHE)/bench-build
 all: module
 
 module: $(KDIR_DEP)
-	@test -f "$(KDIR)/Makefile" || { echo "vpm: KDIR=$(KDIR) is not a kernel build tree" >&2; exit 1; }
-	@$(ENV); $(MAKE) -C "$(KDIR)" M=$(ROOT) LLVM= modules
+	@kdir=$(KDIR_SH) && { test -f "$$kdir/Makefile" || \
+		{ echo "vpm: KDIR=$$kdir is not a kernel build tree" >&2; exit 1; }; } && \
+		$(ENV) && $(MAKE) -C "$$kdir" M=$(ROOT) LLVM= modules
 
 deps:
 	@$(ROOT)/tools/deps.sh
@@ -73,7 +81,7 @@ host-test:
 		CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/loom cargo test --quiet --release flow_loom
 
 vm-test: module vpmctl
-	@$(ROOT)/tests/vm.sh check "$(KDIR)"
+	@kdir=$(KDIR_SH) && $(ROOT)/tests/vm.sh check "$$kdir"
 
 bench: deps vpmctl
 	@$(ROOT)/tools/kernel.sh build base
@@ -87,11 +95,15 @@ check: deps check-spec host-test
 	@$(MAKE) --no-print-directory vm-test
 	@$(MAKE) --no-print-directory bench
 
+# The sub-make builds the kernel if needed; only then is its directory asked
+# for.  tests/vm.sh exits non-zero when the demo fails.
 run: deps
 	@$(MAKE) --no-print-directory module vpmctl
-	@$(ROOT)/tests/vm.sh run "$(KDIR)"
+	@kdir=$(KDIR_SH) && $(ROOT)/tests/vm.sh run "$$kdir"
 
+# Cleaning never builds a kernel: without one there is nothing to clean in it.
 clean:
-	@if [ -n "$(KDIR)" ] && [ -f "$(KDIR)/Makefile" ]; then \
-		$(MAKE) -C "$(KDIR)" M=$(ROOT) LLVM= clean; fi
+	@{ kdir=$(KDIR_SH); } 2>/dev/null; \
+		if [ -n "$$kdir" ] && [ -f "$$kdir/Makefile" ]; then \
+		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM= clean; fi
 	rm -rf $(CARGO_TARGET_DIR)

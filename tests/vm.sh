@@ -10,15 +10,30 @@
 # and vpmctl straight from this tree.  Its console (kernel log included) is
 # saved to $VPM_CACHE/logs and scanned for kernel splats.
 #
+# Time limits: every test script declares its own in its first lines,
+# "# vpm-timeout: SECONDS" (about 3x its duration on an idle machine;
+# VPM_TEST_TIMEOUT, default 600, for a script without one), and
+# tests/vm/guest.sh stops and fails a test that overruns it.  The VM as a
+# whole gets the sum of the selected tests' limits plus VM_MARGIN for boot,
+# KUnit, unload, kmemleak and shutdown, so it never ends a run before a
+# test's own limit would; VPM_VM_TIMEOUT replaces that sum when set.
+# VPM_TIMEOUT_SCALE=N multiplies every test's limit (a slow or busy machine).
+#
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
-# VPM_VM_TIMEOUT bounds the whole VM run in seconds; VPM_TESTS='70-*'
-# runs only the matching tests/vm scripts (for development).
+# VPM_TESTS='70-*' runs only the matching test scripts (for development).
 set -euo pipefail
 . "$(dirname "$0")/../tools/env.sh"
 
-mode=${1:?usage: tests/vm.sh check|run|bench KDIR}
-kdir=${2:?usage: tests/vm.sh check|run|bench KDIR}
-: "${VPM_VM_TIMEOUT:=1800}"
+usage="usage: tests/vm.sh check|run|bench KDIR"
+mode=${1:-}
+kdir=${2:-}
+case $mode in
+check) tests=("$VPM_ROOT"/tests/vm/${VPM_TESTS:-[0-9]*}.sh) ;;
+bench) tests=("$VPM_ROOT"/tests/bench/${VPM_TESTS:-[0-9]*}.sh) ;;
+run) tests=("$VPM_ROOT/tests/vm/demo.sh") ;;
+*) vpm_die "$usage" ;;
+esac
+[ -n "$kdir" ] || vpm_die "$usage (KDIR: a built kernel tree)"
 : "${CARGO_TARGET_DIR:=$VPM_ROOT/target}"
 vpmctl=$CARGO_TARGET_DIR/release/vpmctl
 
@@ -27,6 +42,14 @@ command -v qemu-system-x86_64 >/dev/null || vpm_die "qemu-system-x86_64 not foun
 [ -f "$kdir/arch/x86/boot/bzImage" ] || vpm_die "no kernel image in $kdir: run 'make kernel'"
 [ -f "$VPM_ROOT/vpm.ko" ] || vpm_die "vpm.ko not built: run 'make module'"
 [ -x "$vpmctl" ] || vpm_die "$vpmctl not built: run 'make vpmctl'"
+
+VM_MARGIN=$((600 * ${VPM_TIMEOUT_SCALE:-1}))
+vm_limit=$VM_MARGIN
+for t in "${tests[@]}"; do
+	[ -e "$t" ] || continue
+	vm_limit=$((vm_limit + $(vpm_test_limit "$t")))
+done
+vm_limit=${VPM_VM_TIMEOUT:-$vm_limit}
 
 mkdir -p "$VPM_CACHE/logs"
 log=$VPM_CACHE/logs/vm-$mode-$(date +%Y%m%d-%H%M%S).log
@@ -37,19 +60,22 @@ kvm=(--disable-kvm)
 # panic_on_warn and oops=panic: any kernel warning ends the run, which then
 # lacks its closing line and fails.  kfence.sample_interval=1 samples every
 # allocation.  kunit.enable=1 kunit.autorun=1 run vpm.ko's KUnit suites at
-# insmod.
-append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=1 printk.time=1"
+# insmod (guest.sh lets them run at the first insmod only); the demo does
+# not need them.
+autorun=1
+[ "$mode" = run ] && autorun=0
+append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' bash $VPM_ROOT/tests/vm/guest.sh $mode"
-vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}); console log: $log"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} bash $VPM_ROOT/tests/vm/guest.sh $mode"
+vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, limit ${vm_limit}s); console log: $log"
 set +e
-timeout --kill-after=30 "$VPM_VM_TIMEOUT" \
+timeout --kill-after=30 "$vm_limit" \
 	vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \
 	-a "$append" --exec "$guest" </dev/null 2>&1 |
 	tee "$log" | grep --line-buffered -E '^(PASS|FAIL|SKIP) |^    |^\| '
 vm_rc=${PIPESTATUS[0]}
 set -e
-[ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${VPM_VM_TIMEOUT}s"
+[ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${vm_limit}s"
 # The serial console ends lines with CR LF.
 sed -i 's/\r$//' "$log"
 

@@ -30,6 +30,17 @@ if d=$(vpm_libclang_dir); then
 	export LIBCLANG_PATH="$d"
 fi
 
+# vpm_test_limit SCRIPT: the time limit in seconds a VM test declares in its
+# first lines as "# vpm-timeout: N" (VPM_TEST_TIMEOUT, default 600, when it
+# declares none), times VPM_TIMEOUT_SCALE (an integer, default 1, for a
+# machine known to be slow).  tests/vm/guest.sh applies the same rule
+# inside the VM.
+vpm_test_limit() {
+	local n
+	n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	echo $((${n:-${VPM_TEST_TIMEOUT:-600}} * ${VPM_TIMEOUT_SCALE:-1}))
+}
+
 # Progress lines carry the elapsed time since the calling script started.
 VPM_T0=${VPM_T0:-$(date +%s)}
 export VPM_T0

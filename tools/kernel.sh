@@ -5,8 +5,9 @@
 #   tools/kernel.sh dir   [debug|base]   print the kernel tree's directory
 #
 # The tree lives in $VPM_CACHE/kernel/<flavor>-<key>, where the key hashes
-# the Debian source package version, the config fragments, rustc and
-# bindgen: change any of them and a new tree is built beside the old one.
+# the Debian source package version, the config fragments' options (not
+# their comments), rustc and bindgen: change any of them and a new tree is
+# built beside the old one.
 # "debug" is base.config + debug.config (functional tests); "base" alone is
 # the lean config for benchmarks.
 set -euo pipefail
@@ -25,7 +26,7 @@ srcver=$(dpkg-query -W -f='${Version}' "linux-source-$VPM_KSERIES" 2>/dev/null) 
 	vpm_die "linux-source-$VPM_KSERIES is not installed: run 'make deps'"
 key=$({
 	echo "$srcver"
-	cat "${fragments[@]}"
+	grep -hEv '^[[:space:]]*(#|$)' "${fragments[@]}"
 	rustc --version
 	bindgen --version 2>/dev/null || echo "no bindgen"
 } | sha256sum | cut -c1-12)

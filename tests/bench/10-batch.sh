@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 180
 # 10,000 allocations through one vpmctl invocation (a batch file) finish in
 # under 10 s in the TCG VM, on the lean kernel: the debug kernel's
 # per-allocation instrumentation (kmemleak, SLUB debugging, KFENCE)

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 900
 # vpm.ko loads and unloads cleanly 20 times in a row; without it, vpmctl
 # says so and exits with code 3.
 . "$VPM_ROOT/tests/vm/lib.sh"

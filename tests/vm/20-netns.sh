@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 240
 # Every network namespace gets its own vpm state and hooks: namespaces
 # created after the load, namespaces that existed before it, and the module
 # unloads with namespaces alive.

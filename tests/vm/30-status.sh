@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 180
 # vpmctl status in the initial and in a child namespace: version, hooks,
 # per-namespace counters, human and JSON output, no privilege needed.
 . "$VPM_ROOT/tests/vm/lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 300
 # Traffic between two namespaces passes vpm's hooks unchanged, and each
 # namespace's counter moves by exactly what it saw.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 600
 # The allocation table through vpmctl: idempotent add, unique anonymous
 # ports, exhaustion, delete, limits, multi-part dumps, namespace isolation,
 # privilege.  Leaves allocations behind on purpose: the harness then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 300
 # Source rules through vpmctl: they need an allocation, ties and bad
 # prefixes are refused with the kernel's message, the per-port limit
 # holds, deleting an allocation takes its rules along, and the dump

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 240
 # save -> flush -> restore reproduces the allocations (same anonymous
 # ports) and the settings exactly; a conflicting restore changes nothing
 # and names the entry in the way.

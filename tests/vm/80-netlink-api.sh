@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 400
 # The netlink API under a client that is not vpmctl: strict validation,
 # missing and malformed attributes with their extended-ack messages,
 # unknown commands, and fuzzed messages (the kernel log is checked for

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 180
 # vpmctl monitor sees every event of a scripted sequence, in order, and
 # only those of its own namespace.
 . "$VPM_ROOT/tests/vm/lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 1200
 # The packet path: two instances (AIDs a and b) behind fixed port 9000 on
 # one server; clients from two networks reach a and b respectively over
 # TCP and UDP, IPv4 and IPv6, and only ever see port 9000.

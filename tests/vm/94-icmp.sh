@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 360
 # ICMP errors about translated packets reach the right socket on both
 # sides: PMTU discovery through a router with a small MTU (the router's
 # "fragmentation needed" / "packet too big" quotes the fixed port and must

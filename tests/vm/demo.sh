@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# vpm-timeout: 600
 # `make run`: vpm in one picture.  A server namespace runs two instances,
 # "blue" and "green", that both believe they serve port 9000; a client
 # namespace with two addresses reaches one or the other through port 9000

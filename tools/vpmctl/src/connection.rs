@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::io::{Cursor, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 use neli::{
     consts::{
@@ -19,13 +20,17 @@ use neli::{
 };
 
 use crate::error::{extack_text, Error, KernelError, Result};
-use crate::uapi::{Cmd, FAMILY_NAME, FAMILY_VERSION};
+use crate::uapi::{Cmd, EVENTS_GROUP, FAMILY_NAME, FAMILY_VERSION};
 
 /// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const ENOENT: i32 = 2;
 /// Version of the generic netlink controller protocol.
 const CTRL_VERSION: u8 = 2;
+/// The generic netlink controller's family name and its multicast group
+/// of family (un)registrations.
+const CTRL_FAMILY: &str = "nlctrl";
+const CTRL_NOTIFY_GROUP: &str = "notify";
 
 /// A socket bound to the vpm family of the caller's network namespace.
 ///
@@ -97,10 +102,25 @@ impl Connection {
     }
 
     fn resolve_family(&self) -> Result<(u16, Vec<(String, u32)>)> {
+        self.resolve(FAMILY_NAME, "resolve the vpm family")
+    }
+
+    /// Whether the vpm family this connection resolved is still registered
+    /// (a module unloaded, or unloaded and loaded again, is not).
+    pub fn family_alive(&self) -> Result<bool> {
+        match self.resolve_family() {
+            Ok((id, _)) => Ok(id == self.family),
+            Err(Error::NotLoaded) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id and multicast groups of generic netlink family `name`.
+    fn resolve(&self, name: &str, what: &'static str) -> Result<(u16, Vec<(String, u32)>)> {
         let mut attrs = GenlBuffer::new();
-        attrs.push(attr(CtrlAttr::FamilyName, nul_str(FAMILY_NAME))?);
+        attrs.push(attr(CtrlAttr::FamilyName, nul_str(name))?);
         let replies = match self.exchange(
-            "resolve the vpm family",
+            what,
             CtrlCmd::Getfamily,
             CTRL_VERSION,
             attrs,
@@ -130,6 +150,29 @@ impl Connection {
             }
         }
         Ok((id, groups))
+    }
+
+    /// A second socket that wakes a waiting client: it listens to the
+    /// family's `events` group (releases, flushes, config changes) and to
+    /// the generic netlink controller's notifications (the family going
+    /// away with the module).  Events that arrive after this returns are
+    /// kept until [`Watch::wait`].
+    pub fn watch(&self) -> Result<Watch> {
+        let group = |groups: &[(String, u32)], name: &str| {
+            groups
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| Error::Protocol(format!("no '{name}' multicast group")))
+        };
+        let events = group(&self.groups, EVENTS_GROUP)?;
+        let (_, ctrl_groups) = self.resolve(CTRL_FAMILY, "resolve the genetlink controller")?;
+        let notify = group(&ctrl_groups, CTRL_NOTIFY_GROUP)?;
+        let sock = NlSocketHandle::connect(NlFamily::Generic, None, Groups::empty())
+            .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
+        sock.add_mcast_membership(Groups::new_groups(&[events, notify]))
+            .map_err(|e| Error::Netlink(format!("cannot join the {EVENTS_GROUP} group: {e}")))?;
+        Ok(Watch { sock })
     }
 
     /// Sends a `do` request and returns the reply messages.
@@ -322,6 +365,54 @@ fn kernel_error<'a>(
         errno: -error,
         message,
     })
+}
+
+/// A socket that only listens (see [`Connection::watch`]).
+pub struct Watch {
+    sock: NlSocketHandle,
+}
+
+impl Watch {
+    /// Waits until something arrives or `timeout` passes, then discards
+    /// everything queued.  Returns whether something arrived.  What the
+    /// messages say does not matter to a waiter: any of them means "look
+    /// again", and so does an overrun of the socket (a lost event).
+    pub fn wait(&self, timeout: Duration) -> Result<bool> {
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut woken = false;
+        let mut wait = millis;
+        while self.readable(wait)? {
+            woken = true;
+            // One datagram (or the socket's overrun error): either way
+            // something happened.
+            let _ = self.sock.recv::<u16, Buffer>();
+            wait = 0;
+        }
+        Ok(woken)
+    }
+
+    /// Whether the socket has something to read within `millis` ms.
+    fn readable(&self, millis: i32) -> Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: `pfd` is one valid pollfd for the duration of the
+            // call, and its descriptor is the socket `self` owns.
+            let n = unsafe { libc::poll(&mut pfd, 1, millis) };
+            if n >= 0 {
+                return Ok(n > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0);
+            }
+            let err = std::io::Error::last_os_error();
+            // A signal whose handler returns (none of vpmctl's) restarts
+            // the wait; the default action ends the process anyway.
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::Netlink(format!("poll: {err}")));
+            }
+        }
+    }
 }
 
 /// How often a dump is retried after `NLM_F_DUMP_INTR`.

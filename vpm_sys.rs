@@ -1005,6 +1005,10 @@ genl_dumpit!(vpm_nl_get_rule_dumpit => crate::vpm_genl::dump_rules);
 mod ffi_ctl {
     use super::*;
 
+    #[expect(
+        improper_ctypes,
+        reason = "kernel structs are only passed by pointer, never by value"
+    )]
     extern "C" {
         pub(super) fn vpm_dump_set_seq(cb: *mut bindings::netlink_callback, gen: u32);
         pub(super) fn vpm_port_bound(net: *mut bindings::net, port: u16) -> bool;

@@ -11,6 +11,12 @@ fresh_netns vpmw
 trap 'ip netns del vpmw 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 load
 w() { ip netns exec vpmw vpmctl "$@"; }
+# waited PID FILE WHAT: the background vpmctl PID succeeded (else show FILE).
+waited() {
+	local rc=0
+	wait "$1" || rc=$?
+	expect_eq "exit code of $3 (said: $(cat "$2"))" 0 "$rc"
+}
 
 w config --range 31000-31000 >/dev/null
 expect_eq "the only port" 31000 "$(w add --aid first --port 9000 --json | json anon_port)"
@@ -21,7 +27,7 @@ waiter=$!
 sleep 3
 expect "the waiter is still waiting" kill -0 $waiter
 w del --aid first --port 9000
-wait $waiter
+waited $waiter /tmp/vpm-waiter.json "the waiter"
 expect_eq "the waiter got the released port" 31000 "$(json anon_port </tmp/vpm-waiter.json)"
 subtest PASS wait-success
 
@@ -59,7 +65,7 @@ waiter=$!
 sleep 2
 expect "the batch is still waiting" kill -0 $waiter
 w del --aid fifth --port 9000
-wait $waiter
+waited $waiter /tmp/vpm-batch-wait.json "the batch"
 expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
 subtest PASS wait-batch
 

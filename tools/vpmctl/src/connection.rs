@@ -121,6 +121,7 @@ impl Connection {
         attrs.push(attr(CtrlAttr::FamilyName, nul_str(name))?);
         let replies = match self.exchange(
             what,
+            GenlId::Ctrl.into(),
             CtrlCmd::Getfamily,
             CTRL_VERSION,
             attrs,
@@ -182,7 +183,7 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
-        Ok(self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
+        Ok(self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
     }
 
     /// Sends a `do` request that answers with exactly one message.  No
@@ -194,7 +195,7 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Genlmsghdr<Cmd, A>> {
-        self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::empty())?
+        self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::empty())?
             .0
             .into_iter()
             .next()
@@ -219,7 +220,7 @@ impl Connection {
         for attrs in requests {
             let seq = self.seq.get().wrapping_add(1);
             self.seq.set(seq);
-            let msg = self.build(cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
+            let msg = self.build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
             let mut bytes = Cursor::new(vec![0; msg.padded_size()]);
             msg.to_bytes(&mut bytes).map_err(|e| nl_err("cannot build the request", &e))?;
             buf.extend_from_slice(bytes.get_ref());
@@ -258,7 +259,7 @@ impl Connection {
     pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
         for _ in 0..DUMP_TRIES {
             let (msgs, interrupted) =
-                self.exchange(name, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
+                self.exchange(name, self.family, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
             if !interrupted {
                 return Ok(msgs);
             }
@@ -268,9 +269,10 @@ impl Connection {
         )))
     }
 
-    /// One request message of the family.
+    /// One request message to generic netlink family `family`.
     fn build<C: neli::consts::genl::Cmd, A: NlAttrType>(
         &self,
+        family: u16,
         cmd: C,
         version: u8,
         attrs: GenlBuffer<A, Buffer>,
@@ -284,7 +286,7 @@ impl Connection {
             .build()
             .map_err(|e| e.to_string())?;
         NlmsghdrBuilder::default()
-            .nl_type(self.family)
+            .nl_type(family)
             .nl_flags(flags)
             .nl_seq(seq)
             .nl_payload(NlPayload::Payload(genl))
@@ -298,6 +300,7 @@ impl Connection {
     fn exchange<C: neli::consts::genl::Cmd, A: NlAttrType>(
         &self,
         name: &'static str,
+        family: u16,
         cmd: C,
         version: u8,
         attrs: GenlBuffer<A, Buffer>,
@@ -307,7 +310,7 @@ impl Connection {
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let msg = self
-            .build(cmd, version, attrs, NlmF::REQUEST | flags, seq)
+            .build(family, cmd, version, attrs, NlmF::REQUEST | flags, seq)
             .map_err(|e| nl_err("cannot build the request", &e))?;
         self.sock.send(&msg).map_err(|e| nl_err("send", &e))?;
 

@@ -8,8 +8,6 @@
 //! that says what was wrong and, where it helps, what to do.
 
 use kernel::prelude::*;
-use kernel::sync::CondVarTimeoutResult;
-use kernel::time::msecs_to_jiffies;
 
 use crate::vpm_rules::{Family, Match, RuleError};
 use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
@@ -49,6 +47,12 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
 }
 
 /// `add-mapping`: allocate (or return) the anonymous port of (aid, port).
+///
+/// Never sleeps waiting for other users: a handler runs under generic
+/// netlink's global lock (`cb_lock`), so a wait here would hold up every
+/// genetlink request and family (un)registration on the system.  Queued
+/// allocation is the client's job: on -ENOSPC it listens on the `events`
+/// group and retries (`vpmctl add --wait`).
 pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
     let protos = match opt_u32(info, uapi::VPM_A_MAPPING_PROTO)? {
@@ -60,49 +64,51 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         Some(p) => p,
     };
     let want = opt_u16(info, uapi::VPM_A_MAPPING_ANON_PORT)?;
-    let wait_ms = opt_u32(info, uapi::VPM_A_MAPPING_WAIT_MS)?.unwrap_or(0);
+    if opt_u32(info, uapi::VPM_A_MAPPING_WAIT_MS)?.unwrap_or(0) != 0 {
+        info.set_err(c"wait-ms: the kernel never waits for a free port; waiting is the client's job: retry on ENOSPC after a mapping-del, flush or config event (vpmctl add --wait does)");
+        return Err(EOPNOTSUPP);
+    }
     let mut cgroup = req_cgroup(info)?;
     let state = info.net_state();
     let mut table = state.table.lock();
-    let mut left = msecs_to_jiffies(wait_ms);
-    let changed = loop {
-        match table.add(key, protos, want, &mut cgroup) {
-            Ok(done) => break done,
-            // Queued allocation: wait for a release, then try again.
-            Err(TableError::RangeExhausted { .. } | TableError::TooManyEntries { .. }) if left > 0 => {
-                match state.freed.wait_interruptible_timeout(&mut table, left) {
-                    CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
-                    CondVarTimeoutResult::Timeout => {
-                        info.set_err_fmt(format_args!(
-                            "waited {wait_ms} ms and no allocation was released"
-                        ));
-                        return Err(ETIMEDOUT);
-                    }
-                    CondVarTimeoutResult::Signal { .. } => {
-                        info.set_err(c"interrupted by a signal while waiting for a free port");
-                        return Err(EINTR);
-                    }
-                }
-            }
-            Err(e) => return Err(table_error(info, e)),
-        }
-    };
+    // The reply is allocated before the table changes, sized for the
+    // larger of the request's cgroup path and the existing allocation's:
+    // once the change is made (and announced), nothing may fail.
+    let cgroup_len = [cgroup.as_ref(), table.get(&key).and_then(|m| m.cgroup.as_ref())]
+        .into_iter()
+        .flatten()
+        .map(|c| c.path.len())
+        .max();
+    let mut reply = Reply::new(info, mapping_size(cgroup_len))?;
+    let changed = table.add(key, protos, want, &mut cgroup).map_err(|e| table_error(info, e))?;
+    // `add` succeeded, so the allocation exists.
     let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
         notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, mapping);
     }
-    let mut reply = Reply::new(info, mapping_size(mapping))?;
+    // Cannot fail: the reply was sized for exactly these attributes.
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
-    reply.send()
+    // The allocation is made: do not report a failure for it.  A reply the
+    // requester's full socket cannot take shows there as an overrun
+    // (ENOBUFS), which tells it to look (get-mapping) rather than that the
+    // add failed.
+    let _ = reply.send();
+    Ok(())
 }
 
-/// Attribute bytes of a mapping message (see [`put_mapping`]).
-fn mapping_size(m: &Mapping) -> usize {
+/// Attribute bytes of a mapping message (see [`put_mapping`]) whose
+/// cgroup path, if any, has `cgroup_path` bytes.
+fn mapping_size(cgroup_path: Option<usize>) -> usize {
     // aid (up to 32 with NUL, padded), three u16/u32 attributes, four uints,
     // and the cgroup path and id when set.
-    let cgroup = m.cgroup.as_ref().map_or(0, |c| 4 + c.path.len() + 1 + 3 + 12);
+    let cgroup = cgroup_path.map_or(0, |len| 4 + len + 1 + 3 + 12);
     (4 + 32) + 3 * 8 + 4 * 12 + cgroup
+}
+
+/// Attribute bytes of `m` as a mapping message.
+fn mapping_size_of(m: &Mapping) -> usize {
+    mapping_size(m.cgroup.as_ref().map(|c| c.path.len()))
 }
 
 /// The cgroup of an add-mapping request, resolved to its id.
@@ -128,9 +134,15 @@ fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
 /// `del-mapping`: release the allocation of (aid, port).
 pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let state = info.net_state();
-    let mapping = state.table.lock().del(&key).map_err(|e| table_error(info, e))?;
-    state.freed.notify_all();
+    let mut table = info.net_state().table.lock();
+    // The rules the allocation takes with it, for their rule-del events
+    // (collected first: once the table changed, nothing may fail).
+    let rules = table.rules_of(&key).map_err(|e| table_error(info, e))?;
+    let mapping = table.del(&key).map_err(|e| table_error(info, e))?;
+    drop(table);
+    for rk in &rules {
+        notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, rk, &key.aid);
+    }
     notify_mapping(info, uapi::VPM_CMD_MAPPING_DEL_NTF, &key, &mapping);
     Ok(())
 }
@@ -140,17 +152,17 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
     let table = info.net_state().table.lock();
     let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
-    let mut reply = Reply::new(info, mapping_size(mapping))?;
+    let mut reply = Reply::new(info, mapping_size_of(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
     reply.send()
 }
 
-/// `flush`: release every allocation of the namespace.
+/// `flush`: release every allocation and rule of the namespace.  One
+/// flush event stands for all of them (per-entry events could be 131,070
+/// messages, more than a listener's socket holds).
 pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
-    let state = info.net_state();
-    state.table.lock().flush();
-    state.freed.notify_all();
+    info.net_state().table.lock().flush();
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
         event.send();
     }
@@ -200,10 +212,7 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
         return Err(EINVAL);
     }
-    let state = info.net_state();
-    state.table.lock().set_config(range, max).map_err(|e| table_error(info, e))?;
-    // A wider range or a higher limit may make room for waiters.
-    state.freed.notify_all();
+    info.net_state().table.lock().set_config(range, max).map_err(|e| table_error(info, e))?;
     if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
         if put_config(&mut event, info).is_ok() {
             event.send();
@@ -271,6 +280,10 @@ fn dump_table<C: Resume, V>(
     let state = dump.net_state();
     let table = state.table.lock();
     let generation = table.generation();
+    // On every call, not only when a message starts: the core checks the
+    // generation again on the NLMSG_DONE message, and a last call that adds
+    // no message must still report a change since the previous call.
+    dump.set_generation(generation);
     let after = dump.cursor::<C>().after();
     let mut last = None;
     let mut full = false;
@@ -520,6 +533,12 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
         TableError::RangeExhausted { in_use, lo, hi } => {
             info.set_err_fmt(format_args!(
                 "no free port in range {lo}-{hi} ({in_use} in use); widen the range"
+            ));
+            ENOSPC
+        }
+        TableError::RangeBound { in_use, lo, hi } => {
+            info.set_err_fmt(format_args!(
+                "range {lo}-{hi}: {in_use} allocated, sockets hold the rest; widen the range"
             ));
             ENOSPC
         }

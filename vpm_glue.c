@@ -19,11 +19,13 @@
 #include <net/dst.h>
 #include <net/route.h>
 #include <net/genetlink.h>
+#include <net/inet_hashtables.h>
 #include <net/ip.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
+#include <net/udp.h>
 
 #include "vpm_glue.h"
 #include "gen/vpm_nl_gen.h"
@@ -473,4 +475,68 @@ void vpm_event_send(struct net *net, struct sk_buff *skb, void *hdr)
 	genlmsg_end(skb, hdr);
 	genlmsg_multicast_netns(&vpm_nl_family, net, skb, 0, VPM_NLGRP_EVENTS,
 				GFP_KERNEL);
+}
+
+/* ---- dump consistency ---------------------------------------------------- */
+
+/*
+ * Records the table generation of the current dumpit call.  Called on
+ * every call, even one that adds no message: the core checks cb->seq
+ * against the previous call's on the NLMSG_DONE message too
+ * (nl_dump_check_consistent() in netlink_dump_done()).
+ */
+void vpm_dump_set_seq(struct netlink_callback *cb, u32 gen)
+{
+	cb->seq = gen;
+}
+
+/* ---- bound ports ---------------------------------------------------------- */
+
+/* Whether a TCP socket (IPv4 or IPv6) of @net holds a bind bucket of @port. */
+static bool vpm_tcp_port_bound(struct net *net, u16 port)
+{
+	struct inet_hashinfo *hinfo = net->ipv4.tcp_death_row.hashinfo;
+	struct inet_bind_hashbucket *head;
+	struct inet_bind_bucket *tb;
+	bool found = false;
+
+	head = &hinfo->bhash[inet_bhashfn(net, port, hinfo->bhash_size)];
+	spin_lock_bh(&head->lock);
+	inet_bind_bucket_for_each(tb, &head->chain) {
+		if (net_eq(ib_net(tb), net) && tb->port == port) {
+			found = true;
+			break;
+		}
+	}
+	spin_unlock_bh(&head->lock);
+	return found;
+}
+
+/* Whether a UDP socket (IPv4 or IPv6) of @net is bound to @port. */
+static bool vpm_udp_port_bound(struct net *net, u16 port)
+{
+	struct udp_hslot *hslot = udp_hashslot(net->ipv4.udp_table, net, port);
+	struct sock *sk;
+	bool found = false;
+
+	spin_lock_bh(&hslot->lock);
+	sk_for_each(sk, &hslot->head) {
+		if (net_eq(sock_net(sk), net) &&
+		    udp_sk(sk)->udp_port_hash == port) {
+			found = true;
+			break;
+		}
+	}
+	spin_unlock_bh(&hslot->lock);
+	return found;
+}
+
+/*
+ * Whether any TCP or UDP socket of @net (IPv4 or IPv6: both share these
+ * tables) is bound to @port, under the tables' own locks.  A snapshot: a
+ * socket may bind the port right after.
+ */
+bool vpm_port_bound(struct net *net, u16 port)
+{
+	return vpm_tcp_port_bound(net, port) || vpm_udp_port_bound(net, port);
 }

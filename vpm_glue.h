@@ -87,4 +87,10 @@ unsigned int vpm_skb_len(const struct sk_buff *skb);
 struct sk_buff *vpm_event_new(struct net *net, u8 cmd, void **hdr);
 void vpm_event_send(struct net *net, struct sk_buff *skb, void *hdr);
 
+/* Dump consistency: the table generation of the current dumpit call. */
+void vpm_dump_set_seq(struct netlink_callback *cb, u32 gen);
+
+/* Whether a TCP or UDP socket of @net is bound to @port. */
+bool vpm_port_bound(struct net *net, u16 port);
+
 #endif /* _VPM_GLUE_H */

@@ -1063,3 +1063,39 @@ macro_rules! genl_dumpit {
 
 genl_dumpit!(vpm_nl_get_mapping_dumpit => crate::vpm_genl::dump_mappings);
 genl_dumpit!(vpm_nl_get_rule_dumpit => crate::vpm_genl::dump_rules);
+
+// ---- control-plane additions: dump consistency, bound ports -----------------
+
+/// C glue of this section (`vpm_glue.c`); prototypes mirror `vpm_glue.h`.
+mod ffi_ctl {
+    use super::*;
+
+    #[expect(
+        improper_ctypes,
+        reason = "kernel structs are only passed by pointer, never by value"
+    )]
+    extern "C" {
+        pub(super) fn vpm_dump_set_seq(cb: *mut bindings::netlink_callback, gen: u32);
+        pub(super) fn vpm_port_bound(net: *mut bindings::net, port: u16) -> bool;
+    }
+}
+
+impl Dump<'_> {
+    /// Records the table generation this call reflects, so that a change
+    /// since the previous call sets `NLM_F_DUMP_INTR` on the next message,
+    /// `NLMSG_DONE` included.  Call it on every call.
+    pub(crate) fn set_generation(&mut self, generation: u32) {
+        // SAFETY: `cb` is valid for this call (type invariant).
+        unsafe { ffi_ctl::vpm_dump_set_seq(self.cb.as_ptr(), generation) };
+    }
+}
+
+impl NetRef {
+    /// Whether a TCP or UDP socket (IPv4 or IPv6) of the namespace is bound
+    /// to `port` right now.  Process context (takes the bind tables' locks).
+    pub(crate) fn port_bound(&self, port: u16) -> bool {
+        // SAFETY: `net` is live (type invariant); the glue only takes the
+        // tables' spinlocks, which the handlers' process context allows.
+        unsafe { ffi_ctl::vpm_port_bound(self.net.as_ptr(), port) }
+    }
+}

@@ -24,10 +24,10 @@ use core::cmp::Ordering as CmpOrdering;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
-use kernel::{new_condvar, new_mutex};
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
-use kernel::sync::{rcu, Arc, CondVar, Mutex};
+use kernel::sync::{rcu, Arc, Mutex};
 
 use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
 use crate::vpm_flow::{FlowTable, Slot};
@@ -234,6 +234,9 @@ pub(crate) enum TableError {
     RangeExhausted { in_use: u32, lo: u16, hi: u16 },
     /// The namespace holds `max` allocations already.
     TooManyEntries { max: u32 },
+    /// Every port of the range not allocated (`in_use` are) is bound by a
+    /// socket of the namespace.
+    RangeBound { in_use: u32, lo: u16, hi: u16 },
     /// The requested anonymous port is outside the range.
     PortOutOfRange { lo: u16, hi: u16 },
     /// The requested anonymous port is allocated to someone else.
@@ -487,7 +490,8 @@ impl Table {
     }
 
     fn changed(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
+        // Never 0: the netlink core takes a dump sequence of 0 for "unset".
+        self.generation = self.generation.wrapping_add(1).max(1);
     }
 
     /// Keeps the kernel from handing `port` to `connect()` or autobind.
@@ -696,19 +700,31 @@ impl Table {
         self.ensure_flows()?;
         let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let (lo, hi) = self.alloc.range();
+        let exhausted = |a: &PortAllocator<KVec<u64>>| TableError::RangeExhausted {
+            in_use: a.in_use(),
+            lo,
+            hi,
+        };
         let anon = match want {
-            Some(p) => self.alloc.reserve(p).map(|()| p),
-            None => self.alloc.alloc(),
-        }
-        .map_err(|e| match e {
-            AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
-            AllocError::Taken => TableError::PortTaken,
-            _ => TableError::RangeExhausted {
-                in_use: self.alloc.in_use(),
-                lo,
-                hi,
+            // Explicit: allowed even while a socket holds the port (restore
+            // runs while the instances keep their sockets).
+            Some(p) => self.alloc.reserve(p).map(|()| p).map_err(|e| match e {
+                AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
+                AllocError::Taken => TableError::PortTaken,
+                _ => exhausted(&self.alloc),
+            })?,
+            None => match self.alloc_unbound() {
+                Ok(p) => p,
+                Err(AllocError::Taken) => {
+                    return Err(TableError::RangeBound {
+                        in_use: self.alloc.in_use(),
+                        lo,
+                        hi,
+                    })
+                }
+                Err(_) => return Err(exhausted(&self.alloc)),
             },
-        })?;
+        };
         let counters = match self.counters_for(anon) {
             Ok(c) => c,
             Err(e) => {
@@ -737,6 +753,28 @@ impl Table {
         Ok(true)
     }
 
+    /// Allocates the next free port of the range that no TCP or UDP socket
+    /// of the namespace is bound to: an instance told to bind a port some
+    /// other program holds would fail.  Ports skipped go back to the
+    /// allocator; after one full turn of the range, the range counts as
+    /// exhausted.  Work is bounded by the range's size.  `Taken`: every
+    /// free port is bound by a socket.
+    fn alloc_unbound(&mut self) -> Result<u16, AllocError> {
+        let mut first_skipped = None;
+        loop {
+            let port = self.alloc.alloc()?;
+            if !self.net.port_bound(port) {
+                return Ok(port);
+            }
+            self.alloc.release(port);
+            match first_skipped {
+                Some(first) if first == port => return Err(AllocError::Taken),
+                Some(_) => {}
+                None => first_skipped = Some(port),
+            }
+        }
+    }
+
     /// Releases the allocation of `key` and the rules that point to it.
     pub(crate) fn del(&mut self, key: &Key) -> Result<Mapping, TableError> {
         let m = self.map.get(key).ok_or(TableError::NotFound)?;
@@ -755,6 +793,22 @@ impl Table {
         self.entries -= 1;
         self.changed();
         Ok(m)
+    }
+
+    /// The rules of `key.port` that point to `key.aid` (which [`Table::del`]
+    /// removes with the allocation), in key order.
+    pub(crate) fn rules_of(&self, key: &Key) -> Result<KVec<RuleKey>, TableError> {
+        let mut out = KVec::new();
+        for_each_from(&self.rules, &RuleKey { port: key.port, m: Match::ANY }, |rk, aid| {
+            if rk.port != key.port {
+                return Ok(false);
+            }
+            if *aid == key.aid {
+                out.push(*rk, GFP_KERNEL_ACCOUNT)?;
+            }
+            Ok::<_, TableError>(true)
+        })?;
+        Ok(out)
     }
 
     /// Drops the rules of `key.port` that point to `key.aid`.
@@ -987,9 +1041,6 @@ pub(crate) struct NetState {
     pub(crate) views: Arc<Views>,
     /// The allocations and rules; control plane only.
     pub(crate) table: Pin<KBox<Mutex<Table>>>,
-    /// Signalled whenever allocations are released or limits raised, for
-    /// `add-mapping` requests waiting for room.
-    pub(crate) freed: Pin<KBox<CondVar>>,
 }
 
 impl NetState {
@@ -1009,7 +1060,6 @@ impl NetState {
             hooks: AtomicU32::new(0),
             views,
             table: KBox::pin_init(new_mutex!(table, "vpm_table"), GFP_KERNEL_ACCOUNT)?,
-            freed: KBox::pin_init(new_condvar!("vpm_freed"), GFP_KERNEL_ACCOUNT)?,
         })
     }
 

@@ -2,13 +2,22 @@
 # vpm-timeout: 240
 # Queued allocation (--wait): an add on an exhausted range waits for a
 # release made by another process and gets the freed port; without a
-# release it fails after its timeout; a signal ends the wait at once.
+# release it fails after its timeout; a signal ends the wait at once; a
+# --wait line of a batch waits too; and since vpmctl waits (not the
+# kernel, inside generic netlink's global lock), rmmod is not held off by
+# a pending wait, which then ends with a clear error.
 . "$VPM_ROOT/tests/vm/lib.sh"
 
 fresh_netns vpmw
 trap 'ip netns del vpmw 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 load
 w() { ip netns exec vpmw vpmctl "$@"; }
+# waited PID FILE WHAT: the background vpmctl PID succeeded (else show FILE).
+waited() {
+	local rc=0
+	wait "$1" || rc=$?
+	expect_eq "exit code of $3 (said: $(cat "$2"))" 0 "$rc"
+}
 
 w config --range 31000-31000 >/dev/null
 expect_eq "the only port" 31000 "$(w add --aid first --port 9000 --json | json anon_port)"
@@ -19,7 +28,7 @@ waiter=$!
 sleep 3
 expect "the waiter is still waiting" kill -0 $waiter
 w del --aid first --port 9000
-wait $waiter
+waited $waiter /tmp/vpm-waiter.json "the waiter"
 expect_eq "the waiter got the released port" 31000 "$(json anon_port </tmp/vpm-waiter.json)"
 subtest PASS wait-success
 
@@ -51,5 +60,40 @@ expect_eq "the range works after the interrupted wait" 31000 \
 	"$(w add --aid fifth --port 9000 --json | json anon_port)"
 subtest PASS wait-signal
 
-# The wait is bounded by the spec (60 s) and vpmctl says so.
+# A --wait line of a batch waits like the command does.
+printf 'add --aid sixth --port 9000 --wait 20s --json\n' | w batch - >/tmp/vpm-batch-wait.json 2>&1 &
+waiter=$!
+sleep 2
+expect "the batch is still waiting" kill -0 $waiter
+w del --aid fifth --port 9000
+waited $waiter /tmp/vpm-batch-wait.json "the batch"
+expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
+subtest PASS wait-batch
+
+# Unload: with the range full, a 30 s wait is pending while rmmod runs.
+# rmmod must not wait for it (a request sleeping in the kernel held
+# generic netlink's lock, so rmmod took the whole 30 s), and the waiter
+# must then end within a few seconds saying the module is gone.
+w add --aid seventh --port 9000 --wait 30s >/tmp/vpm-unload.out 2>&1 &
+waiter=$!
+sleep 2
+expect "the seventh waiter is waiting" kill -0 $waiter
+ms=$(timed_ms rmmod vpm)
+expect "rmmod returned within 2 s while a wait was pending (${ms} ms)" test "$ms" -lt 2000
+expect "vpm is unloaded" sh -c '! lsmod | grep -q "^vpm "'
+start=$(date +%s%N)
+set +e
+wait $waiter
+rc=$?
+set -e
+ms=$((($(date +%s%N) - start) / 1000000))
+expect_eq "exit code of the waiter after rmmod" 3 "$rc"
+expect "the waiter says the module is gone (said: $(cat /tmp/vpm-unload.out))" \
+	grep -q "vpm kernel module not loaded" /tmp/vpm-unload.out
+expect "the waiter ended within 5 s of rmmod (${ms} ms)" test "$ms" -lt 5000
+load
+expect "vpm works again after the reload" w status >/dev/null
+subtest PASS wait-unload
+
+# The wait is bounded (60 s) and vpmctl says so.
 expect "vpmctl refuses --wait over 60s" sh -c '! vpmctl add --aid x --port 1 --wait 61s 2>/dev/null'

@@ -24,7 +24,9 @@ e add --aid b --port 9000 >/dev/null
 e config --range 20000-20999 >/dev/null
 e rule add --port 9000 --from 10.0.0.0/8:5000 --aid b
 e rule del --port 9000 --from 10.0.0.0/8:5000
-e del --aid a --port 9000
+e rule add --port 9000 --from 192.168.0.0/16 --aid a
+e rule add --port 9000 --aid a # a is the port's default
+e del --aid a --port 9000 # takes both rules with it: a rule-del event each, first
 e flush
 ip netns exec vpmother vpmctl add --aid elsewhere --port 1 >/dev/null
 sleep 2
@@ -36,10 +38,14 @@ kinds = [(e["event"], e.get("mapping", e.get("rule", {})).get("aid"), tuple(e.ge
          for e in got]
 want = [("new", "a", ("tcp",)), ("new", "a", ("tcp", "udp")), ("new", "b", ("tcp", "udp")),
         ("config", None, ()), ("rule-new", "b", ()), ("rule-del", "b", ()),
+        ("rule-new", "a", ()), ("rule-new", "a", ()), ("rule-del", "a", ()), ("rule-del", "a", ()),
         ("del", "a", ("tcp", "udp")), ("flush", None, ())]
 assert kinds == want, f"events {kinds}\n  wanted {want}"
 assert got[3]["config"]["range_hi"] == 20999, got[3]
-assert got[0]["mapping"]["anon_port"] == got[6]["mapping"]["anon_port"], "del names the port new gave"
+assert got[0]["mapping"]["anon_port"] == got[10]["mapping"]["anon_port"], "del names the port new gave"
 assert got[4]["rule"] == {"port": 9000, "addr": "10.0.0.0", "prefix_len": 8, "src_port": 5000, "aid": "b"}, got[4]
+cascade = sorted((json.dumps(e["rule"], sort_keys=True) for e in got[8:10]))
+added = sorted((json.dumps(e["rule"], sort_keys=True) for e in got[6:8]))
+assert cascade == added, f"the del's rule-del events {cascade}\n  name the rules added {added}"
 PY
 subtest PASS event-sequence

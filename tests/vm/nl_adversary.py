@@ -126,6 +126,63 @@ def expect(conn, what, cmd, attrs, want_errno, want_msg=None, want_miss=None):
         sys.exit(f"{what}: wanted {errno.errorcode.get(want_errno)} {want_msg!r} miss {want_miss}")
 
 
+NLM_F_DUMP_INTR = 0x10
+
+
+def dump_flags(conn, cmd, meanwhile):
+    """Starts a dump of `cmd` on `conn` and, before reading anything, runs
+    `meanwhile`; then reads the dump to its end.  The first dumpit call
+    runs when the request is sent, so its messages predate `meanwhile`.
+    Returns (the OR of every message's flags, the entries received)."""
+    conn.seq += 1
+    body = struct.pack("=BBH", U[cmd], 1, 0)
+    conn.s.send(struct.pack("=IHHII", 16 + len(body), conn.family, NLM_F_REQUEST | NLM_F_DUMP, conn.seq, 0) + body)
+    meanwhile()
+    flags, entries = 0, []
+    while True:
+        data = conn.s.recv(1 << 20)
+        off = 0
+        while off + 16 <= len(data):
+            ln, ty, fl, seq, _ = struct.unpack_from("=IHHII", data, off)
+            msg = data[off + 16: off + ln]
+            off += (ln + 3) & ~3
+            if seq != conn.seq:
+                continue
+            flags |= fl
+            if ty == NLMSG_ERROR:
+                sys.exit(f"dump of {cmd} failed: {-struct.unpack_from('=i', msg)[0]}")
+            if ty == NLMSG_DONE:
+                return flags, entries
+            entries.append(conn.attrs(msg))
+
+
+def dump_consistency(c):
+    """A change after a dump's last entry was sent, before the dump ends,
+    must still flag the dump as interrupted (on NLMSG_DONE at the latest):
+    else a reader (vpmctl save) keeps a state that never existed."""
+    A, R = "VPM_A_MAPPING_", "VPM_A_RULE_"
+    other = Conn()
+    for cmd, setup in (("VPM_CMD_GET_MAPPING", []),
+                       ("VPM_CMD_GET_RULE", [("VPM_CMD_ADD_RULE", u16(U[R + "PORT"], 9000) + string(U[R + "AID"], "d9000"))])):
+        expect(c, "flush before the dump test", "VPM_CMD_FLUSH", b"", 0)
+        expect(c, "the dump's one mapping", "VPM_CMD_ADD_MAPPING", string(U[A + "AID"], "d9000") + u16(U[A + "PORT"], 9000), 0)
+        for op, attrs in setup:
+            expect(c, "the dump's one rule", op, attrs, 0)
+
+        def meanwhile():
+            # A lower port: before the dump's cursor, so the dump cannot see it.
+            code, _, _ = other.vpm("VPM_CMD_ADD_MAPPING", string(U[A + "AID"], "d100") + u16(U[A + "PORT"], 100))
+            assert code == 0, f"add during the dump: {code}"
+
+        flags, entries = dump_flags(c, cmd, meanwhile)
+        ok = len(entries) == 1 and flags & NLM_F_DUMP_INTR
+        print(f"{'ok ' if ok else 'BAD'} {cmd} dump with a change before its end: "
+              f"{len(entries)} entries, flags {flags:#x}")
+        if not ok:
+            sys.exit(f"{cmd}: a change during the dump did not set NLM_F_DUMP_INTR")
+    expect(c, "flush after the dump test", "VPM_CMD_FLUSH", b"", 0)
+
+
 def main():
     c = Conn()
     A = "VPM_A_MAPPING_"
@@ -148,9 +205,13 @@ def main():
            errno.EINVAL, "reserved bit set")
     expect(c, "wait over 60 s (policy max)", "VPM_CMD_ADD_MAPPING", aid + port + u32(U[A + "WAIT_MS"], 60001),
            errno.ERANGE, "integer out of range")
+    expect(c, "wait-ms 0 (reserved, accepted)", "VPM_CMD_ADD_MAPPING", aid + port + u32(U[A + "WAIT_MS"], 0), 0)
+    expect(c, "wait-ms: waiting is the client's job", "VPM_CMD_ADD_MAPPING",
+           aid + port + u32(U[A + "WAIT_MS"], 1000), errno.EOPNOTSUPP, "the client's job")
     expect(c, "range half given", "VPM_CMD_SET_CONFIG", u16(U["VPM_A_CONFIG_RANGE_LO"], 100), errno.EINVAL, "together")
     expect(c, "reversed range", "VPM_CMD_SET_CONFIG",
            u16(U["VPM_A_CONFIG_RANGE_LO"], 200) + u16(U["VPM_A_CONFIG_RANGE_HI"], 100), errno.EINVAL, "above")
+    dump_consistency(c)
     code, _, _ = c.request(c.family, 200)
     print(f"ok  unknown command: errno {errno.errorcode.get(code, code)}")
     if code != errno.EOPNOTSUPP:

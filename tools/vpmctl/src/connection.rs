@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::io::{Cursor, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 use neli::{
     consts::{
@@ -19,13 +20,17 @@ use neli::{
 };
 
 use crate::error::{extack_text, Error, KernelError, Result};
-use crate::uapi::{Cmd, FAMILY_NAME, FAMILY_VERSION};
+use crate::uapi::{Cmd, EVENTS_GROUP, FAMILY_NAME, FAMILY_VERSION};
 
 /// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const ENOENT: i32 = 2;
 /// Version of the generic netlink controller protocol.
 const CTRL_VERSION: u8 = 2;
+/// The generic netlink controller's family name and its multicast group
+/// of family (un)registrations.
+const CTRL_FAMILY: &str = "nlctrl";
+const CTRL_NOTIFY_GROUP: &str = "notify";
 
 /// A socket bound to the vpm family of the caller's network namespace.
 ///
@@ -97,10 +102,26 @@ impl Connection {
     }
 
     fn resolve_family(&self) -> Result<(u16, Vec<(String, u32)>)> {
+        self.resolve(FAMILY_NAME, "resolve the vpm family")
+    }
+
+    /// Whether the vpm family this connection resolved is still registered
+    /// (a module unloaded, or unloaded and loaded again, is not).
+    pub fn family_alive(&self) -> Result<bool> {
+        match self.resolve_family() {
+            Ok((id, _)) => Ok(id == self.family),
+            Err(Error::NotLoaded) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id and multicast groups of generic netlink family `name`.
+    fn resolve(&self, name: &str, what: &'static str) -> Result<(u16, Vec<(String, u32)>)> {
         let mut attrs = GenlBuffer::new();
-        attrs.push(attr(CtrlAttr::FamilyName, nul_str(FAMILY_NAME))?);
+        attrs.push(attr(CtrlAttr::FamilyName, nul_str(name))?);
         let replies = match self.exchange(
-            "resolve the vpm family",
+            what,
+            GenlId::Ctrl.into(),
             CtrlCmd::Getfamily,
             CTRL_VERSION,
             attrs,
@@ -132,6 +153,29 @@ impl Connection {
         Ok((id, groups))
     }
 
+    /// A second socket that wakes a waiting client: it listens to the
+    /// family's `events` group (releases, flushes, config changes) and to
+    /// the generic netlink controller's notifications (the family going
+    /// away with the module).  Events that arrive after this returns are
+    /// kept until [`Watch::wait`].
+    pub fn watch(&self) -> Result<Watch> {
+        let group = |groups: &[(String, u32)], name: &str| {
+            groups
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, id)| *id)
+                .ok_or_else(|| Error::Protocol(format!("no '{name}' multicast group")))
+        };
+        let events = group(&self.groups, EVENTS_GROUP)?;
+        let (_, ctrl_groups) = self.resolve(CTRL_FAMILY, "resolve the genetlink controller")?;
+        let notify = group(&ctrl_groups, CTRL_NOTIFY_GROUP)?;
+        let sock = NlSocketHandle::connect(NlFamily::Generic, None, Groups::empty())
+            .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
+        sock.add_mcast_membership(Groups::new_groups(&[events, notify]))
+            .map_err(|e| Error::Netlink(format!("cannot join the {EVENTS_GROUP} group: {e}")))?;
+        Ok(Watch { sock })
+    }
+
     /// Sends a `do` request and returns the reply messages.
     pub fn request<A: NlAttrType>(
         &self,
@@ -139,7 +183,7 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
-        Ok(self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
+        Ok(self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
     }
 
     /// Sends a `do` request that answers with exactly one message.  No
@@ -151,7 +195,7 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Genlmsghdr<Cmd, A>> {
-        self.exchange(name, cmd, FAMILY_VERSION, attrs, NlmF::empty())?
+        self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::empty())?
             .0
             .into_iter()
             .next()
@@ -176,7 +220,7 @@ impl Connection {
         for attrs in requests {
             let seq = self.seq.get().wrapping_add(1);
             self.seq.set(seq);
-            let msg = self.build(cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
+            let msg = self.build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
             let mut bytes = Cursor::new(vec![0; msg.padded_size()]);
             msg.to_bytes(&mut bytes).map_err(|e| nl_err("cannot build the request", &e))?;
             buf.extend_from_slice(bytes.get_ref());
@@ -215,7 +259,7 @@ impl Connection {
     pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
         for _ in 0..DUMP_TRIES {
             let (msgs, interrupted) =
-                self.exchange(name, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
+                self.exchange(name, self.family, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
             if !interrupted {
                 return Ok(msgs);
             }
@@ -225,9 +269,10 @@ impl Connection {
         )))
     }
 
-    /// One request message of the family.
+    /// One request message to generic netlink family `family`.
     fn build<C: neli::consts::genl::Cmd, A: NlAttrType>(
         &self,
+        family: u16,
         cmd: C,
         version: u8,
         attrs: GenlBuffer<A, Buffer>,
@@ -241,7 +286,7 @@ impl Connection {
             .build()
             .map_err(|e| e.to_string())?;
         NlmsghdrBuilder::default()
-            .nl_type(self.family)
+            .nl_type(family)
             .nl_flags(flags)
             .nl_seq(seq)
             .nl_payload(NlPayload::Payload(genl))
@@ -255,6 +300,7 @@ impl Connection {
     fn exchange<C: neli::consts::genl::Cmd, A: NlAttrType>(
         &self,
         name: &'static str,
+        family: u16,
         cmd: C,
         version: u8,
         attrs: GenlBuffer<A, Buffer>,
@@ -264,7 +310,7 @@ impl Connection {
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let msg = self
-            .build(cmd, version, attrs, NlmF::REQUEST | flags, seq)
+            .build(family, cmd, version, attrs, NlmF::REQUEST | flags, seq)
             .map_err(|e| nl_err("cannot build the request", &e))?;
         self.sock.send(&msg).map_err(|e| nl_err("send", &e))?;
 
@@ -322,6 +368,54 @@ fn kernel_error<'a>(
         errno: -error,
         message,
     })
+}
+
+/// A socket that only listens (see [`Connection::watch`]).
+pub struct Watch {
+    sock: NlSocketHandle,
+}
+
+impl Watch {
+    /// Waits until something arrives or `timeout` passes, then discards
+    /// everything queued.  Returns whether something arrived.  What the
+    /// messages say does not matter to a waiter: any of them means "look
+    /// again", and so does an overrun of the socket (a lost event).
+    pub fn wait(&self, timeout: Duration) -> Result<bool> {
+        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut woken = false;
+        let mut wait = millis;
+        while self.readable(wait)? {
+            woken = true;
+            // One datagram (or the socket's overrun error): either way
+            // something happened.
+            let _ = self.sock.recv::<u16, Buffer>();
+            wait = 0;
+        }
+        Ok(woken)
+    }
+
+    /// Whether the socket has something to read within `millis` ms.
+    fn readable(&self, millis: i32) -> Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: `pfd` is one valid pollfd for the duration of the
+            // call, and its descriptor is the socket `self` owns.
+            let n = unsafe { libc::poll(&mut pfd, 1, millis) };
+            if n >= 0 {
+                return Ok(n > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0);
+            }
+            let err = std::io::Error::last_os_error();
+            // A signal whose handler returns (none of vpmctl's) restarts
+            // the wait; the default action ends the process anyway.
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::Netlink(format!("poll: {err}")));
+            }
+        }
+    }
 }
 
 /// How often a dump is retried after `NLM_F_DUMP_INTR`.

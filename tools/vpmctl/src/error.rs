@@ -19,6 +19,8 @@ pub mod exit {
 pub enum Error {
     #[error("vpm kernel module not loaded: insmod vpm.ko")]
     NotLoaded,
+    #[error("vpm kernel module not loaded any more: it was unloaded while {0} waited (insmod vpm.ko, then try again)")]
+    Unloaded(&'static str),
     #[error("{0}")]
     Kernel(KernelError),
     #[error("netlink: {0}")]
@@ -38,7 +40,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::NotLoaded => exit::NOT_LOADED,
+            Error::NotLoaded | Error::Unloaded(_) => exit::NOT_LOADED,
             Error::Kernel(_) => exit::KERNEL,
             Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
             Error::Batch(_) | Error::Input(_) => exit::USAGE,
@@ -129,6 +131,13 @@ mod tests {
             "vpm kernel module not loaded: insmod vpm.ko"
         );
         assert_eq!(Error::NotLoaded.exit_code(), exit::NOT_LOADED);
+    }
+
+    #[test]
+    fn unloaded_while_waiting_is_not_loaded() {
+        let e = Error::Unloaded("add");
+        assert!(e.to_string().starts_with("vpm kernel module not loaded"), "{e}");
+        assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `vpmctl add | del | show | flush`: allocations of (AID, fixed port).
 
+use std::time::{Duration, Instant};
+
 use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
 use crate::attrs;
 use crate::connection::{attr, nul_str, parse_attrs, Connection};
-use crate::error::{Error, Result};
+use crate::error::{Error, KernelError, Result};
 use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN, PROTO_TCP, PROTO_UDP};
 
 /// Protocols an allocation covers, as given on the command line.
@@ -106,7 +108,7 @@ fn key_attrs(aid: &str, port: u16) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     Ok(attrs)
 }
 
-/// Longest wait for a free port the kernel accepts.
+/// Longest wait for a free port vpmctl accepts.
 pub const MAX_WAIT_MS: u32 = 60_000;
 
 /// Parses a wait: `5s`, `500ms`, `1m`, or plain seconds; at most 60 s.
@@ -156,9 +158,64 @@ pub fn cgroup_path(p: &str) -> std::result::Result<String, String> {
 }
 
 /// Allocates (or returns) the anonymous port of (aid, port); with
-/// `wait_ms`, the kernel waits that long for room instead of failing.
+/// `wait_ms`, waits that long for room instead of failing (see [`add_wait`]).
 pub fn add(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
+    match opts.wait_ms {
+        Some(ms) if ms > 0 => add_wait(conn, aid, port, opts, ms),
+        _ => add_once(conn, aid, port, opts),
+    }
+}
+
+fn add_once(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
     Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, add_attrs(aid, port, opts)?)?)
+}
+
+/// Longest sleep between two attempts of a waiting add: a missed event
+/// (or a port freed by a socket closing, which has none) costs at most this.
+const WAIT_TICK: Duration = Duration::from_secs(1);
+
+const ENOENT: i32 = 2;
+const ENOSPC: i32 = 28;
+const ETIMEDOUT: i32 = 110;
+
+/// Queued allocation, done here rather than in the kernel (a request that
+/// slept there would hold generic netlink's global lock): listen for
+/// changes first, then try; while the kernel answers ENOSPC (range
+/// exhausted, entry limit), wait for a release, flush or config event, or
+/// at most [`WAIT_TICK`], and try again until `wait_ms` have passed.  A
+/// signal ends the process as usual; unloading the module ends the wait
+/// with [`Error::Unloaded`].
+fn add_wait(conn: &Connection, aid: &str, port: u16, opts: &AddOpts, wait_ms: u32) -> Result<Mapping> {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
+    // Subscribed before the first attempt, so no release can slip between
+    // a refusal and the wait.
+    let watch = conn.watch()?;
+    loop {
+        let refusal = match add_once(conn, aid, port, opts) {
+            Err(Error::Kernel(e)) if e.errno == ENOSPC => e,
+            // An unknown family: the module went away (or came back as
+            // another family).  Other ENOENTs (a missing cgroup) stand.
+            Err(Error::Kernel(e)) if e.errno == ENOENT && !conn.family_alive()? => {
+                return Err(Error::Unloaded("add"))
+            }
+            other => return other,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(wait_ms, refusal));
+        }
+        watch.wait(left.min(WAIT_TICK))?;
+    }
+}
+
+/// The error of a wait that ran out, with the kernel's last refusal.
+fn timed_out(wait_ms: u32, refusal: KernelError) -> Error {
+    let why = refusal.message.map(|m| format!(" (the last refusal: {m})")).unwrap_or_default();
+    Error::Kernel(KernelError {
+        request: refusal.request,
+        errno: ETIMEDOUT,
+        message: Some(format!("waited {wait_ms} ms and no allocation was released{why}")),
+    })
 }
 
 /// Allocates many at once (see [`Connection::pipeline`]): each request's
@@ -180,9 +237,6 @@ fn add_attrs(aid: &str, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingA
     attrs.push(attr(MappingAttr::Proto, opts.proto.unwrap_or(Proto::Both).bits())?);
     if let Some(a) = opts.anon {
         attrs.push(attr(MappingAttr::AnonPort, a)?);
-    }
-    if let Some(w) = opts.wait_ms {
-        attrs.push(attr(MappingAttr::WaitMs, w)?);
     }
     if let Some(c) = &opts.cgroup {
         attrs.push(attr(MappingAttr::Cgroup, nul_str(c))?);
@@ -278,6 +332,20 @@ mod tests {
         assert_eq!(parse_wait("7"), Ok(7000));
         assert!(parse_wait("61s").is_err());
         assert!(parse_wait("soon").is_err());
+    }
+
+    #[test]
+    fn timeout_names_the_wait_and_the_last_refusal() {
+        let refusal = KernelError {
+            request: "add",
+            errno: ENOSPC,
+            message: Some("no free port in range 31000-31000 (1 in use); widen the range".into()),
+        };
+        assert_eq!(
+            timed_out(2000, refusal).to_string(),
+            "add failed: Connection timed out: waited 2000 ms and no allocation was released \
+             (the last refusal: no free port in range 31000-31000 (1 in use); widen the range)"
+        );
     }
 
     #[test]

@@ -43,28 +43,12 @@ expect "timeout message (said: $out)" grep -q "Connection timed out: waited 2000
 expect "waited at least 2 s (${ms} ms)" test "$ms" -ge 2000
 subtest PASS wait-timeout
 
-# Signal: SIGTERM ends a 60 s wait promptly, and vpm carries on normally.
-# (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
-w add --aid fourth --port 9000 --wait 60s >/dev/null 2>&1 &
-waiter=$!
-sleep 2
-expect "the fourth waiter is waiting" pgrep -f -- "--aid fourth" >/dev/null
-start=$(date +%s%N)
-pkill -TERM -f -- "--aid fourth"
-wait $waiter || true
-ms=$((($(date +%s%N) - start) / 1000000))
-expect "the interrupted waiter ended within 5 s (${ms} ms)" test "$ms" -lt 5000
-w del --aid second --port 9000
-expect_eq "the range works after the interrupted wait" 31000 \
-	"$(w add --aid fifth --port 9000 --json | json anon_port)"
-subtest PASS wait-signal
-
 # A --wait line of a batch waits like the command does.
 printf 'add --aid sixth --port 9000 --wait 20s --json\n' | w batch - >/tmp/vpm-batch-wait.json 2>&1 &
 waiter=$!
 sleep 2
 expect "the batch is still waiting" kill -0 $waiter
-w del --aid fifth --port 9000
+w del --aid second --port 9000
 waited $waiter /tmp/vpm-batch-wait.json "the batch"
 expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
 subtest PASS wait-batch
@@ -93,6 +77,29 @@ expect "the waiter ended within 5 s of rmmod (${ms} ms)" test "$ms" -lt 5000
 load
 expect "vpm works again after the reload" w status >/dev/null
 subtest PASS wait-unload
+
+# Signal (last: the range must be full again after the reload above).
+w config --range 31000-31000 >/dev/null
+w add --aid refill --port 9000 >/dev/null
+# SIGTERM ends a 60 s wait promptly, and vpm carries on normally.
+# (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
+w add --aid fourth --port 9000 --wait 60s >/tmp/vpm-fourth.out 2>&1 &
+waiter=$!
+sleep 2
+expect "the fourth waiter is waiting" pgrep -f -- "--aid fourth" >/dev/null
+start=$(date +%s%N)
+pkill -TERM -f -- "--aid fourth"
+pkill_ms=$((($(date +%s%N) - start) / 1000000))
+sleep 0.5
+state=$(ps -e -o pid,stat,wchan:32,args | grep -- "--aid fourth" | grep -v grep || true)
+rc=0
+wait $waiter || rc=$?
+ms=$((($(date +%s%N) - start) / 1000000))
+expect "the interrupted waiter ended within 5 s (${ms} ms, pkill ${pkill_ms} ms, exit $rc, said: $(cat /tmp/vpm-fourth.out); 0.5 s after the signal: $state)" test "$ms" -lt 5000
+w del --aid refill --port 9000
+expect_eq "the range works after the interrupted wait" 31000 \
+	"$(w add --aid fifth --port 9000 --json | json anon_port)"
+subtest PASS wait-signal
 
 # The wait is bounded (60 s) and vpmctl says so.
 expect "vpmctl refuses --wait over 60s" sh -c '! vpmctl add --aid x --port 1 --wait 61s 2>/dev/null'

@@ -44,56 +44,76 @@ expect "timeout message (said: $out)" grep -q "Connection timed out: waited 2000
 expect "waited at least 2 s (${ms} ms)" test "$ms" -ge 2000
 subtest PASS wait-timeout
 
-# Signal: SIGTERM ends a 60 s wait promptly, and vpm carries on normally.
-# (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
-w add --aid fourth --port 9000 --wait 60s >/dev/null 2>&1 &
-waiter=$!
-sleep 2
-expect "the fourth waiter is waiting" pgrep -f -- "--aid fourth" >/dev/null
-start=$(date +%s%N)
-pkill -TERM -f -- "--aid fourth"
-wait $waiter || true
-ms=$((($(date +%s%N) - start) / 1000000))
-expect "the interrupted waiter ended within 5 s (${ms} ms)" test "$ms" -lt 5000
-w del --aid second --port 9000
-expect_eq "the range works after the interrupted wait" 31000 \
-	"$(w add --aid fifth --port 9000 --json | json anon_port)"
-subtest PASS wait-signal
-
 # A --wait line of a batch waits like the command does.
 printf 'add --aid sixth --port 9000 --wait 20s --json\n' | w batch - >/tmp/vpm-batch-wait.json 2>&1 &
 waiter=$!
 sleep 2
 expect "the batch is still waiting" kill -0 $waiter
-w del --aid fifth --port 9000
+w del --aid second --port 9000
 waited $waiter /tmp/vpm-batch-wait.json "the batch"
 expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
 subtest PASS wait-batch
 
-# Unload: with the range full, a 30 s wait is pending while rmmod runs.
-# rmmod must not wait for it (a request sleeping in the kernel held
-# generic netlink's lock, so rmmod took the whole 30 s), and the waiter
-# must then end within a few seconds saying the module is gone.
-w add --aid seventh --port 9000 --wait 30s >/tmp/vpm-unload.out 2>&1 &
+# gone_within SECONDS PATTERN: wait until no live process's command line
+# matches PATTERN (an exiting one has none left); fails after SECONDS.
+# This times the process's own end, not its reaping, which took 20-25 s
+# more on the debug kernel under emulation on a loaded host.
+gone_within() {
+	local i
+	for i in $(seq $(($1 * 10))); do
+		pgrep -f -- "$2" >/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Unload: with the range full, a 60 s wait is pending while rmmod runs.
+# rmmod must not wait for it: a request that slept in the kernel held
+# generic netlink's lock, and rmmod returned only when the wait ended,
+# 60 s after it began.  (rmmod alone takes 15 s and more on the debug
+# kernel under emulation, so the bound is the wait's end, not a fixed
+# 2 s.)  The waiter must then end within a few seconds, saying the module
+# is gone.
+begin=$(date +%s%N)
+w add --aid seventh --port 9000 --wait 60s >/tmp/vpm-unload.out 2>&1 &
 waiter=$!
 sleep 2
 expect "the seventh waiter is waiting" kill -0 $waiter
-ms=$(timed_ms rmmod vpm)
-expect "rmmod returned within 2 s while a wait was pending (${ms} ms)" test "$ms" -lt 2000
+rmmod_ms=$(timed_ms rmmod vpm)
+since=$((($(date +%s%N) - begin) / 1000000))
+expect "rmmod returned before the pending wait would have ended (rmmod ${rmmod_ms} ms, ${since} ms after the wait began)" \
+	test "$since" -lt 50000
 expect "vpm is unloaded" sh -c '! lsmod | grep -q "^vpm "'
-start=$(date +%s%N)
+expect "the waiter ended within 10 s of rmmod" gone_within 10 "--aid seventh"
 set +e
 wait $waiter
 rc=$?
 set -e
-ms=$((($(date +%s%N) - start) / 1000000))
 expect_eq "exit code of the waiter after rmmod" 3 "$rc"
 expect "the waiter says the module is gone (said: $(cat /tmp/vpm-unload.out))" \
 	grep -q "vpm kernel module not loaded" /tmp/vpm-unload.out
-expect "the waiter ended within 5 s of rmmod (${ms} ms)" test "$ms" -lt 5000
 load
 expect "vpm works again after the reload" w status >/dev/null
 subtest PASS wait-unload
+
+# Signal (last: the range must be full again after the reload above).
+w config --range 31000-31000 >/dev/null
+w add --aid refill --port 9000 >/dev/null
+# SIGTERM ends a 60 s wait promptly, and vpm carries on normally.
+# (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
+w add --aid fourth --port 9000 --wait 60s >/tmp/vpm-fourth.out 2>&1 &
+waiter=$!
+sleep 2
+expect "the fourth waiter is waiting" pgrep -f -- "--aid fourth" >/dev/null
+pkill -TERM -f -- "--aid fourth"
+expect "the interrupted waiter ended within 5 s" gone_within 5 "--aid fourth"
+rc=0
+wait $waiter || rc=$?
+expect_eq "the waiter died of the signal (said: $(cat /tmp/vpm-fourth.out))" 143 "$rc"
+w del --aid refill --port 9000
+expect_eq "the range works after the interrupted wait" 31000 \
+	"$(w add --aid fifth --port 9000 --json | json anon_port)"
+subtest PASS wait-signal
 
 # The wait is bounded (60 s) and vpmctl says so.
 expect "vpmctl refuses --wait over 60s" sh -c '! vpmctl add --aid x --port 1 --wait 61s 2>/dev/null'

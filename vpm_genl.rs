@@ -139,11 +139,13 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     // (collected first: once the table changed, nothing may fail).
     let rules = table.rules_of(&key).map_err(|e| table_error(info, e))?;
     let mapping = table.del(&key).map_err(|e| table_error(info, e))?;
-    drop(table);
+    // Announced under the lock (handlers run in parallel): a listener
+    // sees changes in the order they were made.
     for rk in &rules {
         notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, rk, &key.aid);
     }
     notify_mapping(info, uapi::VPM_CMD_MAPPING_DEL_NTF, &key, &mapping);
+    drop(table);
     Ok(())
 }
 
@@ -347,16 +349,19 @@ pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
     let state = info.net_state();
     let mut table = state.table.lock();
     table.rule_add(rk, aid).map_err(|e| table_error(info, e))?;
-    drop(table);
+    // Under the lock, so events keep the order of the changes.
     notify_rule(info, uapi::VPM_CMD_RULE_NEW_NTF, &rk, &aid);
+    drop(table);
     Ok(())
 }
 
 /// `del-rule`: remove the rule with this match.
 pub(crate) fn del_rule(info: &GenlInfo<'_>) -> Result {
     let rk = req_rule_key(info)?;
-    let aid = info.net_state().table.lock().rule_del(&rk).map_err(|e| table_error(info, e))?;
+    let mut table = info.net_state().table.lock();
+    let aid = table.rule_del(&rk).map_err(|e| table_error(info, e))?;
     notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, &rk, &aid);
+    drop(table);
     Ok(())
 }
 

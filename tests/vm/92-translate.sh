@@ -195,6 +195,14 @@ for cg in a b; do
 		"$(in_cgroup vpm-$cg ip netns exec vpms python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks 9000 $local_all)"
 done
 expect_eq "local client outside both cgroups" fixed "$(asks s tcp/127.0.0.1)"
+# Any depth: a client ten levels below vpm-a is still a's (the ancestor
+# walk once stopped after 8 levels).
+deep=vpm-a
+for i in $(seq 10); do deep=$deep/d$i; done
+mkdir -p "/sys/fs/cgroup/$deep"
+expect_eq "loopback from ten levels below cgroup vpm-a" a \
+	"$(in_cgroup "$deep" ip netns exec vpms python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks 9000 tcp/127.0.0.1)"
+for i in $(seq 10 -1 1); do rmdir "/sys/fs/cgroup/$deep" 2>/dev/null || true; deep=${deep%/*}; done
 subtest PASS loopback-by-cgroup
 
 # 8: the same with conntrack and an nftables NAT ruleset in the server's

@@ -501,6 +501,13 @@ impl Table {
         }
     }
 
+    /// Gives an anonymous port back: to the allocator, and to the
+    /// namespace's automatic binds.
+    fn release_port(&mut self, port: u16) {
+        self.alloc.release(port);
+        self.unreserve(port);
+    }
+
     /// Undoes [`Table::reserve`], leaving reservations vpm did not make.
     fn unreserve(&mut self, port: u16) {
         let (word, bit) = (usize::from(port) / 64, 1u64 << (port % 64));
@@ -708,11 +715,15 @@ impl Table {
         let anon = match want {
             // Explicit: allowed even while a socket holds the port (restore
             // runs while the instances keep their sockets).
-            Some(p) => self.alloc.reserve(p).map(|()| p).map_err(|e| match e {
-                AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
-                AllocError::Taken => TableError::PortTaken,
-                _ => exhausted(&self.alloc),
-            })?,
+            Some(p) => {
+                self.alloc.reserve(p).map_err(|e| match e {
+                    AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
+                    AllocError::Taken => TableError::PortTaken,
+                    _ => exhausted(&self.alloc),
+                })?;
+                self.reserve(p);
+                p
+            }
             None => match self.alloc_unbound() {
                 Ok(p) => p,
                 Err(AllocError::Taken) => {
@@ -728,7 +739,7 @@ impl Table {
         let counters = match self.counters_for(anon) {
             Ok(c) => c,
             Err(e) => {
-                self.alloc.release(anon);
+                self.release_port(anon);
                 return Err(e);
             }
         };
@@ -743,10 +754,9 @@ impl Table {
         self.map.insert(slot.into_node(key, mapping));
         if let Err(e) = self.publish(&key, steered) {
             self.map.remove(&key);
-            self.alloc.release(anon);
+            self.release_port(anon);
             return Err(e);
         }
-        self.reserve(anon);
         self.next_id = ((self.next_id + 1) & crate::vpm_flow::ID_MASK).max(1);
         self.entries += 1;
         self.changed();
@@ -759,14 +769,20 @@ impl Table {
     /// allocator; after one full turn of the range, the range counts as
     /// exhausted.  Work is bounded by the range's size.  `Taken`: every
     /// free port is bound by a socket.
+    ///
+    /// The port is reserved before the bind tables are asked: from then on
+    /// no automatic bind (connect(), UDP autobind) can take it, so a port
+    /// found unbound stays unbound by them.  Checking first would leave a
+    /// window in which an autobind takes the port vpm then hands out.
     fn alloc_unbound(&mut self) -> Result<u16, AllocError> {
         let mut first_skipped = None;
         loop {
             let port = self.alloc.alloc()?;
+            self.reserve(port);
             if !self.net.port_bound(port) {
                 return Ok(port);
             }
-            self.alloc.release(port);
+            self.release_port(port);
             match first_skipped {
                 Some(first) if first == port => return Err(AllocError::Taken),
                 Some(_) => {}
@@ -788,8 +804,7 @@ impl Table {
         self.views.rev.clear(anon);
         self.remove_rules_of(key);
         let m = self.map.remove(key).ok_or(TableError::NotFound)?;
-        self.alloc.release(m.anon);
-        self.unreserve(m.anon);
+        self.release_port(m.anon);
         self.entries -= 1;
         self.changed();
         Ok(m)
@@ -848,8 +863,7 @@ impl Table {
             let (key, m) = node.to_key_value();
             self.views.fwd.clear(key.port);
             self.views.rev.clear(m.anon);
-            self.alloc.release(m.anon);
-            self.unreserve(m.anon);
+            self.release_port(m.anon);
         }
         while let Some(c) = self.rules.cursor_front_mut() {
             c.remove_current();

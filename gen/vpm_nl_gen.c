@@ -11,18 +11,13 @@
 
 #include <uapi/linux/vpm.h>
 
-/* Integer value ranges */
-static const struct netlink_range_validation vpm_a_mapping_wait_ms_range = {
-	.max	= 60000ULL,
-};
-
 /* VPM_CMD_ADD_MAPPING - do */
 static const struct nla_policy vpm_add_mapping_nl_policy[VPM_A_MAPPING_CGROUP + 1] = {
 	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
 	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
 	[VPM_A_MAPPING_PROTO] = NLA_POLICY_MASK(NLA_U32, 0x3),
 	[VPM_A_MAPPING_ANON_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
-	[VPM_A_MAPPING_WAIT_MS] = NLA_POLICY_FULL_RANGE(NLA_U32, &vpm_a_mapping_wait_ms_range),
+	[VPM_A_MAPPING_WAIT_MS] = { .type = NLA_U32, },
 	[VPM_A_MAPPING_CGROUP] = { .type = NLA_NUL_STRING, .len = 4095, },
 };
 

@@ -164,10 +164,13 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
 /// flush event stands for all of them (per-entry events could be 131,070
 /// messages, more than a listener's socket holds).
 pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
-    info.net_state().table.lock().flush();
+    let mut table = info.net_state().table.lock();
+    table.flush();
+    // Under the lock, like every event: listeners see changes in order.
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
         event.send();
     }
+    drop(table);
     Ok(())
 }
 
@@ -175,12 +178,12 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
 pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
     // Two u16 and three u32 attributes.
     let mut reply = Reply::new(info, 5 * 8)?;
-    put_config(&mut reply, info)?;
+    put_config(&mut reply, &info.net_state().table.lock())?;
     reply.send()
 }
 
-fn put_config(msg: &mut impl PutAttrs, info: &GenlInfo<'_>) -> Result {
-    let (lo, hi, max, entries, rules) = info.net_state().table.lock().config();
+fn put_config(msg: &mut impl PutAttrs, table: &Table) -> Result {
+    let (lo, hi, max, entries, rules) = table.config();
     msg.put_u16(uapi::VPM_A_CONFIG_RANGE_LO, lo)?;
     msg.put_u16(uapi::VPM_A_CONFIG_RANGE_HI, hi)?;
     msg.put_u32(uapi::VPM_A_CONFIG_MAX_ENTRIES, max)?;
@@ -214,12 +217,15 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
         return Err(EINVAL);
     }
-    info.net_state().table.lock().set_config(range, max).map_err(|e| table_error(info, e))?;
+    let mut table = info.net_state().table.lock();
+    table.set_config(range, max).map_err(|e| table_error(info, e))?;
+    // Under the lock, like every event: listeners see changes in order.
     if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
-        if put_config(&mut event, info).is_ok() {
+        if put_config(&mut event, &table).is_ok() {
             event.send();
         }
     }
+    drop(table);
     Ok(())
 }
 

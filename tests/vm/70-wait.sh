@@ -22,12 +22,29 @@ waited() {
 w config --range 31000-31000 >/dev/null
 expect_eq "the only port" 31000 "$(w add --aid first --port 9000 --json | json anon_port)"
 
-# Success: a waiter gets the port another process releases.
-w add --aid second --port 9000 --wait 20s --json >/tmp/vpm-waiter.json 2>&1 &
+# gone_within SECONDS PATTERN: wait until no live process's command line
+# matches PATTERN (an exiting one has none left); fails after SECONDS.
+# This times the process's own end, not its reaping, which took 20-25 s
+# more on the debug kernel under emulation on a loaded host.
+gone_within() {
+	local i
+	for i in $(seq $(($1 * 10))); do
+		pgrep -f -- "$2" >/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Success: a waiter gets the port another process releases, woken by the
+# release's event.  Its fallback tick is set longer than its wait, so a
+# waiter that missed the event would try again only at its deadline, 60 s
+# after it began; woken by the event, it ends within seconds.
+VPMCTL_WAIT_TICK_MS=600000 ip netns exec vpmw vpmctl add --aid second --port 9000 --wait 60s --json >/tmp/vpm-waiter.json 2>&1 &
 waiter=$!
 sleep 3
 expect "the waiter is still waiting" kill -0 $waiter
 w del --aid first --port 9000
+expect "the release's event woke the waiter (its deadline was 57 s away)" gone_within 30 "aid second --port"
 waited $waiter /tmp/vpm-waiter.json "the waiter"
 expect_eq "the waiter got the released port" 31000 "$(json anon_port </tmp/vpm-waiter.json)"
 subtest PASS wait-success
@@ -53,19 +70,6 @@ w del --aid second --port 9000
 waited $waiter /tmp/vpm-batch-wait.json "the batch"
 expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
 subtest PASS wait-batch
-
-# gone_within SECONDS PATTERN: wait until no live process's command line
-# matches PATTERN (an exiting one has none left); fails after SECONDS.
-# This times the process's own end, not its reaping, which took 20-25 s
-# more on the debug kernel under emulation on a loaded host.
-gone_within() {
-	local i
-	for i in $(seq $(($1 * 10))); do
-		pgrep -f -- "$2" >/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 # Unload: with the range full, a 60 s wait is pending while rmmod runs.
 # rmmod must not wait for it: a request that slept in the kernel held

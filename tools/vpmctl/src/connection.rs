@@ -13,6 +13,7 @@ use neli::{
     },
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
     nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
+    err::SocketError,
     socket::synchronous::NlSocketHandle,
     types::{Buffer, GenlBuffer},
     utils::Groups,
@@ -25,12 +26,21 @@ use crate::uapi::{Cmd, EVENTS_GROUP, FAMILY_NAME, FAMILY_VERSION};
 /// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const ENOENT: i32 = 2;
+const ENOBUFS: i32 = 105;
 /// Version of the generic netlink controller protocol.
 const CTRL_VERSION: u8 = 2;
 /// The generic netlink controller's family name and its multicast group
 /// of family (un)registrations.
 const CTRL_FAMILY: &str = "nlctrl";
 const CTRL_NOTIFY_GROUP: &str = "notify";
+
+/// What a subscribed socket received.
+pub enum Incoming<A: NlAttrType> {
+    /// One or more notifications, in the order they were sent.
+    Events(Vec<Genlmsghdr<Cmd, A>>),
+    /// The kernel dropped notifications: the receive buffer was full.
+    Overrun,
+}
 
 /// A socket bound to the vpm family of the caller's network namespace.
 ///
@@ -78,13 +88,17 @@ impl Connection {
             .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
     }
 
-    /// Blocks for the next multicast messages (at least one).
-    pub fn next_events<A: NlAttrType>(&self) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+    /// Blocks for the next multicast messages (at least one), or for the
+    /// news that some were lost.
+    pub fn next_events<A: NlAttrType>(&self) -> Result<Incoming<A>> {
         loop {
-            let (msgs, _) = self
-                .sock
-                .recv::<u16, Genlmsghdr<Cmd, A>>()
-                .map_err(|e| Error::Netlink(format!("monitor: receive: {e}")))?;
+            let (msgs, _) = match self.sock.recv::<u16, Genlmsghdr<Cmd, A>>() {
+                Ok(r) => r,
+                // The kernel found the socket's receive buffer full and
+                // dropped events: the reader is behind, not broken.
+                Err(SocketError::Io(e)) if e.raw_os_error() == Some(ENOBUFS) => return Ok(Incoming::Overrun),
+                Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
+            };
             let mut out = Vec::new();
             for msg in msgs {
                 let msg = msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
@@ -96,7 +110,7 @@ impl Connection {
                 }
             }
             if !out.is_empty() {
-                return Ok(out);
+                return Ok(Incoming::Events(out));
             }
         }
     }

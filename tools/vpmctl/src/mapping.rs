@@ -174,6 +174,16 @@ fn add_once(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<M
 /// (or a port freed by a socket closing, which has none) costs at most this.
 const WAIT_TICK: Duration = Duration::from_secs(1);
 
+/// [`WAIT_TICK`], unless `VPMCTL_WAIT_TICK_MS` says otherwise: the VM test
+/// sets a tick longer than its wait, so that only the event can wake it.
+fn wait_tick() -> Duration {
+    std::env::var("VPMCTL_WAIT_TICK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(WAIT_TICK)
+}
+
 const ENOENT: i32 = 2;
 const ENOSPC: i32 = 28;
 const ETIMEDOUT: i32 = 110;
@@ -190,6 +200,7 @@ fn add_wait(conn: &Connection, aid: &str, port: u16, opts: &AddOpts, wait_ms: u3
     // Subscribed before the first attempt, so no release can slip between
     // a refusal and the wait.
     let watch = conn.watch()?;
+    let tick = wait_tick();
     loop {
         let refusal = match add_once(conn, aid, port, opts) {
             Err(Error::Kernel(e)) if e.errno == ENOSPC => e,
@@ -204,7 +215,7 @@ fn add_wait(conn: &Connection, aid: &str, port: u16, opts: &AddOpts, wait_ms: u3
         if left.is_zero() {
             return Err(timed_out(wait_ms, refusal));
         }
-        watch.wait(left.min(WAIT_TICK))?;
+        watch.wait(left.min(tick))?;
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::connection::{parse_attrs, Connection};
+use crate::connection::{parse_attrs, Connection, Incoming};
 use crate::error::Result;
 use crate::mapping::Mapping;
 use crate::rule::Rule;
@@ -20,6 +20,9 @@ pub enum Event {
     Config { config: Config },
     RuleNew { rule: Rule },
     RuleDel { rule: Rule },
+    /// The kernel dropped events because this reader fell behind: the
+    /// table may have changed unseen (`vpmctl show` has it as it is).
+    Lost,
 }
 
 impl Event {
@@ -59,20 +62,32 @@ impl Event {
             ),
             Event::RuleNew { rule: r } => format!("rule new {} from {} -> {}", r.port, r.from.render(), r.aid),
             Event::RuleDel { rule: r } => format!("rule del {} from {} -> {}", r.port, r.from.render(), r.aid),
+            Event::Lost => "lost: events were dropped (receive buffer full); run 'vpmctl show' for the current table".to_string(),
         }
     }
 }
 
-/// Prints events until interrupted.
+/// Prints events until interrupted.  A reader that falls behind (the
+/// kernel drops what its socket cannot hold) is told so with a `lost`
+/// event and goes on: a monitor that quit on a burst would see nothing
+/// from then on.
 pub fn run(conn: &Connection, json: bool) -> Result<()> {
     conn.subscribe(EVENTS_GROUP)?;
+    let print = |ev: &Event| {
+        if json {
+            println!("{}", serde_json::to_string(ev).expect("event serialises"));
+        } else {
+            println!("{}", ev.render());
+        }
+    };
     loop {
-        for msg in conn.next_events::<u16>()? {
-            if let Some(ev) = parse_attrs(&msg, |attrs| Event::decode(*msg.cmd(), attrs))? {
-                if json {
-                    println!("{}", serde_json::to_string(&ev).expect("event serialises"));
-                } else {
-                    println!("{}", ev.render());
+        match conn.next_events::<u16>()? {
+            Incoming::Overrun => print(&Event::Lost),
+            Incoming::Events(msgs) => {
+                for msg in msgs {
+                    if let Some(ev) = parse_attrs(&msg, |attrs| Event::decode(*msg.cmd(), attrs))? {
+                        print(&ev);
+                    }
                 }
             }
         }
@@ -102,5 +117,7 @@ mod tests {
         let flush = Event::decode(Cmd::FlushNtf, std::iter::empty()).unwrap().unwrap();
         assert_eq!(serde_json::to_string(&flush).unwrap(), r#"{"event":"flush"}"#);
         assert!(Event::decode(Cmd::GetStatus, std::iter::empty()).unwrap().is_none());
+        assert_eq!(serde_json::to_string(&Event::Lost).unwrap(), r#"{"event":"lost"}"#);
+        assert!(Event::Lost.render().contains("vpmctl show"));
     }
 }

@@ -7,6 +7,8 @@
 //! refuses an entry midway, everything restore added is removed again and
 //! the old settings are put back.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, Config};
@@ -72,8 +74,31 @@ impl SavedMapping {
     }
 }
 
-/// The live state of the namespace.
+/// How often `save` reads the state again after a change during a read.
+const SAVE_TRIES: usize = 5;
+
+/// The live state of the namespace, as it stood at one moment.
+///
+/// It takes three requests (settings, allocations, rules); each is
+/// consistent in itself, but a change between them would save rules of a
+/// deleted allocation or miss a new one's.  So the read listens to the
+/// change events and is repeated when any arrived during it.  (An event of
+/// the generic netlink controller, or a lost one, also counts: a needless
+/// repeat is cheap.)
 pub fn save(conn: &Connection) -> Result<State> {
+    let watch = conn.watch()?;
+    for _ in 0..SAVE_TRIES {
+        let state = read_state(conn)?;
+        if !watch.wait(Duration::ZERO)? {
+            return Ok(state);
+        }
+    }
+    Err(Error::State(format!(
+        "the table changed during each of {SAVE_TRIES} reads; save again when it is quieter"
+    )))
+}
+
+fn read_state(conn: &Connection) -> Result<State> {
     let c = config::get(conn)?;
     let maps = mapping::list(conn)?;
     Ok(State {

@@ -57,7 +57,11 @@ pub fn parse_range(s: &str) -> std::result::Result<(u16, u16), String> {
 }
 
 pub fn get(conn: &Connection) -> Result<Config> {
-    let reply = conn.request_one("config", Cmd::GetConfig, GenlBuffer::<ConfigAttr, Buffer>::new())?;
+    let reply = conn.request_one(
+        "config",
+        Cmd::GetConfig,
+        GenlBuffer::<ConfigAttr, Buffer>::new(),
+    )?;
     parse_attrs(&reply, |attrs| Config::from_attrs(attrs))
 }
 

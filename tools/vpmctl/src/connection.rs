@@ -11,9 +11,9 @@ use neli::{
         nl::{GenlId, NlmF, Nlmsg},
         socket::NlFamily,
     },
+    err::SocketError,
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
     nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
-    err::SocketError,
     socket::synchronous::NlSocketHandle,
     types::{Buffer, GenlBuffer},
     utils::Groups,
@@ -82,7 +82,9 @@ impl Connection {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, id)| *id)
-            .ok_or_else(|| Error::Protocol(format!("the module has no '{name}' multicast group")))?;
+            .ok_or_else(|| {
+                Error::Protocol(format!("the module has no '{name}' multicast group"))
+            })?;
         self.sock
             .add_mcast_membership(Groups::new_groups(&[id]))
             .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
@@ -96,12 +98,15 @@ impl Connection {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
                 // dropped events: the reader is behind, not broken.
-                Err(SocketError::Io(e)) if e.raw_os_error() == Some(ENOBUFS) => return Ok(Incoming::Overrun),
+                Err(SocketError::Io(e)) if e.raw_os_error() == Some(ENOBUFS) => {
+                    return Ok(Incoming::Overrun)
+                }
                 Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
             };
             let mut out = Vec::new();
             for msg in msgs {
-                let msg = msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
+                let msg =
+                    msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
                 if *msg.nl_type() != self.family {
                     continue;
                 }
@@ -197,7 +202,9 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
-        Ok(self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
+        Ok(self
+            .exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?
+            .0)
     }
 
     /// Sends a `do` request that answers with exactly one message.  No
@@ -228,15 +235,19 @@ impl Connection {
         cmd: Cmd,
         requests: Vec<GenlBuffer<A, Buffer>>,
     ) -> Result<Vec<Result<Genlmsghdr<Cmd, A>>>> {
-        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let nl_err =
+            |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
         let first = self.seq.get().wrapping_add(1);
         let mut buf = Vec::new();
         for attrs in requests {
             let seq = self.seq.get().wrapping_add(1);
             self.seq.set(seq);
-            let msg = self.build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
+            let msg = self
+                .build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq)
+                .map_err(|e| nl_err("cannot build the request", &e))?;
             let mut bytes = Cursor::new(vec![0; msg.padded_size()]);
-            msg.to_bytes(&mut bytes).map_err(|e| nl_err("cannot build the request", &e))?;
+            msg.to_bytes(&mut bytes)
+                .map_err(|e| nl_err("cannot build the request", &e))?;
             buf.extend_from_slice(bytes.get_ref());
         }
         let n = self.seq.get().wrapping_sub(first).wrapping_add(1) as usize;
@@ -250,7 +261,10 @@ impl Connection {
         let mut outcomes: Vec<Option<Result<Genlmsghdr<Cmd, A>>>> = (0..n).map(|_| None).collect();
         let mut left = n;
         while left > 0 {
-            let (msgs, _) = self.sock.recv::<u16, Genlmsghdr<Cmd, A>>().map_err(|e| nl_err("receive", &e))?;
+            let (msgs, _) = self
+                .sock
+                .recv::<u16, Genlmsghdr<Cmd, A>>()
+                .map_err(|e| nl_err("receive", &e))?;
             for msg in msgs {
                 let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
                 let i = msg.nl_seq().wrapping_sub(first) as usize;
@@ -265,15 +279,28 @@ impl Connection {
                 left -= 1;
             }
         }
-        Ok(outcomes.into_iter().map(|o| o.expect("every request answered")).collect())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every request answered"))
+            .collect())
     }
 
     /// Dumps a table; retries (a few times) when the kernel reports the
     /// table changed during the dump (`NLM_F_DUMP_INTR`).
-    pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+    pub fn dump<A: NlAttrType>(
+        &self,
+        name: &'static str,
+        cmd: Cmd,
+    ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
         for _ in 0..DUMP_TRIES {
-            let (msgs, interrupted) =
-                self.exchange(name, self.family, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
+            let (msgs, interrupted) = self.exchange(
+                name,
+                self.family,
+                cmd,
+                FAMILY_VERSION,
+                GenlBuffer::new(),
+                NlmF::DUMP,
+            )?;
             if !interrupted {
                 return Ok(msgs);
             }
@@ -320,7 +347,8 @@ impl Connection {
         attrs: GenlBuffer<A, Buffer>,
         flags: NlmF,
     ) -> Result<(Vec<Genlmsghdr<C, A>>, bool)> {
-        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let nl_err =
+            |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let msg = self
@@ -436,7 +464,10 @@ impl Watch {
 const DUMP_TRIES: usize = 5;
 
 /// Builds one attribute.
-pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(ty: A, payload: P) -> Result<Nlattr<A, Buffer>> {
+pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(
+    ty: A,
+    payload: P,
+) -> Result<Nlattr<A, Buffer>> {
     let nla_type = AttrTypeBuilder::default()
         .nla_type(ty)
         .build()

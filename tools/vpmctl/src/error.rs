@@ -92,7 +92,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The NUL-terminated text of an NLMSGERR_ATTR_MSG payload.
 pub fn extack_text(payload: &[u8]) -> Option<String> {
-    let end = payload.iter().position(|&b| b == 0).unwrap_or(payload.len());
+    let end = payload
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(payload.len());
     let text = String::from_utf8_lossy(&payload[..end]).trim().to_string();
     (!text.is_empty()).then_some(text)
 }
@@ -121,7 +124,9 @@ mod tests {
             errno: 1,
             message: None,
         };
-        assert!(e.to_string().ends_with("(this needs CAP_NET_ADMIN: run as root)"));
+        assert!(e
+            .to_string()
+            .ends_with("(this needs CAP_NET_ADMIN: run as root)"));
     }
 
     #[test]
@@ -136,20 +141,29 @@ mod tests {
     #[test]
     fn unloaded_while_waiting_is_not_loaded() {
         let e = Error::Unloaded("add");
-        assert!(e.to_string().starts_with("vpm kernel module not loaded"), "{e}");
+        assert!(
+            e.to_string().starts_with("vpm kernel module not loaded"),
+            "{e}"
+        );
         assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]
     fn batch_errors_name_the_line_and_keep_the_code() {
         let e = Error::NotLoaded.at_line(7);
-        assert_eq!(e.to_string(), "batch line 7: vpm kernel module not loaded: insmod vpm.ko");
+        assert_eq!(
+            e.to_string(),
+            "batch line 7: vpm kernel module not loaded: insmod vpm.ko"
+        );
         assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]
     fn extack_text_stops_at_nul() {
-        assert_eq!(extack_text(b"missing attribute\0\0\0"), Some("missing attribute".into()));
+        assert_eq!(
+            extack_text(b"missing attribute\0\0\0"),
+            Some("missing attribute".into())
+        );
         assert_eq!(extack_text(b"\0"), None);
         assert_eq!(extack_text(b"no nul"), Some("no nul".into()));
     }

@@ -21,7 +21,10 @@ use crate::connection::Connection;
 use crate::error::Result;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "Control vpm, the virtual port multiplexing kernel module")]
+#[command(
+    version,
+    about = "Control vpm, the virtual port multiplexing kernel module"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -179,23 +182,40 @@ fn batch(file: &std::path::Path) -> Result<()> {
             continue;
         }
         let args = std::iter::once("vpmctl").chain(line.split_whitespace());
-        let bad = |e: clap::Error| error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim()));
+        let bad = |e: clap::Error| {
+            error::Error::Batch(format!("line {}: {}", n + 1, e.render().to_string().trim()))
+        };
         let matches = parser.try_get_matches_from_mut(args).map_err(bad)?;
         let cmd = Cli::from_arg_matches(&matches).map_err(bad)?.command;
-        if matches!(cmd, Command::Batch { .. } | Command::Restore { .. } | Command::Monitor { .. }) {
-            return Err(error::Error::Batch(format!("line {}: batch, restore and monitor do not run inside a batch", n + 1)));
+        if matches!(
+            cmd,
+            Command::Batch { .. } | Command::Restore { .. } | Command::Monitor { .. }
+        ) {
+            return Err(error::Error::Batch(format!(
+                "line {}: batch, restore and monitor do not run inside a batch",
+                n + 1
+            )));
         }
         cmds.push((n + 1, cmd));
     }
     let conn = Connection::open()?;
     let mut live = if cmds.iter().filter(|(_, c)| pipelined(c)).count() > 1 {
-        Some(mapping::list(&conn)?.into_iter().map(|m| (m.aid, m.port)).collect())
+        Some(
+            mapping::list(&conn)?
+                .into_iter()
+                .map(|m| (m.aid, m.port))
+                .collect(),
+        )
     } else {
         None
     };
     let mut rest = &cmds[..];
     while let Some((line, cmd)) = rest.first() {
-        let run = rest.iter().take(PIPELINE).take_while(|(_, c)| pipelined(c)).count();
+        let run = rest
+            .iter()
+            .take(PIPELINE)
+            .take_while(|(_, c)| pipelined(c))
+            .count();
         match live.as_mut() {
             Some(live) if run > 1 => {
                 add_window(&conn, &rest[..run], live)?;
@@ -246,8 +266,21 @@ fn add_window(
 ) -> Result<()> {
     let mut reqs = Vec::new();
     for (_, cmd) in window {
-        if let Command::Add { aid, port, proto, anon_port, cgroup, .. } = cmd {
-            let opts = mapping::AddOpts { proto: Some(*proto), anon: *anon_port, wait_ms: None, cgroup: cgroup.clone() };
+        if let Command::Add {
+            aid,
+            port,
+            proto,
+            anon_port,
+            cgroup,
+            ..
+        } = cmd
+        {
+            let opts = mapping::AddOpts {
+                proto: Some(*proto),
+                anon: *anon_port,
+                wait_ms: None,
+                cgroup: cgroup.clone(),
+            };
             reqs.push((aid.as_str(), *port, opts));
         }
     }
@@ -255,7 +288,12 @@ fn add_window(
     let outcomes = mapping::add_many(conn, &refs)?;
     let mut failed = None;
     for ((line, cmd), outcome) in window.iter().zip(outcomes) {
-        let Command::Add { aid, port, json, .. } = cmd else { continue };
+        let Command::Add {
+            aid, port, json, ..
+        } = cmd
+        else {
+            continue;
+        };
         let key = (aid.clone(), *port);
         match (&failed, outcome) {
             (None, Ok(m)) => {
@@ -297,7 +335,9 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
         }
         Command::Del { aid, port } => mapping::del(conn, &aid, port)?,
         Command::Rule { cmd } => match cmd {
-            RuleCmd::Add { port, from, aid } => rule::add(conn, port, &from.unwrap_or_default(), &aid)?,
+            RuleCmd::Add { port, from, aid } => {
+                rule::add(conn, port, &from.unwrap_or_default(), &aid)?
+            }
             RuleCmd::Del { port, from } => rule::del(conn, port, &from.unwrap_or_default())?,
             RuleCmd::Show { json } => emit(json, &rule::list(conn)?, |r| rule::render(r)),
         },
@@ -306,7 +346,10 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
         Command::Monitor { json } => monitor::run(conn, json)?,
         Command::Save => {
             let st = state::save(conn)?;
-            println!("{}", serde_json::to_string_pretty(&st).expect("state serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&st).expect("state serialises")
+            );
         }
         Command::Restore { file } => {
             let text = read_input(&file)?;
@@ -332,13 +375,22 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
 
 /// What `add` prints.
 fn render_added(m: &mapping::Mapping) -> String {
-    format!("{} {} {} -> {}\n", m.aid, m.port, m.proto.join(","), m.anon_port)
+    format!(
+        "{} {} {} -> {}\n",
+        m.aid,
+        m.port,
+        m.proto.join(","),
+        m.anon_port
+    )
 }
 
 /// Prints `value` as one line of JSON, or as `human` renders it.
 fn emit<T: serde::Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
     if json {
-        println!("{}", serde_json::to_string(value).expect("vpmctl's own types serialise"));
+        println!(
+            "{}",
+            serde_json::to_string(value).expect("vpmctl's own types serialise")
+        );
     } else {
         print!("{}", human(value));
     }
@@ -349,7 +401,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors.
-            let code = if e.use_stderr() { error::exit::USAGE } else { 0 };
+            let code = if e.use_stderr() {
+                error::exit::USAGE
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code as u8);
         }
@@ -385,17 +441,50 @@ mod tests {
         let cli = Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "9000"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Add { proto: mapping::Proto::Both, anon_port: None, .. }
+            Command::Add {
+                proto: mapping::Proto::Both,
+                anon_port: None,
+                ..
+            }
         ));
     }
 
     #[test]
     fn rule_commands() {
-        let cli = Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--from", "10.0.0.0/8", "--aid", "a"]).unwrap();
-        assert!(matches!(cli.command, Command::Rule { cmd: RuleCmd::Add { port: 9000, from: Some(_), .. } }));
-        let cli = Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--aid", "a"]).unwrap();
-        assert!(matches!(cli.command, Command::Rule { cmd: RuleCmd::Add { from: None, .. } }));
-        assert!(Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"]).is_err());
+        let cli = Cli::try_parse_from([
+            "vpmctl",
+            "rule",
+            "add",
+            "--port",
+            "9000",
+            "--from",
+            "10.0.0.0/8",
+            "--aid",
+            "a",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add {
+                    port: 9000,
+                    from: Some(_),
+                    ..
+                }
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--aid", "a"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add { from: None, .. }
+            }
+        ));
+        assert!(Cli::try_parse_from([
+            "vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"
+        ])
+        .is_err());
     }
 
     #[test]

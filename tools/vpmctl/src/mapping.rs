@@ -69,7 +69,9 @@ impl Mapping {
             }
         }
         if m.aid.is_empty() || m.port == 0 || m.anon_port == 0 {
-            return Err(Error::Protocol("mapping without aid, port or anon-port".into()));
+            return Err(Error::Protocol(
+                "mapping without aid, port or anon-port".into(),
+            ));
         }
         Ok(m)
     }
@@ -123,7 +125,12 @@ pub fn parse_wait(s: &str) -> std::result::Result<u32, String> {
     } else {
         (s, 1000)
     };
-    let ms = num.trim().parse::<u32>().map_err(|_| bad())?.checked_mul(scale).ok_or_else(bad)?;
+    let ms = num
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| bad())?
+        .checked_mul(scale)
+        .ok_or_else(bad)?;
     if ms > MAX_WAIT_MS {
         return Err(format!("'{s}' is too long: vpm waits at most 60s"));
     }
@@ -150,11 +157,20 @@ const CGROUP2_MOUNT: &str = "/sys/fs/cgroup";
 /// A cgroup v2 path as the kernel wants it: relative to the cgroup2 root
 /// (`/sys/fs/cgroup/vpm/a` and `/vpm/a` both give `/vpm/a`).
 pub fn cgroup_path(p: &str) -> std::result::Result<String, String> {
-    let rel = p.strip_prefix(CGROUP2_MOUNT).filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(p);
+    let rel = p
+        .strip_prefix(CGROUP2_MOUNT)
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .unwrap_or(p);
     if !rel.starts_with('/') && !rel.is_empty() {
-        return Err(format!("'{p}' is not a cgroup v2 path: give /sys/fs/cgroup/... or /..."));
+        return Err(format!(
+            "'{p}' is not a cgroup v2 path: give /sys/fs/cgroup/... or /..."
+        ));
     }
-    Ok(if rel.is_empty() { "/".to_string() } else { rel.to_string() })
+    Ok(if rel.is_empty() {
+        "/".to_string()
+    } else {
+        rel.to_string()
+    })
 }
 
 /// Allocates (or returns) the anonymous port of (aid, port); with
@@ -195,7 +211,13 @@ const ETIMEDOUT: i32 = 110;
 /// at most [`WAIT_TICK`], and try again until `wait_ms` have passed.  A
 /// signal ends the process as usual; unloading the module ends the wait
 /// with [`Error::Unloaded`].
-fn add_wait(conn: &Connection, aid: &str, port: u16, opts: &AddOpts, wait_ms: u32) -> Result<Mapping> {
+fn add_wait(
+    conn: &Connection,
+    aid: &str,
+    port: u16,
+    opts: &AddOpts,
+    wait_ms: u32,
+) -> Result<Mapping> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms));
     // Subscribed before the first attempt, so no release can slip between
     // a refusal and the wait.
@@ -221,11 +243,16 @@ fn add_wait(conn: &Connection, aid: &str, port: u16, opts: &AddOpts, wait_ms: u3
 
 /// The error of a wait that ran out, with the kernel's last refusal.
 fn timed_out(wait_ms: u32, refusal: KernelError) -> Error {
-    let why = refusal.message.map(|m| format!(" (the last refusal: {m})")).unwrap_or_default();
+    let why = refusal
+        .message
+        .map(|m| format!(" (the last refusal: {m})"))
+        .unwrap_or_default();
     Error::Kernel(KernelError {
         request: refusal.request,
         errno: ETIMEDOUT,
-        message: Some(format!("waited {wait_ms} ms and no allocation was released{why}")),
+        message: Some(format!(
+            "waited {wait_ms} ms and no allocation was released{why}"
+        )),
     })
 }
 
@@ -245,7 +272,10 @@ pub fn add_many(conn: &Connection, reqs: &[(&str, u16, &AddOpts)]) -> Result<Vec
 
 fn add_attrs(aid: &str, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     let mut attrs = key_attrs(aid, port)?;
-    attrs.push(attr(MappingAttr::Proto, opts.proto.unwrap_or(Proto::Both).bits())?);
+    attrs.push(attr(
+        MappingAttr::Proto,
+        opts.proto.unwrap_or(Proto::Both).bits(),
+    )?);
     if let Some(a) = opts.anon {
         attrs.push(attr(MappingAttr::AnonPort, a)?);
     }
@@ -271,7 +301,11 @@ pub fn list(conn: &Connection) -> Result<Vec<Mapping>> {
 
 /// Releases every allocation.
 pub fn flush(conn: &Connection) -> Result<()> {
-    conn.request("flush", Cmd::Flush, GenlBuffer::<MappingAttr, Buffer>::new())?;
+    conn.request(
+        "flush",
+        Cmd::Flush,
+        GenlBuffer::<MappingAttr, Buffer>::new(),
+    )?;
     Ok(())
 }
 
@@ -279,7 +313,15 @@ pub fn flush(conn: &Connection) -> Result<()> {
 pub fn render(maps: &[Mapping]) -> String {
     let mut out = format!(
         "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
-        "AID", "PORT", "PROTO", "ANON-PORT", "PKTS-IN", "BYTES-IN", "PKTS-OUT", "BYTES-OUT", "CGROUP"
+        "AID",
+        "PORT",
+        "PROTO",
+        "ANON-PORT",
+        "PKTS-IN",
+        "BYTES-IN",
+        "PKTS-OUT",
+        "BYTES-OUT",
+        "CGROUP"
     );
     for m in maps {
         out += &format!(
@@ -317,7 +359,10 @@ mod tests {
             (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
             (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
             (u16::from(MappingAttr::Proto), 3u32.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::AnonPort), 20000u16.to_ne_bytes().to_vec()),
+            (
+                u16::from(MappingAttr::AnonPort),
+                20000u16.to_ne_bytes().to_vec(),
+            ),
         ];
         let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
         assert_eq!(

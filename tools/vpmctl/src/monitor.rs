@@ -14,12 +14,22 @@ use crate::uapi::{Cmd, EVENTS_GROUP};
 #[derive(Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    New { mapping: Mapping },
-    Del { mapping: Mapping },
+    New {
+        mapping: Mapping,
+    },
+    Del {
+        mapping: Mapping,
+    },
     Flush,
-    Config { config: Config },
-    RuleNew { rule: Rule },
-    RuleDel { rule: Rule },
+    Config {
+        config: Config,
+    },
+    RuleNew {
+        rule: Rule,
+    },
+    RuleDel {
+        rule: Rule,
+    },
     /// The kernel dropped events because this reader fell behind: the
     /// table may have changed unseen (`vpmctl show` has it as it is).
     Lost,
@@ -27,7 +37,10 @@ pub enum Event {
 
 impl Event {
     /// Decodes one notification; `None` for commands this vpmctl does not know.
-    pub fn decode<'a>(cmd: Cmd, attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Option<Self>> {
+    pub fn decode<'a>(
+        cmd: Cmd,
+        attrs: impl IntoIterator<Item = (u16, &'a [u8])>,
+    ) -> Result<Option<Self>> {
         Ok(Some(match cmd {
             Cmd::MappingNewNtf => Event::New {
                 mapping: Mapping::from_attrs(attrs)?,
@@ -51,7 +64,15 @@ impl Event {
 
     /// The human-readable line.
     pub fn render(&self) -> String {
-        let map = |m: &Mapping| format!("{} {} {} -> {}", m.aid, m.port, m.proto.join(","), m.anon_port);
+        let map = |m: &Mapping| {
+            format!(
+                "{} {} {} -> {}",
+                m.aid,
+                m.port,
+                m.proto.join(","),
+                m.anon_port
+            )
+        };
         match self {
             Event::New { mapping } => format!("new {}", map(mapping)),
             Event::Del { mapping } => format!("del {}", map(mapping)),
@@ -105,7 +126,10 @@ mod tests {
             (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
             (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
             (u16::from(MappingAttr::Proto), 1u32.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::AnonPort), 20000u16.to_ne_bytes().to_vec()),
+            (
+                u16::from(MappingAttr::AnonPort),
+                20000u16.to_ne_bytes().to_vec(),
+            ),
         ];
         let it = a.iter().map(|(t, p)| (*t, p.as_slice()));
         let ev = Event::decode(Cmd::MappingNewNtf, it).unwrap().unwrap();
@@ -114,10 +138,20 @@ mod tests {
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"new","mapping":{"aid":"a","port":9000,"proto":["tcp"],"anon_port":20000,"pkts_in":0,"bytes_in":0,"pkts_out":0,"bytes_out":0}}"#
         );
-        let flush = Event::decode(Cmd::FlushNtf, std::iter::empty()).unwrap().unwrap();
-        assert_eq!(serde_json::to_string(&flush).unwrap(), r#"{"event":"flush"}"#);
-        assert!(Event::decode(Cmd::GetStatus, std::iter::empty()).unwrap().is_none());
-        assert_eq!(serde_json::to_string(&Event::Lost).unwrap(), r#"{"event":"lost"}"#);
+        let flush = Event::decode(Cmd::FlushNtf, std::iter::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&flush).unwrap(),
+            r#"{"event":"flush"}"#
+        );
+        assert!(Event::decode(Cmd::GetStatus, std::iter::empty())
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            serde_json::to_string(&Event::Lost).unwrap(),
+            r#"{"event":"lost"}"#
+        );
         assert!(Event::Lost.render().contains("vpmctl show"));
     }
 }

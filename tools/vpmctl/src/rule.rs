@@ -37,7 +37,10 @@ impl Source {
             let (inner, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("expected ':PORT' after ']'"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("expected ':PORT' after ']'"))?,
+                ),
             };
             (inner, port)
         } else if s.matches(':').count() > 1 {
@@ -59,10 +62,16 @@ impl Source {
             (None, None)
         } else {
             let (a, len) = match net.split_once('/') {
-                Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad("bad prefix length"))?)),
+                Some((a, l)) => (
+                    a,
+                    Some(l.parse::<u8>().map_err(|_| bad("bad prefix length"))?),
+                ),
                 None => (net, None),
             };
-            (Some(a.parse::<IpAddr>().map_err(|_| bad("bad address"))?), len)
+            (
+                Some(a.parse::<IpAddr>().map_err(|_| bad("bad address"))?),
+                len,
+            )
         };
         if addr.is_none() && src_port.is_none() {
             return Err(bad("give an address, a port or both"));
@@ -116,7 +125,10 @@ impl Rule {
                     })
                 }
                 RuleAttr::PrefixLen => {
-                    r.from.prefix_len = Some(*p.first().ok_or_else(|| Error::Protocol("empty prefix-len".into()))?)
+                    r.from.prefix_len = Some(
+                        *p.first()
+                            .ok_or_else(|| Error::Protocol("empty prefix-len".into()))?,
+                    )
                 }
                 RuleAttr::SrcPort => r.from.src_port = Some(attrs::u16(p)?),
                 RuleAttr::UnrecognizedConst(_) => {}
@@ -166,7 +178,10 @@ pub fn del(conn: &Connection, port: u16, from: &Source) -> Result<()> {
 
 /// Every rule, ordered by fixed port, then match.
 pub fn list(conn: &Connection) -> Result<Vec<Rule>> {
-    conn.dump::<RuleAttr>("rule show", Cmd::GetRule)?.iter().map(Rule::from_msg).collect()
+    conn.dump::<RuleAttr>("rule show", Cmd::GetRule)?
+        .iter()
+        .map(Rule::from_msg)
+        .collect()
 }
 
 /// The human-readable table.
@@ -195,7 +210,15 @@ mod tests {
         assert_eq!(src("[2001:db8::1]:5000").render(), "[2001:db8::1]:5000");
         assert_eq!(src("[2001:db8::/32]:5000").src_port, Some(5000));
         assert_eq!(src("10.1.2.3/32").prefix_len, Some(32));
-        for bad in ["", "10.0.0.1:0", "10.0.0.1/x", "nonsense", "[::1", "[::1]5000", "10.0.0.1:99999"] {
+        for bad in [
+            "",
+            "10.0.0.1:0",
+            "10.0.0.1/x",
+            "nonsense",
+            "[::1",
+            "[::1]5000",
+            "10.0.0.1:99999",
+        ] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Source::default().render(), "*");
@@ -203,9 +226,16 @@ mod tests {
 
     #[test]
     fn rule_round_trips_as_json() {
-        let r = Rule { port: 9000, from: src("[2001:db8::/32]:5000"), aid: "a".into() };
+        let r = Rule {
+            port: 9000,
+            from: src("[2001:db8::/32]:5000"),
+            aid: "a".into(),
+        };
         let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text, r#"{"port":9000,"addr":"2001:db8::","prefix_len":32,"src_port":5000,"aid":"a"}"#);
+        assert_eq!(
+            text,
+            r#"{"port":9000,"addr":"2001:db8::","prefix_len":32,"src_port":5000,"aid":"a"}"#
+        );
         assert_eq!(serde_json::from_str::<Rule>(&text).unwrap(), r);
     }
 

@@ -69,7 +69,10 @@ impl SavedMapping {
             (true, true) => Ok(Proto::Both),
             (true, false) => Ok(Proto::Tcp),
             (false, true) => Ok(Proto::Udp),
-            _ => Err(Error::State(format!("{}: proto must list tcp and/or udp", self.name()))),
+            _ => Err(Error::State(format!(
+                "{}: proto must list tcp and/or udp",
+                self.name()
+            ))),
         }
     }
 }
@@ -117,14 +120,30 @@ fn read_state(conn: &Connection) -> Result<State> {
 pub fn first_rule_conflict(want: &State, live: &[Rule]) -> Option<String> {
     for (i, w) in want.rules.iter().enumerate() {
         let name = format!("rule port {} from {}", w.port, w.from.render());
-        if !want.mappings.iter().any(|m| m.aid == w.aid && m.port == w.port) {
-            return Some(format!("{name}: AID {} has no saved allocation on that port", w.aid));
+        if !want
+            .mappings
+            .iter()
+            .any(|m| m.aid == w.aid && m.port == w.port)
+        {
+            return Some(format!(
+                "{name}: AID {} has no saved allocation on that port",
+                w.aid
+            ));
         }
-        if want.rules[..i].iter().any(|o| o.port == w.port && o.from == w.from) {
+        if want.rules[..i]
+            .iter()
+            .any(|o| o.port == w.port && o.from == w.from)
+        {
             return Some(format!("{name}: appears twice in the saved state"));
         }
-        if let Some(l) = live.iter().find(|l| l.port == w.port && l.from == w.from && l.aid != w.aid) {
-            return Some(format!("{name}: points to AID {} now, the saved state says {}", l.aid, w.aid));
+        if let Some(l) = live
+            .iter()
+            .find(|l| l.port == w.port && l.from == w.from && l.aid != w.aid)
+        {
+            return Some(format!(
+                "{name}: points to AID {} now, the saved state says {}",
+                l.aid, w.aid
+            ));
         }
     }
     None
@@ -170,7 +189,11 @@ pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
             .iter()
             .find(|o| o.anon_port == w.anon_port || (o.aid == w.aid && o.port == w.port))
         {
-            return Some(format!("{}: clashes with {} in the saved state", w.name(), o.name()));
+            return Some(format!(
+                "{}: clashes with {} in the saved state",
+                w.name(),
+                o.name()
+            ));
         }
         for l in live {
             let same_key = l.aid == w.aid && l.port == w.port;
@@ -232,7 +255,11 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         for (aid, port) in added.iter().rev() {
             let _ = mapping::del(conn, aid.as_str(), *port);
         }
-        let _ = config::set(conn, Some((old.range_lo, old.range_hi)), Some(old.max_entries));
+        let _ = config::set(
+            conn,
+            Some((old.range_lo, old.range_hi)),
+            Some(old.max_entries),
+        );
     };
     for w in &want.mappings {
         let existed = live.iter().any(|l| l.aid == w.aid && l.port == w.port);
@@ -251,7 +278,10 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         }
     }
     for r in &want.rules {
-        if live_rules.iter().any(|l| l.port == r.port && l.from == r.from) {
+        if live_rules
+            .iter()
+            .any(|l| l.port == r.port && l.from == r.from)
+        {
             continue;
         }
         if let Err(e) = rule::add(conn, r.port, &r.from, &r.aid) {
@@ -319,10 +349,14 @@ mod tests {
     fn names_the_conflicting_entry() {
         let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("x", 1, 20000)])).unwrap();
         assert_eq!(c, "a port 9000: anonymous port 20000 is held by x port 1");
-        let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20001)])).unwrap();
+        let c =
+            first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20001)])).unwrap();
         assert!(c.contains("holds anonymous port 20001 now"), "{c}");
         let c = first_conflict(&state(&[("a", 9000, 20000), ("b", 9000, 20000)]), &[]).unwrap();
-        assert!(c.starts_with("b port 9000: clashes with a port 9000"), "{c}");
+        assert!(
+            c.starts_with("b port 9000: clashes with a port 9000"),
+            "{c}"
+        );
         let c = first_conflict(&state(&[("a", 9000, 30000)]), &[]).unwrap();
         assert!(c.contains("outside the saved range"), "{c}");
         let c = first_conflict(&state(&[]), &live(&[("x", 1, 30000)])).unwrap();
@@ -336,29 +370,47 @@ mod tests {
         // "a" is live already: 2 entries in all, which fits.
         assert_eq!(first_conflict(&s, &live(&[("a", 9000, 20000)])), None);
         let c = first_conflict(&s, &live(&[("x", 1, 20050)])).unwrap();
-        assert!(c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"), "{c}");
+        assert!(
+            c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"),
+            "{c}"
+        );
     }
 
     #[test]
     fn rule_conflicts() {
         let from = rule::Source::parse("10.0.0.0/8").unwrap();
-        let r = |aid: &str| Rule { port: 9000, from, aid: aid.into() };
+        let r = |aid: &str| Rule {
+            port: 9000,
+            from,
+            aid: aid.into(),
+        };
         let mut s = state(&[("a", 9000, 20000)]);
         s.rules = vec![r("a")];
         assert_eq!(first_rule_conflict(&s, &[]), None);
         assert_eq!(first_rule_conflict(&s, &[r("a")]), None);
         let c = first_rule_conflict(&s, &[r("b")]).unwrap();
-        assert_eq!(c, "rule port 9000 from 10.0.0.0/8: points to AID b now, the saved state says a");
+        assert_eq!(
+            c,
+            "rule port 9000 from 10.0.0.0/8: points to AID b now, the saved state says a"
+        );
         s.rules = vec![r("z")];
-        assert!(first_rule_conflict(&s, &[]).unwrap().contains("AID z has no saved allocation"));
+        assert!(first_rule_conflict(&s, &[])
+            .unwrap()
+            .contains("AID z has no saved allocation"));
         s.rules = vec![r("a"), r("a")];
-        assert!(first_rule_conflict(&s, &[]).unwrap().contains("appears twice"));
+        assert!(first_rule_conflict(&s, &[])
+            .unwrap()
+            .contains("appears twice"));
     }
 
     #[test]
     fn states_without_rules_still_load() {
-        let text = r#"{"version":1,"config":{"range_lo":1,"range_hi":2,"max_entries":3},"mappings":[]}"#;
-        assert!(serde_json::from_str::<State>(text).unwrap().rules.is_empty());
+        let text =
+            r#"{"version":1,"config":{"range_lo":1,"range_hi":2,"max_entries":3},"mappings":[]}"#;
+        assert!(serde_json::from_str::<State>(text)
+            .unwrap()
+            .rules
+            .is_empty());
     }
 
     #[test]

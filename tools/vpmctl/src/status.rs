@@ -109,7 +109,11 @@ impl Status {
 
 /// Asks the module for its status.
 pub fn get(conn: &Connection) -> Result<Status> {
-    let reply = conn.request_one("get-status", Cmd::GetStatus, GenlBuffer::<StatusAttr, Buffer>::new())?;
+    let reply = conn.request_one(
+        "get-status",
+        Cmd::GetStatus,
+        GenlBuffer::<StatusAttr, Buffer>::new(),
+    )?;
     parse_attrs(&reply, |attrs| Status::from_attrs(attrs))
 }
 

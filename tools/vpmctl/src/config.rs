@@ -83,6 +83,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_field_names_are_stable() {
+        let c = Config {
+            range_lo: 20000,
+            range_hi: 29999,
+            max_entries: 10000,
+            entries: 2,
+            rules: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"range_lo":20000,"range_hi":29999,"max_entries":10000,"entries":2,"rules":1}"#
+        );
+    }
+
+    #[test]
     fn ranges() {
         assert_eq!(parse_range("20000-29999"), Ok((20000, 29999)));
         assert!(parse_range("0-10").is_err());

@@ -371,6 +371,51 @@ mod tests {
         );
     }
 
+    /// The JSON of a kernel mapping with proto bits `bits`.
+    fn json_of(bits: u32, cgroup: Option<(&str, u64)>) -> String {
+        let mut a = vec![
+            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
+            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
+            (u16::from(MappingAttr::Proto), bits.to_ne_bytes().to_vec()),
+            (
+                u16::from(MappingAttr::AnonPort),
+                20000u16.to_ne_bytes().to_vec(),
+            ),
+            (u16::from(MappingAttr::PktsIn), 5u64.to_ne_bytes().to_vec()),
+            (
+                u16::from(MappingAttr::BytesIn),
+                600u64.to_ne_bytes().to_vec(),
+            ),
+            (u16::from(MappingAttr::PktsOut), 7u32.to_ne_bytes().to_vec()),
+            (
+                u16::from(MappingAttr::BytesOut),
+                800u64.to_ne_bytes().to_vec(),
+            ),
+        ];
+        if let Some((path, id)) = cgroup {
+            a.push((
+                u16::from(MappingAttr::Cgroup),
+                format!("{path}\0").into_bytes(),
+            ));
+            a.push((u16::from(MappingAttr::CgroupId), id.to_ne_bytes().to_vec()));
+        }
+        let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        serde_json::to_string(&m).unwrap()
+    }
+
+    #[test]
+    fn json_forms_are_stable() {
+        let tail = r#""anon_port":20000,"pkts_in":5,"bytes_in":600,"pkts_out":7,"bytes_out":800}"#;
+        let head = r#"{"aid":"a","port":9000,"proto":"#;
+        assert_eq!(json_of(1, None), format!(r#"{head}["tcp"],{tail}"#));
+        assert_eq!(json_of(2, None), format!(r#"{head}["udp"],{tail}"#));
+        assert_eq!(json_of(3, None), format!(r#"{head}["tcp","udp"],{tail}"#));
+        assert_eq!(
+            json_of(3, Some(("/vpm/a", 42))),
+            r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000,"cgroup":"/vpm/a","cgroup_id":42,"pkts_in":5,"bytes_in":600,"pkts_out":7,"bytes_out":800}"#
+        );
+    }
+
     #[test]
     fn cgroup_paths() {
         assert_eq!(cgroup_path("/sys/fs/cgroup/vpm/a").unwrap(), "/vpm/a");

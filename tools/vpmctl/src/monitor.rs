@@ -154,4 +154,29 @@ mod tests {
         );
         assert!(Event::Lost.render().contains("vpmctl show"));
     }
+
+    #[test]
+    fn event_tags_are_stable() {
+        let config = Config {
+            range_lo: 1,
+            range_hi: 2,
+            max_entries: 3,
+            entries: 0,
+            rules: 0,
+        };
+        assert_eq!(
+            serde_json::to_string(&Event::Config { config }).unwrap(),
+            r#"{"event":"config","config":{"range_lo":1,"range_hi":2,"max_entries":3,"entries":0,"rules":0}}"#
+        );
+        let rule: Rule =
+            serde_json::from_str(r#"{"port":9000,"src_port":5000,"aid":"a"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Event::RuleNew { rule: rule.clone() }).unwrap(),
+            r#"{"event":"rule-new","rule":{"port":9000,"src_port":5000,"aid":"a"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Event::RuleDel { rule }).unwrap(),
+            r#"{"event":"rule-del","rule":{"port":9000,"src_port":5000,"aid":"a"}}"#
+        );
+    }
 }

@@ -419,4 +419,69 @@ mod tests {
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
     }
+
+    /// A file as `vpmctl save` writes it (one allocation per protocol
+    /// set, a cgroup, rules of each kind).  Files like it must restore,
+    /// and `save` must keep writing exactly this.
+    const SAVED: &str = r#"{
+  "version": 1,
+  "config": {
+    "range_lo": 20000,
+    "range_hi": 20099,
+    "max_entries": 100
+  },
+  "mappings": [
+    {
+      "aid": "web-blue.v2_1",
+      "port": 80,
+      "proto": [
+        "tcp"
+      ],
+      "anon_port": 20000,
+      "cgroup": "/vpm/a"
+    },
+    {
+      "aid": "dns",
+      "port": 53,
+      "proto": [
+        "udp"
+      ],
+      "anon_port": 20001
+    },
+    {
+      "aid": "b",
+      "port": 9000,
+      "proto": [
+        "tcp",
+        "udp"
+      ],
+      "anon_port": 20002
+    }
+  ],
+  "rules": [
+    {
+      "port": 9000,
+      "addr": "10.0.0.0",
+      "prefix_len": 8,
+      "aid": "b"
+    },
+    {
+      "port": 9000,
+      "src_port": 5000,
+      "aid": "b"
+    },
+    {
+      "port": 80,
+      "aid": "web-blue.v2_1"
+    }
+  ]
+}"#;
+
+    #[test]
+    fn saved_file_format_is_stable() {
+        let st: State = serde_json::from_str(SAVED).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&st).unwrap(), SAVED);
+        let protos: Vec<_> = st.mappings.iter().map(|m| m.proto().unwrap()).collect();
+        assert_eq!(protos, [Proto::Tcp, Proto::Udp, Proto::Both]);
+    }
 }

@@ -1,0 +1,212 @@
+//! The command line: what each command takes, and its help.
+
+use clap::{Parser, Subcommand};
+
+use crate::{config, mapping, rule};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Control vpm, the virtual port multiplexing kernel module"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
+    Add {
+        /// Application id: 1-31 characters of A-Z a-z 0-9 . _ -
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+        /// The fixed port the application uses.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Protocols to multiplex.
+        #[arg(long, value_enum, default_value_t = mapping::Proto::Both)]
+        proto: mapping::Proto,
+        /// Ask for exactly this anonymous port (restoring a saved state).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        anon_port: Option<u16>,
+        /// When no port is free, wait this long (e.g. 5s, 500ms; at most
+        /// 60s) for one to be released instead of failing at once.
+        #[arg(long, value_parser = mapping::parse_wait)]
+        wait: Option<u32>,
+        /// Local clients in this cgroup v2 (or below it) reach this AID's
+        /// instance when no source rule claims them (/sys/fs/cgroup/... or
+        /// a path relative to the cgroup2 root).
+        #[arg(long, value_parser = mapping::cgroup_path)]
+        cgroup: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Source rules: steer a fixed port's packets to an AID by client
+    /// address and port.
+    Rule {
+        #[command(subcommand)]
+        cmd: RuleCmd,
+    },
+    /// Release the allocation of an AID's fixed port.
+    Del {
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    },
+    /// List the allocations of this network namespace, with their counters.
+    Show {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release every allocation and rule of this network namespace.
+    Flush,
+    /// Print allocation and configuration changes as they happen (until
+    /// interrupted).
+    Monitor {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the namespace's settings and allocations as JSON.
+    Save,
+    /// Recreate a saved state (same anonymous ports); all or nothing.
+    Restore {
+        /// A file written by `vpmctl save` ("-" for standard input).
+        file: std::path::PathBuf,
+    },
+    /// Run the commands in FILE ("-" for standard input), one per line,
+    /// over one connection.  Every line is parsed before any runs; running
+    /// stops at the first failure, naming its line.
+    Batch {
+        /// Commands as on the command line without "vpmctl"; blank lines
+        /// and lines starting with # are skipped.
+        file: std::path::PathBuf,
+    },
+    /// Show or change the anonymous port range and the entry limit.
+    Config {
+        /// New anonymous port range, LO-HI.
+        #[arg(long, value_parser = config::parse_range)]
+        range: Option<(u16, u16)>,
+        /// New limit on allocations.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_entries: Option<u32>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the module version, hooks and counters of this network namespace.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuleCmd {
+    /// Packets for PORT from FROM belong to AID; without --from, AID is
+    /// the port's default.  The longest prefix wins, then a rule with a
+    /// source port; a rule with the same FROM is refused.
+    Add {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// ADDR[/LEN][:PORT], [V6ADDR[/LEN]]:PORT or :PORT.
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+        #[arg(long, value_parser = mapping::check_aid)]
+        aid: String,
+    },
+    /// Remove the rule for PORT and FROM (without --from: the default).
+    Del {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+    },
+    /// List the rules of this network namespace.
+    Show {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_takes_json() {
+        let cli = Cli::try_parse_from(["vpmctl", "status", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Status { json: true }));
+    }
+
+    #[test]
+    fn add_rejects_port_zero_and_bad_aids() {
+        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "0"]).is_err());
+        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a b", "--port", "1"]).is_err());
+        let cli = Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "9000"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Add {
+                proto: mapping::Proto::Both,
+                anon_port: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rule_commands() {
+        let cli = Cli::try_parse_from([
+            "vpmctl",
+            "rule",
+            "add",
+            "--port",
+            "9000",
+            "--from",
+            "10.0.0.0/8",
+            "--aid",
+            "a",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add {
+                    port: 9000,
+                    from: Some(_),
+                    ..
+                }
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--aid", "a"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add { from: None, .. }
+            }
+        ));
+        assert!(Cli::try_parse_from([
+            "vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn unknown_command_is_a_usage_error() {
+        let err = Cli::try_parse_from(["vpmctl", "frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+    }
+}

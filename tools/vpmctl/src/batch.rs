@@ -21,6 +21,8 @@ struct Line {
     /// 1-based, for error messages.
     number: usize,
     cmd: Command,
+    /// The line's `--json`, or the batch's.
+    json: bool,
 }
 
 /// The (AID, port) pairs that exist.  A pipelined window cannot stop at
@@ -29,15 +31,16 @@ struct Line {
 /// allocation from one that found it there already and must not undo it.
 type Live = HashSet<(String, u16)>;
 
-/// Runs one batch file; see [`Command::Batch`].
-pub fn run(file: &Path) -> Result<()> {
-    let lines = parse(&read_input(file)?)?;
+/// Runs one batch file; see [`Command::Batch`].  `json` (the batch's
+/// own `--json`) applies to every line.
+pub fn run(file: &Path, json: bool) -> Result<()> {
+    let lines = parse(&read_input(file)?, json)?;
     execute(&Connection::open()?, &lines)
 }
 
 /// Every command of a batch file.  All are parsed before any runs, so a
 /// typo runs nothing.
-fn parse(text: &str) -> Result<Vec<Line>> {
+fn parse(text: &str, json: bool) -> Result<Vec<Line>> {
     // One parser serves every line: building clap's command tree per line
     // cost more than the kernel's work for the request.
     let mut parser = Cli::command();
@@ -48,27 +51,31 @@ fn parse(text: &str) -> Result<Vec<Line>> {
             continue;
         }
         let number = i + 1;
-        let cmd = parse_line(&mut parser, number, text)?;
-        lines.push(Line { number, cmd });
+        let cli = parse_line(&mut parser, number, text)?;
+        lines.push(Line {
+            number,
+            cmd: cli.command,
+            json: json || cli.json,
+        });
     }
     Ok(lines)
 }
 
-fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<Command> {
+fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<Cli> {
     let bad =
         |e: clap::Error| Error::Batch(format!("line {number}: {}", e.render().to_string().trim()));
     let args = std::iter::once("vpmctl").chain(text.split_whitespace());
     let matches = parser.try_get_matches_from_mut(args).map_err(bad)?;
-    let cmd = Cli::from_arg_matches(&matches).map_err(bad)?.command;
+    let cli = Cli::from_arg_matches(&matches).map_err(bad)?;
     if matches!(
-        cmd,
-        Command::Batch { .. } | Command::Restore { .. } | Command::Monitor { .. }
+        cli.command,
+        Command::Batch { .. } | Command::Restore { .. } | Command::Monitor
     ) {
         return Err(Error::Batch(format!(
             "line {number}: batch, restore and monitor do not run inside a batch"
         )));
     }
-    Ok(cmd)
+    Ok(cli)
 }
 
 /// Runs `lines` in order, stopping at the first failure.
@@ -98,7 +105,7 @@ fn execute(conn: &Connection, lines: &[Line]) -> Result<()> {
             }
             _ => {
                 track(live.as_mut(), &line.cmd);
-                run_one(conn, line.cmd.clone()).map_err(|e| e.at_line(line.number))?;
+                run_one(conn, line.cmd.clone(), line.json).map_err(|e| e.at_line(line.number))?;
                 rest = &rest[1..];
             }
         }
@@ -156,17 +163,14 @@ fn add_window(conn: &Connection, window: &[Line], live: &mut Live) -> Result<()>
     let outcomes = mapping::add_many(conn, &refs)?;
     let mut failed = None;
     for (line, outcome) in window.iter().zip(outcomes) {
-        let Command::Add {
-            aid, port, json, ..
-        } = &line.cmd
-        else {
+        let Command::Add { aid, port, .. } = &line.cmd else {
             continue;
         };
         let key = (aid.clone(), *port);
         match (&failed, outcome) {
             (None, Ok(m)) => {
                 live.insert(key);
-                emit(*json, &m, render_added);
+                emit(line.json, &m, render_added);
             }
             (None, Err(e)) => failed = Some(e.at_line(line.number)),
             // After the failure: undo what this line created.
@@ -186,8 +190,11 @@ mod tests {
 
     #[test]
     fn skips_blank_and_comment_lines_and_numbers_the_rest() {
-        let lines =
-            parse("# setup\n\nadd --aid a --port 9000\n  del --aid a --port 9000  \n").unwrap();
+        let lines = parse(
+            "# setup\n\nadd --aid a --port 9000\n  del --aid a --port 9000  \n",
+            false,
+        )
+        .unwrap();
         let numbers: Vec<_> = lines.iter().map(|l| l.number).collect();
         assert_eq!(numbers, [3, 4]);
         assert!(pipelined(&lines[0].cmd));
@@ -196,14 +203,14 @@ mod tests {
 
     #[test]
     fn a_typo_anywhere_runs_nothing_and_names_its_line() {
-        let e = parse("add --aid a --port 9000\nadd --aid a --prot 9000\n").unwrap_err();
+        let e = parse("add --aid a --port 9000\nadd --aid a --prot 9000\n", false).unwrap_err();
         assert!(e.to_string().starts_with("batch: line 2: error:"), "{e}");
     }
 
     #[test]
     fn refuses_commands_that_cannot_run_inside() {
         for cmd in ["batch x", "restore x", "monitor"] {
-            let e = parse(cmd).unwrap_err();
+            let e = parse(cmd, false).unwrap_err();
             assert!(
                 e.to_string().contains("line 1: batch, restore and monitor"),
                 "{e}"
@@ -212,8 +219,17 @@ mod tests {
     }
 
     #[test]
+    fn json_of_the_batch_or_of_the_line() {
+        let json = |text, batch| parse(text, batch).unwrap()[0].json;
+        assert!(!json("show", false));
+        assert!(json("show", true));
+        assert!(json("show --json", false));
+        assert!(json("--json show", false));
+    }
+
+    #[test]
     fn waiting_adds_are_not_pipelined() {
-        let lines = parse("add --aid a --port 9000 --wait 5s").unwrap();
+        let lines = parse("add --aid a --port 9000 --wait 5s", false).unwrap();
         assert!(!pipelined(&lines[0].cmd));
     }
 }

@@ -10,6 +10,13 @@ use crate::{config, mapping, rule};
     about = "Control vpm, the virtual port multiplexing kernel module"
 )]
 pub struct Cli {
+    /// Print JSON instead of text (before or after the command).
+    ///
+    /// One line for add, show, rule show, config and status; one object
+    /// per line for monitor; in a batch, for every line.  save prints JSON
+    /// anyway, and commands that print nothing ignore it.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,9 +46,6 @@ pub enum Command {
         /// a path relative to the cgroup2 root).
         #[arg(long, value_parser = mapping::cgroup_path)]
         cgroup: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Source rules: steer a fixed port's packets to an AID by client
     /// address and port.
@@ -57,20 +61,12 @@ pub enum Command {
         port: u16,
     },
     /// List the allocations of this network namespace, with their counters.
-    Show {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Show,
     /// Release every allocation and rule of this network namespace.
     Flush,
     /// Print allocation and configuration changes as they happen (until
     /// interrupted).
-    Monitor {
-        /// One JSON object per line instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Monitor,
     /// Print the namespace's settings and allocations as JSON.
     Save,
     /// Recreate a saved state (same anonymous ports); all or nothing.
@@ -94,16 +90,9 @@ pub enum Command {
         /// New limit on allocations.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         max_entries: Option<u32>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// Show the module version, hooks and counters of this network namespace.
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -128,11 +117,7 @@ pub enum RuleCmd {
         from: Option<rule::Source>,
     },
     /// List the rules of this network namespace.
-    Show {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Show,
 }
 
 #[cfg(test)]
@@ -145,10 +130,56 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn parse(line: &str) -> Cli {
+        let args = std::iter::once("vpmctl").chain(line.split_whitespace());
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
     #[test]
-    fn status_takes_json() {
-        let cli = Cli::try_parse_from(["vpmctl", "status", "--json"]).unwrap();
-        assert!(matches!(cli.command, Command::Status { json: true }));
+    fn json_goes_before_or_after_the_command() {
+        for cmd in [
+            "add --aid a --port 9000",
+            "show",
+            "rule show",
+            "config",
+            "status",
+            "monitor",
+        ] {
+            assert!(parse(&format!("{cmd} --json")).json, "{cmd} --json");
+            assert!(parse(&format!("--json {cmd}")).json, "--json {cmd}");
+            assert!(!parse(cmd).json, "{cmd}");
+        }
+        assert!(matches!(parse("status --json").command, Command::Status));
+        assert!(matches!(
+            parse("rule --json show").command,
+            Command::Rule { cmd: RuleCmd::Show }
+        ));
+    }
+
+    /// Command lines the VM tests and the README use keep parsing.
+    #[test]
+    fn existing_command_lines_still_parse() {
+        for line in [
+            "status --json",
+            "add --aid a --port 9000 --json",
+            "add --aid b7 --port 9000 --anon-port 20001 --json",
+            "add --aid second --port 9000 --wait 60s --json",
+            "add --aid a --port 9000 --proto tcp --cgroup /sys/fs/cgroup/vpm/a",
+            "del --aid a --port 9000",
+            "show",
+            "show --json",
+            "flush",
+            "monitor --json",
+            "save",
+            "restore /tmp/vpm-state.json",
+            "batch /tmp/vpm-batch",
+            "config --range 20000-29999 --max-entries 100 --json",
+            "rule add --port 9000 --from 10.0.0.0/8:5000 --aid a",
+            "rule del --port 9000",
+            "rule show --json",
+        ] {
+            parse(line);
+        }
     }
 
     #[test]

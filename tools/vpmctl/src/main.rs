@@ -20,14 +20,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command, RuleCmd};
-
 use crate::connection::Connection;
 use crate::error::Result;
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Batch { file } => batch::run(&file),
-        cmd => run_one(&Connection::open()?, cmd),
+        Command::Batch { file } => batch::run(&file, cli.json),
+        cmd => run_one(&Connection::open()?, cmd, cli.json),
     }
 }
 
@@ -41,7 +40,8 @@ fn read_input(file: &std::path::Path) -> Result<String> {
     .map_err(|e| error::Error::Input(format!("cannot read {}: {e}", file.display())))
 }
 
-fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
+/// Runs one command; `json` is the global `--json`.
+fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
     match cmd {
         Command::Batch { .. } => unreachable!("handled by run"),
         Command::Add {
@@ -51,7 +51,6 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             anon_port,
             wait,
             cgroup,
-            json,
         } => {
             let opts = mapping::AddOpts {
                 proto: Some(proto),
@@ -68,11 +67,11 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
                 rule::add(conn, port, &from.unwrap_or_default(), &aid)?
             }
             RuleCmd::Del { port, from } => rule::del(conn, port, &from.unwrap_or_default())?,
-            RuleCmd::Show { json } => emit(json, &rule::list(conn)?, |r| rule::render(r)),
+            RuleCmd::Show => emit(json, &rule::list(conn)?, |r| rule::render(r)),
         },
-        Command::Show { json } => emit(json, &mapping::list(conn)?, |m| mapping::render(m)),
+        Command::Show => emit(json, &mapping::list(conn)?, |m| mapping::render(m)),
         Command::Flush => mapping::flush(conn)?,
-        Command::Monitor { json } => monitor::run(conn, json)?,
+        Command::Monitor => monitor::run(conn, json)?,
         Command::Save => {
             let st = state::save(conn)?;
             println!(
@@ -87,17 +86,13 @@ fn run_one(conn: &Connection, cmd: Command) -> Result<()> {
             })?;
             state::restore(conn, &st)?;
         }
-        Command::Config {
-            range,
-            max_entries,
-            json,
-        } => {
+        Command::Config { range, max_entries } => {
             if range.is_some() || max_entries.is_some() {
                 config::set(conn, range, max_entries)?;
             }
             emit(json, &config::get(conn)?, config::Config::render);
         }
-        Command::Status { json } => emit(json, &status::get(conn)?, status::Status::render),
+        Command::Status => emit(json, &status::get(conn)?, status::Status::render),
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{config, mapping, rule};
+use crate::{config, mapping, proto, rule};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,8 +32,8 @@ pub enum Command {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// Protocols to multiplex.
-        #[arg(long, value_enum, default_value_t = mapping::Proto::Both)]
-        proto: mapping::Proto,
+        #[arg(long, value_enum, default_value_t = proto::Proto::Both)]
+        proto: proto::Proto,
         /// Ask for exactly this anonymous port (restoring a saved state).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         anon_port: Option<u16>,
@@ -190,7 +190,7 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Add {
-                proto: mapping::Proto::Both,
+                proto: proto::Proto::Both,
                 anon_port: None,
                 ..
             }

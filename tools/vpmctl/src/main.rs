@@ -10,6 +10,7 @@ mod connection;
 mod error;
 mod mapping;
 mod monitor;
+mod proto;
 mod rule;
 mod state;
 mod status;
@@ -99,13 +100,7 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
 
 /// What `add` prints.
 fn render_added(m: &mapping::Mapping) -> String {
-    format!(
-        "{} {} {} -> {}\n",
-        m.aid,
-        m.port,
-        m.proto.join(","),
-        m.anon_port
-    )
+    format!("{} {} {} -> {}\n", m.aid, m.port, m.proto, m.anon_port)
 }
 
 /// Prints `value` as one line of JSON, or as `human` renders it.

@@ -9,32 +9,15 @@ use serde::Serialize;
 use crate::attrs;
 use crate::connection::{attr, nul_str, parse_attrs, Connection};
 use crate::error::{Error, KernelError, Result};
-use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN, PROTO_TCP, PROTO_UDP};
-
-/// Protocols an allocation covers, as given on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Both,
-}
-
-impl Proto {
-    fn bits(self) -> u32 {
-        match self {
-            Proto::Tcp => PROTO_TCP,
-            Proto::Udp => PROTO_UDP,
-            Proto::Both => PROTO_TCP | PROTO_UDP,
-        }
-    }
-}
+use crate::proto::Proto;
+use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN};
 
 /// One allocation as the kernel reports it.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Mapping {
     pub aid: String,
     pub port: u16,
-    pub proto: Vec<&'static str>,
+    pub proto: Proto,
     pub anon_port: u16,
     /// cgroup v2 path whose local clients reach this allocation.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,7 +40,10 @@ impl Mapping {
             match MappingAttr::from(ty) {
                 MappingAttr::Aid => m.aid = attrs::string(p)?,
                 MappingAttr::Port => m.port = attrs::u16(p)?,
-                MappingAttr::Proto => m.proto = proto_names(attrs::u32(p)?),
+                MappingAttr::Proto => {
+                    m.proto = Proto::from_bits(attrs::u32(p)?)
+                        .ok_or_else(|| Error::Protocol("mapping without tcp or udp".into()))?
+                }
                 MappingAttr::AnonPort => m.anon_port = attrs::u16(p)?,
                 MappingAttr::Cgroup => m.cgroup = Some(attrs::string(p)?),
                 MappingAttr::CgroupId => m.cgroup_id = Some(attrs::uint(p)?),
@@ -79,17 +65,6 @@ impl Mapping {
     fn from_msg(msg: &Genlmsghdr<Cmd, MappingAttr>) -> Result<Self> {
         parse_attrs(msg, |attrs| Self::from_attrs(attrs))
     }
-}
-
-fn proto_names(bits: u32) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if bits & PROTO_TCP != 0 {
-        v.push("tcp");
-    }
-    if bits & PROTO_UDP != 0 {
-        v.push("udp");
-    }
-    v
 }
 
 /// Checks an AID before the kernel does, to say precisely what is wrong.
@@ -328,7 +303,7 @@ pub fn render(maps: &[Mapping]) -> String {
             "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
             m.aid,
             m.port,
-            m.proto.join(","),
+            m.proto,
             m.anon_port,
             m.pkts_in,
             m.bytes_in,

@@ -64,15 +64,7 @@ impl Event {
 
     /// The human-readable line.
     pub fn render(&self) -> String {
-        let map = |m: &Mapping| {
-            format!(
-                "{} {} {} -> {}",
-                m.aid,
-                m.port,
-                m.proto.join(","),
-                m.anon_port
-            )
-        };
+        let map = |m: &Mapping| format!("{} {} {} -> {}", m.aid, m.port, m.proto, m.anon_port);
         match self {
             Event::New { mapping } => format!("new {}", map(mapping)),
             Event::Del { mapping } => format!("del {}", map(mapping)),

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, Config};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::mapping::{self, AddOpts, Mapping, Proto};
+use crate::mapping::{self, AddOpts, Mapping};
+use crate::proto::Proto;
 use crate::rule::{self, Rule};
 
 /// Format version of a saved state.
@@ -31,7 +32,7 @@ pub struct SavedConfig {
 pub struct SavedMapping {
     pub aid: String,
     pub port: u16,
-    pub proto: Vec<String>,
+    pub proto: Proto,
     pub anon_port: u16,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cgroup: Option<String>,
@@ -52,7 +53,7 @@ impl SavedMapping {
         Self {
             aid: m.aid.clone(),
             port: m.port,
-            proto: m.proto.iter().map(|p| p.to_string()).collect(),
+            proto: m.proto,
             anon_port: m.anon_port,
             cgroup: m.cgroup.clone(),
         }
@@ -60,20 +61,6 @@ impl SavedMapping {
 
     fn name(&self) -> String {
         format!("{} port {}", self.aid, self.port)
-    }
-
-    fn proto(&self) -> Result<Proto> {
-        let tcp = self.proto.iter().any(|p| p == "tcp");
-        let udp = self.proto.iter().any(|p| p == "udp");
-        match (tcp, udp) {
-            (true, true) => Ok(Proto::Both),
-            (true, false) => Ok(Proto::Tcp),
-            (false, true) => Ok(Proto::Udp),
-            _ => Err(Error::State(format!(
-                "{}: proto must list tcp and/or udp",
-                self.name()
-            ))),
-        }
     }
 }
 
@@ -229,7 +216,6 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     }
     for w in &want.mappings {
         mapping::check_aid(&w.aid).map_err(|e| Error::State(format!("{}: {e}", w.name())))?;
-        w.proto()?;
     }
     let live = mapping::list(conn)?;
     if let Some(c) = first_conflict(want, &live) {
@@ -264,7 +250,7 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     for w in &want.mappings {
         let existed = live.iter().any(|l| l.aid == w.aid && l.port == w.port);
         let opts = AddOpts {
-            proto: Some(w.proto()?),
+            proto: Some(w.proto),
             anon: Some(w.anon_port),
             wait_ms: None,
             cgroup: w.cgroup.clone(),
@@ -314,7 +300,7 @@ mod tests {
                 .map(|(a, p, n)| SavedMapping {
                     aid: a.to_string(),
                     port: *p,
-                    proto: vec!["tcp".into(), "udp".into()],
+                    proto: Proto::Both,
                     anon_port: *n,
                     cgroup: None,
                 })
@@ -328,7 +314,7 @@ mod tests {
             .map(|(a, p, n)| Mapping {
                 aid: a.to_string(),
                 port: *p,
-                proto: vec!["tcp", "udp"],
+                proto: Proto::Both,
                 anon_port: *n,
                 ..Mapping::default()
             })
@@ -481,7 +467,7 @@ mod tests {
     fn saved_file_format_is_stable() {
         let st: State = serde_json::from_str(SAVED).unwrap();
         assert_eq!(serde_json::to_string_pretty(&st).unwrap(), SAVED);
-        let protos: Vec<_> = st.mappings.iter().map(|m| m.proto().unwrap()).collect();
+        let protos: Vec<_> = st.mappings.iter().map(|m| m.proto).collect();
         assert_eq!(protos, [Proto::Tcp, Proto::Udp, Proto::Both]);
     }
 }

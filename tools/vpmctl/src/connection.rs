@@ -479,18 +479,6 @@ pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(
         .map_err(|e| Error::Netlink(format!("cannot build attribute: {e}")))
 }
 
-/// Runs `parse` over the (type, payload) pairs of a message's attributes.
-pub fn parse_attrs<A: NlAttrType, T>(
-    msg: &Genlmsghdr<Cmd, A>,
-    parse: impl for<'a> FnOnce(&mut dyn Iterator<Item = (u16, &'a [u8])>) -> Result<T>,
-) -> Result<T> {
-    let handle = msg.attrs().get_attr_handle();
-    let mut pairs = handle
-        .iter()
-        .map(|a| ((*a.nla_type().nla_type()).into(), a.nla_payload().as_ref()));
-    parse(&mut pairs)
-}
-
 /// A NUL-terminated string payload.
 pub fn nul_str(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();

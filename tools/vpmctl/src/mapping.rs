@@ -6,14 +6,14 @@ use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
-use crate::attrs;
-use crate::connection::{attr, nul_str, parse_attrs, Connection};
+use crate::attrs::Attrs;
+use crate::connection::{attr, nul_str, Connection};
 use crate::error::{Error, KernelError, Result};
 use crate::proto::Proto;
 use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN};
 
 /// One allocation as the kernel reports it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mapping {
     pub aid: String,
     pub port: u16,
@@ -33,37 +33,28 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Builds a mapping from (attribute type, payload) pairs.
-    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
-        let mut m = Mapping::default();
-        for (ty, p) in attrs {
-            match MappingAttr::from(ty) {
-                MappingAttr::Aid => m.aid = attrs::string(p)?,
-                MappingAttr::Port => m.port = attrs::u16(p)?,
-                MappingAttr::Proto => {
-                    m.proto = Proto::from_bits(attrs::u32(p)?)
-                        .ok_or_else(|| Error::Protocol("mapping without tcp or udp".into()))?
-                }
-                MappingAttr::AnonPort => m.anon_port = attrs::u16(p)?,
-                MappingAttr::Cgroup => m.cgroup = Some(attrs::string(p)?),
-                MappingAttr::CgroupId => m.cgroup_id = Some(attrs::uint(p)?),
-                MappingAttr::PktsIn => m.pkts_in = attrs::uint(p)?,
-                MappingAttr::BytesIn => m.bytes_in = attrs::uint(p)?,
-                MappingAttr::PktsOut => m.pkts_out = attrs::uint(p)?,
-                MappingAttr::BytesOut => m.bytes_out = attrs::uint(p)?,
-                MappingAttr::WaitMs | MappingAttr::UnrecognizedConst(_) => {}
-            }
-        }
-        if m.aid.is_empty() || m.port == 0 || m.anon_port == 0 {
-            return Err(Error::Protocol(
-                "mapping without aid, port or anon-port".into(),
-            ));
+    /// Reads a mapping reply or notification.
+    pub fn from_attrs(a: &Attrs<MappingAttr>) -> Result<Self> {
+        let m = Mapping {
+            aid: a.require(MappingAttr::Aid)?,
+            port: a.require(MappingAttr::Port)?,
+            proto: a.require(MappingAttr::Proto)?,
+            anon_port: a.require(MappingAttr::AnonPort)?,
+            cgroup: a.get(MappingAttr::Cgroup)?,
+            cgroup_id: a.get(MappingAttr::CgroupId)?,
+            pkts_in: a.get(MappingAttr::PktsIn)?.unwrap_or(0),
+            bytes_in: a.get(MappingAttr::BytesIn)?.unwrap_or(0),
+            pkts_out: a.get(MappingAttr::PktsOut)?.unwrap_or(0),
+            bytes_out: a.get(MappingAttr::BytesOut)?.unwrap_or(0),
+        };
+        if m.port == 0 || m.anon_port == 0 {
+            return Err(Error::Protocol("mapping with port 0".into()));
         }
         Ok(m)
     }
 
     fn from_msg(msg: &Genlmsghdr<Cmd, MappingAttr>) -> Result<Self> {
-        parse_attrs(msg, |attrs| Self::from_attrs(attrs))
+        Self::from_attrs(&Attrs::of("mapping", msg))
     }
 }
 
@@ -318,6 +309,7 @@ pub fn render(maps: &[Mapping]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::tests::attrs;
 
     #[test]
     fn aid_rules() {
@@ -331,15 +323,12 @@ mod tests {
     #[test]
     fn parses_a_mapping() {
         let a = [
-            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
-            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::Proto), 3u32.to_ne_bytes().to_vec()),
-            (
-                u16::from(MappingAttr::AnonPort),
-                20000u16.to_ne_bytes().to_vec(),
-            ),
+            (MappingAttr::Aid, b"a\0".to_vec()),
+            (MappingAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Proto, 3u32.to_ne_bytes().to_vec()),
+            (MappingAttr::AnonPort, 20000u16.to_ne_bytes().to_vec()),
         ];
-        let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        let m = Mapping::from_attrs(&attrs("mapping", &a)).unwrap();
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
             r#"{"aid":"a","port":9000,"proto":["tcp","udp"],"anon_port":20000,"pkts_in":0,"bytes_in":0,"pkts_out":0,"bytes_out":0}"#
@@ -349,32 +338,20 @@ mod tests {
     /// The JSON of a kernel mapping with proto bits `bits`.
     fn json_of(bits: u32, cgroup: Option<(&str, u64)>) -> String {
         let mut a = vec![
-            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
-            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::Proto), bits.to_ne_bytes().to_vec()),
-            (
-                u16::from(MappingAttr::AnonPort),
-                20000u16.to_ne_bytes().to_vec(),
-            ),
-            (u16::from(MappingAttr::PktsIn), 5u64.to_ne_bytes().to_vec()),
-            (
-                u16::from(MappingAttr::BytesIn),
-                600u64.to_ne_bytes().to_vec(),
-            ),
-            (u16::from(MappingAttr::PktsOut), 7u32.to_ne_bytes().to_vec()),
-            (
-                u16::from(MappingAttr::BytesOut),
-                800u64.to_ne_bytes().to_vec(),
-            ),
+            (MappingAttr::Aid, b"a\0".to_vec()),
+            (MappingAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Proto, bits.to_ne_bytes().to_vec()),
+            (MappingAttr::AnonPort, 20000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::PktsIn, 5u64.to_ne_bytes().to_vec()),
+            (MappingAttr::BytesIn, 600u64.to_ne_bytes().to_vec()),
+            (MappingAttr::PktsOut, 7u32.to_ne_bytes().to_vec()),
+            (MappingAttr::BytesOut, 800u64.to_ne_bytes().to_vec()),
         ];
         if let Some((path, id)) = cgroup {
-            a.push((
-                u16::from(MappingAttr::Cgroup),
-                format!("{path}\0").into_bytes(),
-            ));
-            a.push((u16::from(MappingAttr::CgroupId), id.to_ne_bytes().to_vec()));
+            a.push((MappingAttr::Cgroup, format!("{path}\0").into_bytes()));
+            a.push((MappingAttr::CgroupId, id.to_ne_bytes().to_vec()));
         }
-        let m = Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        let m = Mapping::from_attrs(&attrs("mapping", &a)).unwrap();
         serde_json::to_string(&m).unwrap()
     }
 
@@ -426,7 +403,7 @@ mod tests {
 
     #[test]
     fn rejects_incomplete_mapping() {
-        let a = [(u16::from(MappingAttr::Aid), b"a\0".to_vec())];
-        assert!(Mapping::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).is_err());
+        let a = [(MappingAttr::Aid, b"a\0".to_vec())];
+        assert!(Mapping::from_attrs(&attrs("mapping", &a)).is_err());
     }
 }

@@ -5,7 +5,13 @@
 
 use std::fmt;
 
+use neli::consts::genl::NlAttrType;
+use neli::err::DeError;
+use neli::genl::Nlattr;
+use neli::types::Buffer;
 use serde::{Deserialize, Serialize};
+
+use crate::attrs::Payload;
 
 use crate::uapi::{PROTO_TCP, PROTO_UDP};
 
@@ -61,6 +67,13 @@ impl Proto {
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.names().join(","))
+    }
+}
+
+/// The kernel's `proto` flags, of which TCP, UDP or both must be set.
+impl Payload for Proto {
+    fn decode<T: NlAttrType>(attr: &Nlattr<T, Buffer>) -> Result<Self, DeError> {
+        Self::from_bits(u32::decode(attr)?).ok_or_else(|| DeError::new("proto without tcp or udp"))
     }
 }
 

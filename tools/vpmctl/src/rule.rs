@@ -7,8 +7,8 @@ use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::{Deserialize, Serialize};
 
-use crate::attrs;
-use crate::connection::{attr, nul_str, parse_attrs, Connection};
+use crate::attrs::Attrs;
+use crate::connection::{attr, nul_str, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, RuleAttr};
 
@@ -110,30 +110,17 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Builds a rule from (attribute type, payload) pairs.
-    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
-        let mut r = Rule::default();
-        for (ty, p) in attrs {
-            match RuleAttr::from(ty) {
-                RuleAttr::Port => r.port = attrs::u16(p)?,
-                RuleAttr::Aid => r.aid = attrs::string(p)?,
-                RuleAttr::Addr => {
-                    r.from.addr = Some(match p.len() {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(p).expect("length checked")),
-                        16 => IpAddr::from(<[u8; 16]>::try_from(p).expect("length checked")),
-                        n => return Err(Error::Protocol(format!("rule address of {n} bytes"))),
-                    })
-                }
-                RuleAttr::PrefixLen => {
-                    r.from.prefix_len = Some(
-                        *p.first()
-                            .ok_or_else(|| Error::Protocol("empty prefix-len".into()))?,
-                    )
-                }
-                RuleAttr::SrcPort => r.from.src_port = Some(attrs::u16(p)?),
-                RuleAttr::UnrecognizedConst(_) => {}
-            }
-        }
+    /// Reads a rule reply or notification.
+    pub fn from_attrs(a: &Attrs<RuleAttr>) -> Result<Self> {
+        let r = Rule {
+            port: a.require(RuleAttr::Port)?,
+            from: Source {
+                addr: a.get(RuleAttr::Addr)?,
+                prefix_len: a.get(RuleAttr::PrefixLen)?,
+                src_port: a.get(RuleAttr::SrcPort)?,
+            },
+            aid: a.require(RuleAttr::Aid)?,
+        };
         if r.port == 0 || r.aid.is_empty() {
             return Err(Error::Protocol("rule without port or aid".into()));
         }
@@ -141,7 +128,7 @@ impl Rule {
     }
 
     fn from_msg(msg: &Genlmsghdr<Cmd, RuleAttr>) -> Result<Self> {
-        parse_attrs(msg, |attrs| Self::from_attrs(attrs))
+        Self::from_attrs(&Attrs::of("rule", msg))
     }
 }
 
@@ -196,6 +183,7 @@ pub fn render(rules: &[Rule]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::tests::attrs;
 
     fn src(s: &str) -> Source {
         Source::parse(s).unwrap()
@@ -242,12 +230,12 @@ mod tests {
     #[test]
     fn parses_kernel_attrs() {
         let a = [
-            (u16::from(RuleAttr::Port), 9000u16.to_ne_bytes().to_vec()),
-            (u16::from(RuleAttr::Aid), b"b\0".to_vec()),
-            (u16::from(RuleAttr::Addr), vec![10, 1, 0, 0]),
-            (u16::from(RuleAttr::PrefixLen), vec![16]),
+            (RuleAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (RuleAttr::Aid, b"b\0".to_vec()),
+            (RuleAttr::Addr, vec![10, 1, 0, 0]),
+            (RuleAttr::PrefixLen, vec![16]),
         ];
-        let r = Rule::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        let r = Rule::from_attrs(&attrs("rule", &a)).unwrap();
         assert_eq!(r.from.render(), "10.1.0.0/16");
         assert_eq!(r.aid, "b");
     }

@@ -316,7 +316,12 @@ mod tests {
                 port: *p,
                 proto: Proto::Both,
                 anon_port: *n,
-                ..Mapping::default()
+                cgroup: None,
+                cgroup_id: None,
+                pkts_in: 0,
+                bytes_in: 0,
+                pkts_out: 0,
+                bytes_out: 0,
             })
             .collect()
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use neli::{
     consts::{
         genl::{CtrlAttr, CtrlAttrMcastGrp, CtrlCmd, Index, NlAttrType},
-        nl::{GenlId, NlmF, Nlmsg},
+        nl::{GenlId, NlmF, Nlmsg, NlmsgerrAttr},
         socket::NlFamily,
     },
     err::SocketError,
@@ -23,10 +23,6 @@ use neli::{
 use crate::error::{extack_text, Error, KernelError, Result};
 use crate::uapi::{Cmd, EVENTS_GROUP, FAMILY_NAME, FAMILY_VERSION};
 
-/// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const ENOENT: i32 = 2;
-const ENOBUFS: i32 = 105;
 /// Version of the generic netlink controller protocol.
 const CTRL_VERSION: u8 = 2;
 /// The generic netlink controller's family name and its multicast group
@@ -98,7 +94,7 @@ impl Connection {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
                 // dropped events: the reader is behind, not broken.
-                Err(SocketError::Io(e)) if e.raw_os_error() == Some(ENOBUFS) => {
+                Err(SocketError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     return Ok(Incoming::Overrun)
                 }
                 Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
@@ -147,7 +143,7 @@ impl Connection {
             NlmF::ACK,
         ) {
             Ok((r, _)) => r,
-            Err(Error::Kernel(e)) if e.errno == ENOENT => return Err(Error::NotLoaded),
+            Err(Error::Kernel(e)) if e.errno == libc::ENOENT => return Err(Error::NotLoaded),
             Err(e) => return Err(e),
         };
         let reply = replies.first().ok_or(Error::NotLoaded)?;
@@ -397,11 +393,11 @@ impl Connection {
 fn kernel_error<'a>(
     request: &'static str,
     error: i32,
-    ext_ack: impl Iterator<Item = &'a Nlattr<neli::consts::nl::NlmsgerrAttr, Buffer>>,
+    ext_ack: impl Iterator<Item = &'a Nlattr<NlmsgerrAttr, Buffer>>,
 ) -> Error {
     let mut message = None;
     for a in ext_ack {
-        if u16::from(a.nla_type()) == NLMSGERR_ATTR_MSG {
+        if *a.nla_type().nla_type() == NlmsgerrAttr::Msg {
             message = extack_text(a.nla_payload().as_ref());
         }
     }

@@ -79,14 +79,12 @@ impl fmt::Display for KernelError {
         if let Some(m) = &self.message {
             write!(f, ": {m}")?;
         }
-        if self.errno == EPERM {
+        if self.errno == libc::EPERM {
             write!(f, " (this needs CAP_NET_ADMIN: run as root)")?;
         }
         Ok(())
     }
 }
-
-const EPERM: i32 = 1;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -108,7 +106,7 @@ mod tests {
     fn kernel_error_names_request_errno_and_extack() {
         let e = KernelError {
             request: "add",
-            errno: 17,
+            errno: libc::EEXIST,
             message: Some("AID a already uses port 9000".into()),
         };
         assert_eq!(
@@ -121,7 +119,7 @@ mod tests {
     fn eperm_says_what_to_do() {
         let e = KernelError {
             request: "add",
-            errno: 1,
+            errno: libc::EPERM,
             message: None,
         };
         assert!(e

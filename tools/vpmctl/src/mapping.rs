@@ -166,10 +166,6 @@ fn wait_tick() -> Duration {
         .unwrap_or(WAIT_TICK)
 }
 
-const ENOENT: i32 = 2;
-const ENOSPC: i32 = 28;
-const ETIMEDOUT: i32 = 110;
-
 /// Queued allocation, done here rather than in the kernel (a request that
 /// slept there would hold generic netlink's global lock): listen for
 /// changes first, then try; while the kernel answers ENOSPC (range
@@ -191,10 +187,10 @@ fn add_wait(
     let tick = wait_tick();
     loop {
         let refusal = match add_once(conn, aid, port, opts) {
-            Err(Error::Kernel(e)) if e.errno == ENOSPC => e,
+            Err(Error::Kernel(e)) if e.errno == libc::ENOSPC => e,
             // An unknown family: the module went away (or came back as
             // another family).  Other ENOENTs (a missing cgroup) stand.
-            Err(Error::Kernel(e)) if e.errno == ENOENT && !conn.family_alive()? => {
+            Err(Error::Kernel(e)) if e.errno == libc::ENOENT && !conn.family_alive()? => {
                 return Err(Error::Unloaded("add"))
             }
             other => return other,
@@ -215,7 +211,7 @@ fn timed_out(wait_ms: u32, refusal: KernelError) -> Error {
         .unwrap_or_default();
     Error::Kernel(KernelError {
         request: refusal.request,
-        errno: ETIMEDOUT,
+        errno: libc::ETIMEDOUT,
         message: Some(format!(
             "waited {wait_ms} ms and no allocation was released{why}"
         )),
@@ -391,7 +387,7 @@ mod tests {
     fn timeout_names_the_wait_and_the_last_refusal() {
         let refusal = KernelError {
             request: "add",
-            errno: ENOSPC,
+            errno: libc::ENOSPC,
             message: Some("no free port in range 31000-31000 (1 in use); widen the range".into()),
         };
         assert_eq!(

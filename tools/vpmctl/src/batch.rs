@@ -6,6 +6,7 @@ use std::path::Path;
 
 use clap::{CommandFactory, FromArgMatches};
 
+use crate::aid::Aid;
 use crate::cli::{Cli, Command};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ struct Line {
 /// its first failure (the kernel runs every request of a write), so the
 /// adds after it are undone; this tells an add that created its
 /// allocation from one that found it there already and must not undo it.
-type Live = HashSet<(String, u16)>;
+type Live = HashSet<(Aid, u16)>;
 
 /// Runs one batch file; see [`Command::Batch`].  `json` (the batch's
 /// own `--json`) applies to every line.
@@ -156,7 +157,7 @@ fn add_window(conn: &Connection, window: &[Line], live: &mut Live) -> Result<()>
                 wait_ms: None,
                 cgroup: cgroup.clone(),
             };
-            reqs.push((aid.as_str(), *port, opts));
+            reqs.push((aid, *port, opts));
         }
     }
     let refs: Vec<_> = reqs.iter().map(|(a, p, o)| (*a, *p, o)).collect();

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::aid::Aid;
 use crate::{config, mapping, proto, rule};
 
 #[derive(Parser, Debug)]
@@ -26,8 +27,8 @@ pub enum Command {
     /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
     Add {
         /// Application id: 1-31 characters of A-Z a-z 0-9 . _ -
-        #[arg(long, value_parser = mapping::check_aid)]
-        aid: String,
+        #[arg(long)]
+        aid: Aid,
         /// The fixed port the application uses.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
@@ -55,8 +56,8 @@ pub enum Command {
     },
     /// Release the allocation of an AID's fixed port.
     Del {
-        #[arg(long, value_parser = mapping::check_aid)]
-        aid: String,
+        #[arg(long)]
+        aid: Aid,
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
     },
@@ -106,8 +107,8 @@ pub enum RuleCmd {
         /// ADDR[/LEN][:PORT], [V6ADDR[/LEN]]:PORT or :PORT.
         #[arg(long, value_parser = rule::Source::parse)]
         from: Option<rule::Source>,
-        #[arg(long, value_parser = mapping::check_aid)]
-        aid: String,
+        #[arg(long)]
+        aid: Aid,
     },
     /// Remove the rule for PORT and FROM (without --from: the default).
     Del {
@@ -185,7 +186,13 @@ mod tests {
     #[test]
     fn add_rejects_port_zero_and_bad_aids() {
         assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "0"]).is_err());
-        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a b", "--port", "1"]).is_err());
+        let e = Cli::try_parse_from(["vpmctl", "add", "--aid", "a b", "--port", "1"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "error: invalid value 'a b' for '--aid <AID>': 'a b' is not an AID: use 1 to 31 characters"
+            ),
+            "{e}"
+        );
         let cli = Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "9000"]).unwrap();
         assert!(matches!(
             cli.command,

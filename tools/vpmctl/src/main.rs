@@ -2,6 +2,7 @@
 //!
 //! Every command acts on the network namespace vpmctl runs in.
 
+mod aid;
 mod attrs;
 mod batch;
 mod cli;

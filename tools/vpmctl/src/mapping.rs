@@ -6,16 +6,17 @@ use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
+use crate::aid::Aid;
 use crate::attrs::Attrs;
 use crate::connection::{attr, nul_str, Connection};
 use crate::error::{Error, KernelError, Result};
 use crate::proto::Proto;
-use crate::uapi::{Cmd, MappingAttr, AID_MAX_LEN};
+use crate::uapi::{Cmd, MappingAttr};
 
 /// One allocation as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mapping {
-    pub aid: String,
+    pub aid: Aid,
     pub port: u16,
     pub proto: Proto,
     pub anon_port: u16,
@@ -58,20 +59,9 @@ impl Mapping {
     }
 }
 
-/// Checks an AID before the kernel does, to say precisely what is wrong.
-pub fn check_aid(aid: &str) -> std::result::Result<String, String> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if aid.is_empty() || aid.len() > AID_MAX_LEN || !aid.chars().all(ok) {
-        return Err(format!(
-            "'{aid}' is not an AID: use 1 to {AID_MAX_LEN} characters of A-Z a-z 0-9 . _ -"
-        ));
-    }
-    Ok(aid.to_string())
-}
-
-fn key_attrs(aid: &str, port: u16) -> Result<GenlBuffer<MappingAttr, Buffer>> {
+fn key_attrs(aid: &Aid, port: u16) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     let mut attrs = GenlBuffer::new();
-    attrs.push(attr(MappingAttr::Aid, nul_str(aid))?);
+    attrs.push(attr(MappingAttr::Aid, nul_str(aid.as_str()))?);
     attrs.push(attr(MappingAttr::Port, port)?);
     Ok(attrs)
 }
@@ -141,14 +131,14 @@ pub fn cgroup_path(p: &str) -> std::result::Result<String, String> {
 
 /// Allocates (or returns) the anonymous port of (aid, port); with
 /// `wait_ms`, waits that long for room instead of failing (see [`add_wait`]).
-pub fn add(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
+pub fn add(conn: &Connection, aid: &Aid, port: u16, opts: &AddOpts) -> Result<Mapping> {
     match opts.wait_ms {
         Some(ms) if ms > 0 => add_wait(conn, aid, port, opts, ms),
         _ => add_once(conn, aid, port, opts),
     }
 }
 
-fn add_once(conn: &Connection, aid: &str, port: u16, opts: &AddOpts) -> Result<Mapping> {
+fn add_once(conn: &Connection, aid: &Aid, port: u16, opts: &AddOpts) -> Result<Mapping> {
     Mapping::from_msg(&conn.request_one("add", Cmd::AddMapping, add_attrs(aid, port, opts)?)?)
 }
 
@@ -175,7 +165,7 @@ fn wait_tick() -> Duration {
 /// with [`Error::Unloaded`].
 fn add_wait(
     conn: &Connection,
-    aid: &str,
+    aid: &Aid,
     port: u16,
     opts: &AddOpts,
     wait_ms: u32,
@@ -220,7 +210,7 @@ fn timed_out(wait_ms: u32, refusal: KernelError) -> Error {
 
 /// Allocates many at once (see [`Connection::pipeline`]): each request's
 /// outcome, in order.
-pub fn add_many(conn: &Connection, reqs: &[(&str, u16, &AddOpts)]) -> Result<Vec<Result<Mapping>>> {
+pub fn add_many(conn: &Connection, reqs: &[(&Aid, u16, &AddOpts)]) -> Result<Vec<Result<Mapping>>> {
     let attrs = reqs
         .iter()
         .map(|(aid, port, opts)| add_attrs(aid, *port, opts))
@@ -232,7 +222,7 @@ pub fn add_many(conn: &Connection, reqs: &[(&str, u16, &AddOpts)]) -> Result<Vec
         .collect())
 }
 
-fn add_attrs(aid: &str, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingAttr, Buffer>> {
+fn add_attrs(aid: &Aid, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingAttr, Buffer>> {
     let mut attrs = key_attrs(aid, port)?;
     attrs.push(attr(
         MappingAttr::Proto,
@@ -248,7 +238,7 @@ fn add_attrs(aid: &str, port: u16, opts: &AddOpts) -> Result<GenlBuffer<MappingA
 }
 
 /// Releases the allocation of (aid, port).
-pub fn del(conn: &Connection, aid: &str, port: u16) -> Result<()> {
+pub fn del(conn: &Connection, aid: &Aid, port: u16) -> Result<()> {
     conn.request("del", Cmd::DelMapping, key_attrs(aid, port)?)?;
     Ok(())
 }
@@ -306,15 +296,6 @@ pub fn render(maps: &[Mapping]) -> String {
 mod tests {
     use super::*;
     use crate::attrs::tests::attrs;
-
-    #[test]
-    fn aid_rules() {
-        assert!(check_aid("web-blue.v2_1").is_ok());
-        assert!(check_aid("").is_err());
-        assert!(check_aid("has space").is_err());
-        assert!(check_aid(&"x".repeat(AID_MAX_LEN)).is_ok());
-        assert!(check_aid(&"x".repeat(AID_MAX_LEN + 1)).is_err());
-    }
 
     #[test]
     fn parses_a_mapping() {

@@ -7,6 +7,7 @@ use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::{Deserialize, Serialize};
 
+use crate::aid::Aid;
 use crate::attrs::Attrs;
 use crate::connection::{attr, nul_str, Connection};
 use crate::error::{Error, Result};
@@ -101,12 +102,12 @@ impl Source {
 }
 
 /// One rule as the kernel reports it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub port: u16,
     #[serde(flatten)]
     pub from: Source,
-    pub aid: String,
+    pub aid: Aid,
 }
 
 impl Rule {
@@ -121,8 +122,8 @@ impl Rule {
             },
             aid: a.require(RuleAttr::Aid)?,
         };
-        if r.port == 0 || r.aid.is_empty() {
-            return Err(Error::Protocol("rule without port or aid".into()));
+        if r.port == 0 {
+            return Err(Error::Protocol("rule with port 0".into()));
         }
         Ok(r)
     }
@@ -150,9 +151,9 @@ fn key_attrs(port: u16, from: &Source) -> Result<GenlBuffer<RuleAttr, Buffer>> {
 }
 
 /// Adds a rule; `from: None` sets the port's default AID.
-pub fn add(conn: &Connection, port: u16, from: &Source, aid: &str) -> Result<()> {
+pub fn add(conn: &Connection, port: u16, from: &Source, aid: &Aid) -> Result<()> {
     let mut attrs = key_attrs(port, from)?;
-    attrs.push(attr(RuleAttr::Aid, nul_str(aid))?);
+    attrs.push(attr(RuleAttr::Aid, nul_str(aid.as_str()))?);
     conn.request("rule add", Cmd::AddRule, attrs)?;
     Ok(())
 }
@@ -217,7 +218,7 @@ mod tests {
         let r = Rule {
             port: 9000,
             from: src("[2001:db8::/32]:5000"),
-            aid: "a".into(),
+            aid: Aid::new("a").unwrap(),
         };
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(
@@ -237,6 +238,6 @@ mod tests {
         ];
         let r = Rule::from_attrs(&attrs("rule", &a)).unwrap();
         assert_eq!(r.from.render(), "10.1.0.0/16");
-        assert_eq!(r.aid, "b");
+        assert_eq!(r.aid.as_str(), "b");
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aid::Aid;
 use crate::config::{self, Config};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -30,7 +31,7 @@ pub struct SavedConfig {
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedMapping {
-    pub aid: String,
+    pub aid: Aid,
     pub port: u16,
     pub proto: Proto,
     pub anon_port: u16,
@@ -214,9 +215,6 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
             want.version
         )));
     }
-    for w in &want.mappings {
-        mapping::check_aid(&w.aid).map_err(|e| Error::State(format!("{}: {e}", w.name())))?;
-    }
     let live = mapping::list(conn)?;
     if let Some(c) = first_conflict(want, &live) {
         return Err(Error::State(format!("nothing restored: {c}")));
@@ -231,15 +229,15 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         Some((want.config.range_lo, want.config.range_hi)),
         Some(want.config.max_entries),
     )?;
-    let mut added: Vec<(String, u16)> = Vec::new();
+    let mut added: Vec<(Aid, u16)> = Vec::new();
     let mut added_rules: Vec<&Rule> = Vec::new();
     // Undo, newest first; the namespace was consistent before.
-    let undo = |added: &[(String, u16)], added_rules: &[&Rule]| {
+    let undo = |added: &[(Aid, u16)], added_rules: &[&Rule]| {
         for r in added_rules.iter().rev() {
             let _ = rule::del(conn, r.port, &r.from);
         }
         for (aid, port) in added.iter().rev() {
-            let _ = mapping::del(conn, aid.as_str(), *port);
+            let _ = mapping::del(conn, aid, *port);
         }
         let _ = config::set(
             conn,
@@ -298,7 +296,7 @@ mod tests {
             mappings: maps
                 .iter()
                 .map(|(a, p, n)| SavedMapping {
-                    aid: a.to_string(),
+                    aid: Aid::new(*a).unwrap(),
                     port: *p,
                     proto: Proto::Both,
                     anon_port: *n,
@@ -312,7 +310,7 @@ mod tests {
     fn live(maps: &[(&str, u16, u16)]) -> Vec<Mapping> {
         maps.iter()
             .map(|(a, p, n)| Mapping {
-                aid: a.to_string(),
+                aid: Aid::new(*a).unwrap(),
                 port: *p,
                 proto: Proto::Both,
                 anon_port: *n,
@@ -373,7 +371,7 @@ mod tests {
         let r = |aid: &str| Rule {
             port: 9000,
             from,
-            aid: aid.into(),
+            aid: Aid::new(aid).unwrap(),
         };
         let mut s = state(&[("a", 9000, 20000)]);
         s.rules = vec![r("a")];
@@ -467,6 +465,20 @@ mod tests {
     }
   ]
 }"#;
+
+    #[test]
+    fn a_bad_aid_or_proto_in_a_file_is_named() {
+        let bad_aid = SAVED.replace(r#""dns""#, r#""d n s""#);
+        let e = serde_json::from_str::<State>(&bad_aid).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("'d n s' is not an AID: use 1 to 31"),
+            "{e}"
+        );
+        let bad_proto = SAVED.replace(r#""udp""#, r#""sctp""#);
+        let e = serde_json::from_str::<State>(&bad_proto).unwrap_err();
+        assert!(e.to_string().contains("unknown protocol 'sctp'"), "{e}");
+    }
 
     #[test]
     fn saved_file_format_is_stable() {

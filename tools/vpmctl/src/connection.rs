@@ -40,8 +40,14 @@ pub enum Incoming<A: NlAttrType> {
 
 /// A socket bound to the vpm family of the caller's network namespace.
 ///
-/// It talks to the socket directly (rather than through neli's router)
-/// so that the kernel's extended-ack messages reach the user.
+/// It talks to the socket directly, with its own send-and-receive loops,
+/// rather than through neli's router, because of the pipelined write
+/// ([`Connection::pipeline`]): a batch sends up to 64 `add` requests in
+/// one write(2), which the router cannot do (it sends each message alone
+/// and owns the socket from a thread of its own).  The one-request loop
+/// ([`Connection::exchange`]) shares that socket and its sequence numbers,
+/// so it is hand-written too.  Replies are still decoded by neli, their
+/// attributes through [`crate::attrs::Attrs`].
 pub struct Connection {
     sock: NlSocketHandle,
     family: u16,
@@ -225,6 +231,9 @@ impl Connection {
     /// The kernel runs every request of the write, whatever happens to
     /// the ones before it: callers that must stop at the first failure
     /// undo what came after it.
+    ///
+    /// This is why requests are sent and received by hand here (see
+    /// [`Connection`]): neli has no call that writes many messages at once.
     pub fn pipeline<A: NlAttrType>(
         &self,
         name: &'static str,

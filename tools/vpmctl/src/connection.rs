@@ -77,7 +77,7 @@ impl Connection {
     }
 
     /// Joins multicast group `name` of the family; messages then arrive
-    /// through [`Connection::next_event`].
+    /// through [`Connection::next_events`].
     pub fn subscribe(&self, name: &str) -> Result<()> {
         let id = self
             .groups

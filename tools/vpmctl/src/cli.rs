@@ -11,12 +11,17 @@ use crate::{config, mapping, proto, rule};
     about = "Control vpm, the virtual port multiplexing kernel module"
 )]
 pub struct Cli {
-    /// Print JSON instead of text (before or after the command).
-    ///
-    /// One line for add, show, rule show, config and status; one object
-    /// per line for monitor; in a batch, for every line.  save prints JSON
-    /// anyway, and commands that print nothing ignore it.
-    #[arg(long, global = true)]
+    // One flag for every command, before or after it: add, show, rule
+    // show, config and status print one line of JSON, monitor one object
+    // per line; in a batch it holds for every line.  save prints JSON
+    // anyway, and commands that print nothing ignore it.  (A plain
+    // comment: the help is the one line below.)
+    #[arg(
+        long,
+        global = true,
+        display_order = 100,
+        help = "Print JSON instead of text (save always prints JSON)"
+    )]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,

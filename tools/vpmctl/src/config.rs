@@ -3,8 +3,8 @@
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
-use crate::attrs;
-use crate::connection::{attr, parse_attrs, Connection};
+use crate::attrs::Attrs;
+use crate::connection::{attr, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, ConfigAttr};
 
@@ -18,18 +18,16 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
-        let mut c = Config::default();
-        for (ty, p) in attrs {
-            match ConfigAttr::from(ty) {
-                ConfigAttr::RangeLo => c.range_lo = attrs::u16(p)?,
-                ConfigAttr::RangeHi => c.range_hi = attrs::u16(p)?,
-                ConfigAttr::MaxEntries => c.max_entries = attrs::u32(p)?,
-                ConfigAttr::Entries => c.entries = attrs::u32(p)?,
-                ConfigAttr::Rules => c.rules = attrs::u32(p)?,
-                ConfigAttr::UnrecognizedConst(_) => {}
-            }
-        }
+    /// Reads a config reply or notification.  Only the range is required;
+    /// counts a module does not report read as 0.
+    pub fn from_attrs(a: &Attrs<ConfigAttr>) -> Result<Self> {
+        let c = Config {
+            range_lo: a.require(ConfigAttr::RangeLo)?,
+            range_hi: a.get(ConfigAttr::RangeHi)?.unwrap_or(0),
+            max_entries: a.get(ConfigAttr::MaxEntries)?.unwrap_or(0),
+            entries: a.get(ConfigAttr::Entries)?.unwrap_or(0),
+            rules: a.get(ConfigAttr::Rules)?.unwrap_or(0),
+        };
         if c.range_lo == 0 {
             return Err(Error::Protocol("config without a range".into()));
         }
@@ -57,8 +55,12 @@ pub fn parse_range(s: &str) -> std::result::Result<(u16, u16), String> {
 }
 
 pub fn get(conn: &Connection) -> Result<Config> {
-    let reply = conn.request_one("config", Cmd::GetConfig, GenlBuffer::<ConfigAttr, Buffer>::new())?;
-    parse_attrs(&reply, |attrs| Config::from_attrs(attrs))
+    let reply = conn.request_one(
+        "config",
+        Cmd::GetConfig,
+        GenlBuffer::<ConfigAttr, Buffer>::new(),
+    )?;
+    Config::from_attrs(&Attrs::of("config", &reply))
 }
 
 pub fn set(conn: &Connection, range: Option<(u16, u16)>, max_entries: Option<u32>) -> Result<()> {
@@ -77,6 +79,21 @@ pub fn set(conn: &Connection, range: Option<(u16, u16)>, max_entries: Option<u32
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let c = Config {
+            range_lo: 20000,
+            range_hi: 29999,
+            max_entries: 10000,
+            entries: 2,
+            rules: 1,
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"range_lo":20000,"range_hi":29999,"max_entries":10000,"entries":2,"rules":1}"#
+        );
+    }
 
     #[test]
     fn ranges() {

@@ -8,12 +8,12 @@ use std::time::Duration;
 use neli::{
     consts::{
         genl::{CtrlAttr, CtrlAttrMcastGrp, CtrlCmd, Index, NlAttrType},
-        nl::{GenlId, NlmF, Nlmsg},
+        nl::{GenlId, NlmF, Nlmsg, NlmsgerrAttr},
         socket::NlFamily,
     },
+    err::SocketError,
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
     nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
-    err::SocketError,
     socket::synchronous::NlSocketHandle,
     types::{Buffer, GenlBuffer},
     utils::Groups,
@@ -23,10 +23,6 @@ use neli::{
 use crate::error::{extack_text, Error, KernelError, Result};
 use crate::uapi::{Cmd, EVENTS_GROUP, FAMILY_NAME, FAMILY_VERSION};
 
-/// NLMSGERR_ATTR_MSG from <linux/netlink.h>.
-const NLMSGERR_ATTR_MSG: u16 = 1;
-const ENOENT: i32 = 2;
-const ENOBUFS: i32 = 105;
 /// Version of the generic netlink controller protocol.
 const CTRL_VERSION: u8 = 2;
 /// The generic netlink controller's family name and its multicast group
@@ -44,8 +40,14 @@ pub enum Incoming<A: NlAttrType> {
 
 /// A socket bound to the vpm family of the caller's network namespace.
 ///
-/// It talks to the socket directly (rather than through neli's router)
-/// so that the kernel's extended-ack messages reach the user.
+/// It talks to the socket directly, with its own send-and-receive loops,
+/// rather than through neli's router, because of the pipelined write
+/// ([`Connection::pipeline`]): a batch sends up to 64 `add` requests in
+/// one write(2), which the router cannot do (it sends each message alone
+/// and owns the socket from a thread of its own).  The one-request loop
+/// ([`Connection::exchange`]) shares that socket and its sequence numbers,
+/// so it is hand-written too.  Replies are still decoded by neli, their
+/// attributes through [`crate::attrs::Attrs`].
 pub struct Connection {
     sock: NlSocketHandle,
     family: u16,
@@ -75,14 +77,16 @@ impl Connection {
     }
 
     /// Joins multicast group `name` of the family; messages then arrive
-    /// through [`Connection::next_event`].
+    /// through [`Connection::next_events`].
     pub fn subscribe(&self, name: &str) -> Result<()> {
         let id = self
             .groups
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, id)| *id)
-            .ok_or_else(|| Error::Protocol(format!("the module has no '{name}' multicast group")))?;
+            .ok_or_else(|| {
+                Error::Protocol(format!("the module has no '{name}' multicast group"))
+            })?;
         self.sock
             .add_mcast_membership(Groups::new_groups(&[id]))
             .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
@@ -96,12 +100,15 @@ impl Connection {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
                 // dropped events: the reader is behind, not broken.
-                Err(SocketError::Io(e)) if e.raw_os_error() == Some(ENOBUFS) => return Ok(Incoming::Overrun),
+                Err(SocketError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    return Ok(Incoming::Overrun)
+                }
                 Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
             };
             let mut out = Vec::new();
             for msg in msgs {
-                let msg = msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
+                let msg =
+                    msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
                 if *msg.nl_type() != self.family {
                     continue;
                 }
@@ -142,7 +149,7 @@ impl Connection {
             NlmF::ACK,
         ) {
             Ok((r, _)) => r,
-            Err(Error::Kernel(e)) if e.errno == ENOENT => return Err(Error::NotLoaded),
+            Err(Error::Kernel(e)) if e.errno == libc::ENOENT => return Err(Error::NotLoaded),
             Err(e) => return Err(e),
         };
         let reply = replies.first().ok_or(Error::NotLoaded)?;
@@ -197,7 +204,9 @@ impl Connection {
         cmd: Cmd,
         attrs: GenlBuffer<A, Buffer>,
     ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
-        Ok(self.exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?.0)
+        Ok(self
+            .exchange(name, self.family, cmd, FAMILY_VERSION, attrs, NlmF::ACK)?
+            .0)
     }
 
     /// Sends a `do` request that answers with exactly one message.  No
@@ -222,21 +231,28 @@ impl Connection {
     /// The kernel runs every request of the write, whatever happens to
     /// the ones before it: callers that must stop at the first failure
     /// undo what came after it.
+    ///
+    /// This is why requests are sent and received by hand here (see
+    /// [`Connection`]): neli has no call that writes many messages at once.
     pub fn pipeline<A: NlAttrType>(
         &self,
         name: &'static str,
         cmd: Cmd,
         requests: Vec<GenlBuffer<A, Buffer>>,
     ) -> Result<Vec<Result<Genlmsghdr<Cmd, A>>>> {
-        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let nl_err =
+            |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
         let first = self.seq.get().wrapping_add(1);
         let mut buf = Vec::new();
         for attrs in requests {
             let seq = self.seq.get().wrapping_add(1);
             self.seq.set(seq);
-            let msg = self.build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq).map_err(|e| nl_err("cannot build the request", &e))?;
+            let msg = self
+                .build(self.family, cmd, FAMILY_VERSION, attrs, NlmF::REQUEST, seq)
+                .map_err(|e| nl_err("cannot build the request", &e))?;
             let mut bytes = Cursor::new(vec![0; msg.padded_size()]);
-            msg.to_bytes(&mut bytes).map_err(|e| nl_err("cannot build the request", &e))?;
+            msg.to_bytes(&mut bytes)
+                .map_err(|e| nl_err("cannot build the request", &e))?;
             buf.extend_from_slice(bytes.get_ref());
         }
         let n = self.seq.get().wrapping_sub(first).wrapping_add(1) as usize;
@@ -250,7 +266,10 @@ impl Connection {
         let mut outcomes: Vec<Option<Result<Genlmsghdr<Cmd, A>>>> = (0..n).map(|_| None).collect();
         let mut left = n;
         while left > 0 {
-            let (msgs, _) = self.sock.recv::<u16, Genlmsghdr<Cmd, A>>().map_err(|e| nl_err("receive", &e))?;
+            let (msgs, _) = self
+                .sock
+                .recv::<u16, Genlmsghdr<Cmd, A>>()
+                .map_err(|e| nl_err("receive", &e))?;
             for msg in msgs {
                 let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
                 let i = msg.nl_seq().wrapping_sub(first) as usize;
@@ -265,15 +284,28 @@ impl Connection {
                 left -= 1;
             }
         }
-        Ok(outcomes.into_iter().map(|o| o.expect("every request answered")).collect())
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every request answered"))
+            .collect())
     }
 
     /// Dumps a table; retries (a few times) when the kernel reports the
     /// table changed during the dump (`NLM_F_DUMP_INTR`).
-    pub fn dump<A: NlAttrType>(&self, name: &'static str, cmd: Cmd) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+    pub fn dump<A: NlAttrType>(
+        &self,
+        name: &'static str,
+        cmd: Cmd,
+    ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
         for _ in 0..DUMP_TRIES {
-            let (msgs, interrupted) =
-                self.exchange(name, self.family, cmd, FAMILY_VERSION, GenlBuffer::new(), NlmF::DUMP)?;
+            let (msgs, interrupted) = self.exchange(
+                name,
+                self.family,
+                cmd,
+                FAMILY_VERSION,
+                GenlBuffer::new(),
+                NlmF::DUMP,
+            )?;
             if !interrupted {
                 return Ok(msgs);
             }
@@ -320,7 +352,8 @@ impl Connection {
         attrs: GenlBuffer<A, Buffer>,
         flags: NlmF,
     ) -> Result<(Vec<Genlmsghdr<C, A>>, bool)> {
-        let nl_err = |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
+        let nl_err =
+            |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
         let msg = self
@@ -369,11 +402,11 @@ impl Connection {
 fn kernel_error<'a>(
     request: &'static str,
     error: i32,
-    ext_ack: impl Iterator<Item = &'a Nlattr<neli::consts::nl::NlmsgerrAttr, Buffer>>,
+    ext_ack: impl Iterator<Item = &'a Nlattr<NlmsgerrAttr, Buffer>>,
 ) -> Error {
     let mut message = None;
     for a in ext_ack {
-        if u16::from(a.nla_type()) == NLMSGERR_ATTR_MSG {
+        if *a.nla_type().nla_type() == NlmsgerrAttr::Msg {
             message = extack_text(a.nla_payload().as_ref());
         }
     }
@@ -436,7 +469,10 @@ impl Watch {
 const DUMP_TRIES: usize = 5;
 
 /// Builds one attribute.
-pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(ty: A, payload: P) -> Result<Nlattr<A, Buffer>> {
+pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(
+    ty: A,
+    payload: P,
+) -> Result<Nlattr<A, Buffer>> {
     let nla_type = AttrTypeBuilder::default()
         .nla_type(ty)
         .build()
@@ -446,18 +482,6 @@ pub fn attr<A: NlAttrType, P: neli::Size + neli::ToBytes>(ty: A, payload: P) -> 
         .nla_payload(payload)
         .build()
         .map_err(|e| Error::Netlink(format!("cannot build attribute: {e}")))
-}
-
-/// Runs `parse` over the (type, payload) pairs of a message's attributes.
-pub fn parse_attrs<A: NlAttrType, T>(
-    msg: &Genlmsghdr<Cmd, A>,
-    parse: impl for<'a> FnOnce(&mut dyn Iterator<Item = (u16, &'a [u8])>) -> Result<T>,
-) -> Result<T> {
-    let handle = msg.attrs().get_attr_handle();
-    let mut pairs = handle
-        .iter()
-        .map(|a| ((*a.nla_type().nla_type()).into(), a.nla_payload().as_ref()));
-    parse(&mut pairs)
 }
 
 /// A NUL-terminated string payload.

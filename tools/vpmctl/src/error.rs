@@ -79,20 +79,21 @@ impl fmt::Display for KernelError {
         if let Some(m) = &self.message {
             write!(f, ": {m}")?;
         }
-        if self.errno == EPERM {
+        if self.errno == libc::EPERM {
             write!(f, " (this needs CAP_NET_ADMIN: run as root)")?;
         }
         Ok(())
     }
 }
 
-const EPERM: i32 = 1;
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The NUL-terminated text of an NLMSGERR_ATTR_MSG payload.
 pub fn extack_text(payload: &[u8]) -> Option<String> {
-    let end = payload.iter().position(|&b| b == 0).unwrap_or(payload.len());
+    let end = payload
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(payload.len());
     let text = String::from_utf8_lossy(&payload[..end]).trim().to_string();
     (!text.is_empty()).then_some(text)
 }
@@ -105,7 +106,7 @@ mod tests {
     fn kernel_error_names_request_errno_and_extack() {
         let e = KernelError {
             request: "add",
-            errno: 17,
+            errno: libc::EEXIST,
             message: Some("AID a already uses port 9000".into()),
         };
         assert_eq!(
@@ -118,10 +119,12 @@ mod tests {
     fn eperm_says_what_to_do() {
         let e = KernelError {
             request: "add",
-            errno: 1,
+            errno: libc::EPERM,
             message: None,
         };
-        assert!(e.to_string().ends_with("(this needs CAP_NET_ADMIN: run as root)"));
+        assert!(e
+            .to_string()
+            .ends_with("(this needs CAP_NET_ADMIN: run as root)"));
     }
 
     #[test]
@@ -136,20 +139,29 @@ mod tests {
     #[test]
     fn unloaded_while_waiting_is_not_loaded() {
         let e = Error::Unloaded("add");
-        assert!(e.to_string().starts_with("vpm kernel module not loaded"), "{e}");
+        assert!(
+            e.to_string().starts_with("vpm kernel module not loaded"),
+            "{e}"
+        );
         assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]
     fn batch_errors_name_the_line_and_keep_the_code() {
         let e = Error::NotLoaded.at_line(7);
-        assert_eq!(e.to_string(), "batch line 7: vpm kernel module not loaded: insmod vpm.ko");
+        assert_eq!(
+            e.to_string(),
+            "batch line 7: vpm kernel module not loaded: insmod vpm.ko"
+        );
         assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }
 
     #[test]
     fn extack_text_stops_at_nul() {
-        assert_eq!(extack_text(b"missing attribute\0\0\0"), Some("missing attribute".into()));
+        assert_eq!(
+            extack_text(b"missing attribute\0\0\0"),
+            Some("missing attribute".into())
+        );
         assert_eq!(extack_text(b"\0"), None);
         assert_eq!(extack_text(b"no nul"), Some("no nul".into()));
     }

@@ -1,10 +1,12 @@
 //! `vpmctl monitor`: print allocation and configuration changes as the
 //! kernel announces them on the family's "events" multicast group.
 
+use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
+use crate::attrs::Attrs;
 use crate::config::Config;
-use crate::connection::{parse_attrs, Connection, Incoming};
+use crate::connection::{Connection, Incoming};
 use crate::error::Result;
 use crate::mapping::Mapping;
 use crate::rule::Rule;
@@ -14,36 +16,47 @@ use crate::uapi::{Cmd, EVENTS_GROUP};
 #[derive(Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    New { mapping: Mapping },
-    Del { mapping: Mapping },
+    New {
+        mapping: Mapping,
+    },
+    Del {
+        mapping: Mapping,
+    },
     Flush,
-    Config { config: Config },
-    RuleNew { rule: Rule },
-    RuleDel { rule: Rule },
+    Config {
+        config: Config,
+    },
+    RuleNew {
+        rule: Rule,
+    },
+    RuleDel {
+        rule: Rule,
+    },
     /// The kernel dropped events because this reader fell behind: the
     /// table may have changed unseen (`vpmctl show` has it as it is).
     Lost,
 }
 
 impl Event {
-    /// Decodes one notification; `None` for commands this vpmctl does not know.
-    pub fn decode<'a>(cmd: Cmd, attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Option<Self>> {
+    /// Decodes one notification, whose attributes belong to the set its
+    /// command implies; `None` for commands this vpmctl does not know.
+    pub fn decode(cmd: Cmd, raw: &GenlBuffer<u16, Buffer>) -> Result<Option<Self>> {
         Ok(Some(match cmd {
             Cmd::MappingNewNtf => Event::New {
-                mapping: Mapping::from_attrs(attrs)?,
+                mapping: Mapping::from_attrs(&Attrs::retyped("mapping", raw)?)?,
             },
             Cmd::MappingDelNtf => Event::Del {
-                mapping: Mapping::from_attrs(attrs)?,
+                mapping: Mapping::from_attrs(&Attrs::retyped("mapping", raw)?)?,
             },
             Cmd::FlushNtf => Event::Flush,
             Cmd::ConfigNtf => Event::Config {
-                config: Config::from_attrs(attrs)?,
+                config: Config::from_attrs(&Attrs::retyped("config", raw)?)?,
             },
             Cmd::RuleNewNtf => Event::RuleNew {
-                rule: Rule::from_attrs(attrs)?,
+                rule: Rule::from_attrs(&Attrs::retyped("rule", raw)?)?,
             },
             Cmd::RuleDelNtf => Event::RuleDel {
-                rule: Rule::from_attrs(attrs)?,
+                rule: Rule::from_attrs(&Attrs::retyped("rule", raw)?)?,
             },
             _ => return Ok(None),
         }))
@@ -51,7 +64,7 @@ impl Event {
 
     /// The human-readable line.
     pub fn render(&self) -> String {
-        let map = |m: &Mapping| format!("{} {} {} -> {}", m.aid, m.port, m.proto.join(","), m.anon_port);
+        let map = |m: &Mapping| format!("{} {} {} -> {}", m.aid, m.port, m.proto, m.anon_port);
         match self {
             Event::New { mapping } => format!("new {}", map(mapping)),
             Event::Del { mapping } => format!("del {}", map(mapping)),
@@ -85,7 +98,7 @@ pub fn run(conn: &Connection, json: bool) -> Result<()> {
             Incoming::Overrun => print(&Event::Lost),
             Incoming::Events(msgs) => {
                 for msg in msgs {
-                    if let Some(ev) = parse_attrs(&msg, |attrs| Event::decode(*msg.cmd(), attrs))? {
+                    if let Some(ev) = Event::decode(*msg.cmd(), msg.attrs())? {
                         print(&ev);
                     }
                 }
@@ -97,27 +110,61 @@ pub fn run(conn: &Connection, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::{attr, nul_str};
     use crate::uapi::MappingAttr;
 
     #[test]
     fn decodes_and_renders() {
-        let a = [
-            (u16::from(MappingAttr::Aid), b"a\0".to_vec()),
-            (u16::from(MappingAttr::Port), 9000u16.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::Proto), 1u32.to_ne_bytes().to_vec()),
-            (u16::from(MappingAttr::AnonPort), 20000u16.to_ne_bytes().to_vec()),
-        ];
-        let it = a.iter().map(|(t, p)| (*t, p.as_slice()));
-        let ev = Event::decode(Cmd::MappingNewNtf, it).unwrap().unwrap();
+        let mut raw = GenlBuffer::new();
+        raw.push(attr(u16::from(MappingAttr::Aid), nul_str("a")).unwrap());
+        raw.push(attr(u16::from(MappingAttr::Port), 9000u16).unwrap());
+        raw.push(attr(u16::from(MappingAttr::Proto), 1u32).unwrap());
+        raw.push(attr(u16::from(MappingAttr::AnonPort), 20000u16).unwrap());
+        let ev = Event::decode(Cmd::MappingNewNtf, &raw).unwrap().unwrap();
         assert_eq!(ev.render(), "new a 9000 tcp -> 20000");
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"new","mapping":{"aid":"a","port":9000,"proto":["tcp"],"anon_port":20000,"pkts_in":0,"bytes_in":0,"pkts_out":0,"bytes_out":0}}"#
         );
-        let flush = Event::decode(Cmd::FlushNtf, std::iter::empty()).unwrap().unwrap();
-        assert_eq!(serde_json::to_string(&flush).unwrap(), r#"{"event":"flush"}"#);
-        assert!(Event::decode(Cmd::GetStatus, std::iter::empty()).unwrap().is_none());
-        assert_eq!(serde_json::to_string(&Event::Lost).unwrap(), r#"{"event":"lost"}"#);
+        let flush = Event::decode(Cmd::FlushNtf, &GenlBuffer::new())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_string(&flush).unwrap(),
+            r#"{"event":"flush"}"#
+        );
+        assert!(Event::decode(Cmd::GetStatus, &GenlBuffer::new())
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            serde_json::to_string(&Event::Lost).unwrap(),
+            r#"{"event":"lost"}"#
+        );
         assert!(Event::Lost.render().contains("vpmctl show"));
+    }
+
+    #[test]
+    fn event_tags_are_stable() {
+        let config = Config {
+            range_lo: 1,
+            range_hi: 2,
+            max_entries: 3,
+            entries: 0,
+            rules: 0,
+        };
+        assert_eq!(
+            serde_json::to_string(&Event::Config { config }).unwrap(),
+            r#"{"event":"config","config":{"range_lo":1,"range_hi":2,"max_entries":3,"entries":0,"rules":0}}"#
+        );
+        let rule: Rule =
+            serde_json::from_str(r#"{"port":9000,"src_port":5000,"aid":"a"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Event::RuleNew { rule: rule.clone() }).unwrap(),
+            r#"{"event":"rule-new","rule":{"port":9000,"src_port":5000,"aid":"a"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Event::RuleDel { rule }).unwrap(),
+            r#"{"event":"rule-del","rule":{"port":9000,"src_port":5000,"aid":"a"}}"#
+        );
     }
 }

@@ -7,8 +7,9 @@ use neli::genl::Genlmsghdr;
 use neli::types::{Buffer, GenlBuffer};
 use serde::{Deserialize, Serialize};
 
-use crate::attrs;
-use crate::connection::{attr, nul_str, parse_attrs, Connection};
+use crate::aid::Aid;
+use crate::attrs::Attrs;
+use crate::connection::{attr, nul_str, Connection};
 use crate::error::{Error, Result};
 use crate::uapi::{Cmd, RuleAttr};
 
@@ -37,7 +38,10 @@ impl Source {
             let (inner, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or_else(|| bad("expected ':PORT' after ']'"))?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("expected ':PORT' after ']'"))?,
+                ),
             };
             (inner, port)
         } else if s.matches(':').count() > 1 {
@@ -59,10 +63,16 @@ impl Source {
             (None, None)
         } else {
             let (a, len) = match net.split_once('/') {
-                Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| bad("bad prefix length"))?)),
+                Some((a, l)) => (
+                    a,
+                    Some(l.parse::<u8>().map_err(|_| bad("bad prefix length"))?),
+                ),
                 None => (net, None),
             };
-            (Some(a.parse::<IpAddr>().map_err(|_| bad("bad address"))?), len)
+            (
+                Some(a.parse::<IpAddr>().map_err(|_| bad("bad address"))?),
+                len,
+            )
         };
         if addr.is_none() && src_port.is_none() {
             return Err(bad("give an address, a port or both"));
@@ -92,44 +102,34 @@ impl Source {
 }
 
 /// One rule as the kernel reports it.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     pub port: u16,
     #[serde(flatten)]
     pub from: Source,
-    pub aid: String,
+    pub aid: Aid,
 }
 
 impl Rule {
-    /// Builds a rule from (attribute type, payload) pairs.
-    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
-        let mut r = Rule::default();
-        for (ty, p) in attrs {
-            match RuleAttr::from(ty) {
-                RuleAttr::Port => r.port = attrs::u16(p)?,
-                RuleAttr::Aid => r.aid = attrs::string(p)?,
-                RuleAttr::Addr => {
-                    r.from.addr = Some(match p.len() {
-                        4 => IpAddr::from(<[u8; 4]>::try_from(p).expect("length checked")),
-                        16 => IpAddr::from(<[u8; 16]>::try_from(p).expect("length checked")),
-                        n => return Err(Error::Protocol(format!("rule address of {n} bytes"))),
-                    })
-                }
-                RuleAttr::PrefixLen => {
-                    r.from.prefix_len = Some(*p.first().ok_or_else(|| Error::Protocol("empty prefix-len".into()))?)
-                }
-                RuleAttr::SrcPort => r.from.src_port = Some(attrs::u16(p)?),
-                RuleAttr::UnrecognizedConst(_) => {}
-            }
-        }
-        if r.port == 0 || r.aid.is_empty() {
-            return Err(Error::Protocol("rule without port or aid".into()));
+    /// Reads a rule reply or notification.
+    pub fn from_attrs(a: &Attrs<RuleAttr>) -> Result<Self> {
+        let r = Rule {
+            port: a.require(RuleAttr::Port)?,
+            from: Source {
+                addr: a.get(RuleAttr::Addr)?,
+                prefix_len: a.get(RuleAttr::PrefixLen)?,
+                src_port: a.get(RuleAttr::SrcPort)?,
+            },
+            aid: a.require(RuleAttr::Aid)?,
+        };
+        if r.port == 0 {
+            return Err(Error::Protocol("rule with port 0".into()));
         }
         Ok(r)
     }
 
     fn from_msg(msg: &Genlmsghdr<Cmd, RuleAttr>) -> Result<Self> {
-        parse_attrs(msg, |attrs| Self::from_attrs(attrs))
+        Self::from_attrs(&Attrs::of("rule", msg))
     }
 }
 
@@ -151,9 +151,9 @@ fn key_attrs(port: u16, from: &Source) -> Result<GenlBuffer<RuleAttr, Buffer>> {
 }
 
 /// Adds a rule; `from: None` sets the port's default AID.
-pub fn add(conn: &Connection, port: u16, from: &Source, aid: &str) -> Result<()> {
+pub fn add(conn: &Connection, port: u16, from: &Source, aid: &Aid) -> Result<()> {
     let mut attrs = key_attrs(port, from)?;
-    attrs.push(attr(RuleAttr::Aid, nul_str(aid))?);
+    attrs.push(attr(RuleAttr::Aid, nul_str(aid.as_str()))?);
     conn.request("rule add", Cmd::AddRule, attrs)?;
     Ok(())
 }
@@ -166,7 +166,10 @@ pub fn del(conn: &Connection, port: u16, from: &Source) -> Result<()> {
 
 /// Every rule, ordered by fixed port, then match.
 pub fn list(conn: &Connection) -> Result<Vec<Rule>> {
-    conn.dump::<RuleAttr>("rule show", Cmd::GetRule)?.iter().map(Rule::from_msg).collect()
+    conn.dump::<RuleAttr>("rule show", Cmd::GetRule)?
+        .iter()
+        .map(Rule::from_msg)
+        .collect()
 }
 
 /// The human-readable table.
@@ -181,6 +184,7 @@ pub fn render(rules: &[Rule]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attrs::tests::attrs;
 
     fn src(s: &str) -> Source {
         Source::parse(s).unwrap()
@@ -195,7 +199,15 @@ mod tests {
         assert_eq!(src("[2001:db8::1]:5000").render(), "[2001:db8::1]:5000");
         assert_eq!(src("[2001:db8::/32]:5000").src_port, Some(5000));
         assert_eq!(src("10.1.2.3/32").prefix_len, Some(32));
-        for bad in ["", "10.0.0.1:0", "10.0.0.1/x", "nonsense", "[::1", "[::1]5000", "10.0.0.1:99999"] {
+        for bad in [
+            "",
+            "10.0.0.1:0",
+            "10.0.0.1/x",
+            "nonsense",
+            "[::1",
+            "[::1]5000",
+            "10.0.0.1:99999",
+        ] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Source::default().render(), "*");
@@ -203,22 +215,29 @@ mod tests {
 
     #[test]
     fn rule_round_trips_as_json() {
-        let r = Rule { port: 9000, from: src("[2001:db8::/32]:5000"), aid: "a".into() };
+        let r = Rule {
+            port: 9000,
+            from: src("[2001:db8::/32]:5000"),
+            aid: Aid::new("a").unwrap(),
+        };
         let text = serde_json::to_string(&r).unwrap();
-        assert_eq!(text, r#"{"port":9000,"addr":"2001:db8::","prefix_len":32,"src_port":5000,"aid":"a"}"#);
+        assert_eq!(
+            text,
+            r#"{"port":9000,"addr":"2001:db8::","prefix_len":32,"src_port":5000,"aid":"a"}"#
+        );
         assert_eq!(serde_json::from_str::<Rule>(&text).unwrap(), r);
     }
 
     #[test]
     fn parses_kernel_attrs() {
         let a = [
-            (u16::from(RuleAttr::Port), 9000u16.to_ne_bytes().to_vec()),
-            (u16::from(RuleAttr::Aid), b"b\0".to_vec()),
-            (u16::from(RuleAttr::Addr), vec![10, 1, 0, 0]),
-            (u16::from(RuleAttr::PrefixLen), vec![16]),
+            (RuleAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (RuleAttr::Aid, b"b\0".to_vec()),
+            (RuleAttr::Addr, vec![10, 1, 0, 0]),
+            (RuleAttr::PrefixLen, vec![16]),
         ];
-        let r = Rule::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice()))).unwrap();
+        let r = Rule::from_attrs(&attrs("rule", &a)).unwrap();
         assert_eq!(r.from.render(), "10.1.0.0/16");
-        assert_eq!(r.aid, "b");
+        assert_eq!(r.aid.as_str(), "b");
     }
 }

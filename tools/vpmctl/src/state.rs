@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aid::Aid;
 use crate::config::{self, Config};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::mapping::{self, AddOpts, Mapping, Proto};
+use crate::mapping::{self, AddOpts, Mapping};
+use crate::proto::Proto;
 use crate::rule::{self, Rule};
 
 /// Format version of a saved state.
@@ -29,9 +31,9 @@ pub struct SavedConfig {
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedMapping {
-    pub aid: String,
+    pub aid: Aid,
     pub port: u16,
-    pub proto: Vec<String>,
+    pub proto: Proto,
     pub anon_port: u16,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cgroup: Option<String>,
@@ -52,7 +54,7 @@ impl SavedMapping {
         Self {
             aid: m.aid.clone(),
             port: m.port,
-            proto: m.proto.iter().map(|p| p.to_string()).collect(),
+            proto: m.proto,
             anon_port: m.anon_port,
             cgroup: m.cgroup.clone(),
         }
@@ -60,17 +62,6 @@ impl SavedMapping {
 
     fn name(&self) -> String {
         format!("{} port {}", self.aid, self.port)
-    }
-
-    fn proto(&self) -> Result<Proto> {
-        let tcp = self.proto.iter().any(|p| p == "tcp");
-        let udp = self.proto.iter().any(|p| p == "udp");
-        match (tcp, udp) {
-            (true, true) => Ok(Proto::Both),
-            (true, false) => Ok(Proto::Tcp),
-            (false, true) => Ok(Proto::Udp),
-            _ => Err(Error::State(format!("{}: proto must list tcp and/or udp", self.name()))),
-        }
     }
 }
 
@@ -117,14 +108,30 @@ fn read_state(conn: &Connection) -> Result<State> {
 pub fn first_rule_conflict(want: &State, live: &[Rule]) -> Option<String> {
     for (i, w) in want.rules.iter().enumerate() {
         let name = format!("rule port {} from {}", w.port, w.from.render());
-        if !want.mappings.iter().any(|m| m.aid == w.aid && m.port == w.port) {
-            return Some(format!("{name}: AID {} has no saved allocation on that port", w.aid));
+        if !want
+            .mappings
+            .iter()
+            .any(|m| m.aid == w.aid && m.port == w.port)
+        {
+            return Some(format!(
+                "{name}: AID {} has no saved allocation on that port",
+                w.aid
+            ));
         }
-        if want.rules[..i].iter().any(|o| o.port == w.port && o.from == w.from) {
+        if want.rules[..i]
+            .iter()
+            .any(|o| o.port == w.port && o.from == w.from)
+        {
             return Some(format!("{name}: appears twice in the saved state"));
         }
-        if let Some(l) = live.iter().find(|l| l.port == w.port && l.from == w.from && l.aid != w.aid) {
-            return Some(format!("{name}: points to AID {} now, the saved state says {}", l.aid, w.aid));
+        if let Some(l) = live
+            .iter()
+            .find(|l| l.port == w.port && l.from == w.from && l.aid != w.aid)
+        {
+            return Some(format!(
+                "{name}: points to AID {} now, the saved state says {}",
+                l.aid, w.aid
+            ));
         }
     }
     None
@@ -170,7 +177,11 @@ pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
             .iter()
             .find(|o| o.anon_port == w.anon_port || (o.aid == w.aid && o.port == w.port))
         {
-            return Some(format!("{}: clashes with {} in the saved state", w.name(), o.name()));
+            return Some(format!(
+                "{}: clashes with {} in the saved state",
+                w.name(),
+                o.name()
+            ));
         }
         for l in live {
             let same_key = l.aid == w.aid && l.port == w.port;
@@ -204,10 +215,6 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
             want.version
         )));
     }
-    for w in &want.mappings {
-        mapping::check_aid(&w.aid).map_err(|e| Error::State(format!("{}: {e}", w.name())))?;
-        w.proto()?;
-    }
     let live = mapping::list(conn)?;
     if let Some(c) = first_conflict(want, &live) {
         return Err(Error::State(format!("nothing restored: {c}")));
@@ -222,22 +229,26 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         Some((want.config.range_lo, want.config.range_hi)),
         Some(want.config.max_entries),
     )?;
-    let mut added: Vec<(String, u16)> = Vec::new();
+    let mut added: Vec<(Aid, u16)> = Vec::new();
     let mut added_rules: Vec<&Rule> = Vec::new();
     // Undo, newest first; the namespace was consistent before.
-    let undo = |added: &[(String, u16)], added_rules: &[&Rule]| {
+    let undo = |added: &[(Aid, u16)], added_rules: &[&Rule]| {
         for r in added_rules.iter().rev() {
             let _ = rule::del(conn, r.port, &r.from);
         }
         for (aid, port) in added.iter().rev() {
-            let _ = mapping::del(conn, aid.as_str(), *port);
+            let _ = mapping::del(conn, aid, *port);
         }
-        let _ = config::set(conn, Some((old.range_lo, old.range_hi)), Some(old.max_entries));
+        let _ = config::set(
+            conn,
+            Some((old.range_lo, old.range_hi)),
+            Some(old.max_entries),
+        );
     };
     for w in &want.mappings {
         let existed = live.iter().any(|l| l.aid == w.aid && l.port == w.port);
         let opts = AddOpts {
-            proto: Some(w.proto()?),
+            proto: Some(w.proto),
             anon: Some(w.anon_port),
             wait_ms: None,
             cgroup: w.cgroup.clone(),
@@ -251,7 +262,10 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
         }
     }
     for r in &want.rules {
-        if live_rules.iter().any(|l| l.port == r.port && l.from == r.from) {
+        if live_rules
+            .iter()
+            .any(|l| l.port == r.port && l.from == r.from)
+        {
             continue;
         }
         if let Err(e) = rule::add(conn, r.port, &r.from, &r.aid) {
@@ -282,9 +296,9 @@ mod tests {
             mappings: maps
                 .iter()
                 .map(|(a, p, n)| SavedMapping {
-                    aid: a.to_string(),
+                    aid: Aid::new(*a).unwrap(),
                     port: *p,
-                    proto: vec!["tcp".into(), "udp".into()],
+                    proto: Proto::Both,
                     anon_port: *n,
                     cgroup: None,
                 })
@@ -296,11 +310,16 @@ mod tests {
     fn live(maps: &[(&str, u16, u16)]) -> Vec<Mapping> {
         maps.iter()
             .map(|(a, p, n)| Mapping {
-                aid: a.to_string(),
+                aid: Aid::new(*a).unwrap(),
                 port: *p,
-                proto: vec!["tcp", "udp"],
+                proto: Proto::Both,
                 anon_port: *n,
-                ..Mapping::default()
+                cgroup: None,
+                cgroup_id: None,
+                pkts_in: 0,
+                bytes_in: 0,
+                pkts_out: 0,
+                bytes_out: 0,
             })
             .collect()
     }
@@ -319,10 +338,14 @@ mod tests {
     fn names_the_conflicting_entry() {
         let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("x", 1, 20000)])).unwrap();
         assert_eq!(c, "a port 9000: anonymous port 20000 is held by x port 1");
-        let c = first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20001)])).unwrap();
+        let c =
+            first_conflict(&state(&[("a", 9000, 20000)]), &live(&[("a", 9000, 20001)])).unwrap();
         assert!(c.contains("holds anonymous port 20001 now"), "{c}");
         let c = first_conflict(&state(&[("a", 9000, 20000), ("b", 9000, 20000)]), &[]).unwrap();
-        assert!(c.starts_with("b port 9000: clashes with a port 9000"), "{c}");
+        assert!(
+            c.starts_with("b port 9000: clashes with a port 9000"),
+            "{c}"
+        );
         let c = first_conflict(&state(&[("a", 9000, 30000)]), &[]).unwrap();
         assert!(c.contains("outside the saved range"), "{c}");
         let c = first_conflict(&state(&[]), &live(&[("x", 1, 30000)])).unwrap();
@@ -336,29 +359,47 @@ mod tests {
         // "a" is live already: 2 entries in all, which fits.
         assert_eq!(first_conflict(&s, &live(&[("a", 9000, 20000)])), None);
         let c = first_conflict(&s, &live(&[("x", 1, 20050)])).unwrap();
-        assert!(c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"), "{c}");
+        assert!(
+            c.starts_with("config: max_entries 2 cannot hold 1 live and 2 restored"),
+            "{c}"
+        );
     }
 
     #[test]
     fn rule_conflicts() {
         let from = rule::Source::parse("10.0.0.0/8").unwrap();
-        let r = |aid: &str| Rule { port: 9000, from, aid: aid.into() };
+        let r = |aid: &str| Rule {
+            port: 9000,
+            from,
+            aid: Aid::new(aid).unwrap(),
+        };
         let mut s = state(&[("a", 9000, 20000)]);
         s.rules = vec![r("a")];
         assert_eq!(first_rule_conflict(&s, &[]), None);
         assert_eq!(first_rule_conflict(&s, &[r("a")]), None);
         let c = first_rule_conflict(&s, &[r("b")]).unwrap();
-        assert_eq!(c, "rule port 9000 from 10.0.0.0/8: points to AID b now, the saved state says a");
+        assert_eq!(
+            c,
+            "rule port 9000 from 10.0.0.0/8: points to AID b now, the saved state says a"
+        );
         s.rules = vec![r("z")];
-        assert!(first_rule_conflict(&s, &[]).unwrap().contains("AID z has no saved allocation"));
+        assert!(first_rule_conflict(&s, &[])
+            .unwrap()
+            .contains("AID z has no saved allocation"));
         s.rules = vec![r("a"), r("a")];
-        assert!(first_rule_conflict(&s, &[]).unwrap().contains("appears twice"));
+        assert!(first_rule_conflict(&s, &[])
+            .unwrap()
+            .contains("appears twice"));
     }
 
     #[test]
     fn states_without_rules_still_load() {
-        let text = r#"{"version":1,"config":{"range_lo":1,"range_hi":2,"max_entries":3},"mappings":[]}"#;
-        assert!(serde_json::from_str::<State>(text).unwrap().rules.is_empty());
+        let text =
+            r#"{"version":1,"config":{"range_lo":1,"range_hi":2,"max_entries":3},"mappings":[]}"#;
+        assert!(serde_json::from_str::<State>(text)
+            .unwrap()
+            .rules
+            .is_empty());
     }
 
     #[test]
@@ -366,5 +407,84 @@ mod tests {
         let s = state(&[("a", 9000, 20000)]);
         let text = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+    }
+
+    /// A file as `vpmctl save` writes it (one allocation per protocol
+    /// set, a cgroup, rules of each kind).  Files like it must restore,
+    /// and `save` must keep writing exactly this.
+    const SAVED: &str = r#"{
+  "version": 1,
+  "config": {
+    "range_lo": 20000,
+    "range_hi": 20099,
+    "max_entries": 100
+  },
+  "mappings": [
+    {
+      "aid": "web-blue.v2_1",
+      "port": 80,
+      "proto": [
+        "tcp"
+      ],
+      "anon_port": 20000,
+      "cgroup": "/vpm/a"
+    },
+    {
+      "aid": "dns",
+      "port": 53,
+      "proto": [
+        "udp"
+      ],
+      "anon_port": 20001
+    },
+    {
+      "aid": "b",
+      "port": 9000,
+      "proto": [
+        "tcp",
+        "udp"
+      ],
+      "anon_port": 20002
+    }
+  ],
+  "rules": [
+    {
+      "port": 9000,
+      "addr": "10.0.0.0",
+      "prefix_len": 8,
+      "aid": "b"
+    },
+    {
+      "port": 9000,
+      "src_port": 5000,
+      "aid": "b"
+    },
+    {
+      "port": 80,
+      "aid": "web-blue.v2_1"
+    }
+  ]
+}"#;
+
+    #[test]
+    fn a_bad_aid_or_proto_in_a_file_is_named() {
+        let bad_aid = SAVED.replace(r#""dns""#, r#""d n s""#);
+        let e = serde_json::from_str::<State>(&bad_aid).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("'d n s' is not an AID: use 1 to 31"),
+            "{e}"
+        );
+        let bad_proto = SAVED.replace(r#""udp""#, r#""sctp""#);
+        let e = serde_json::from_str::<State>(&bad_proto).unwrap_err();
+        assert!(e.to_string().contains("unknown protocol 'sctp'"), "{e}");
+    }
+
+    #[test]
+    fn saved_file_format_is_stable() {
+        let st: State = serde_json::from_str(SAVED).unwrap();
+        assert_eq!(serde_json::to_string_pretty(&st).unwrap(), SAVED);
+        let protos: Vec<_> = st.mappings.iter().map(|m| m.proto).collect();
+        assert_eq!(protos, [Proto::Tcp, Proto::Udp, Proto::Both]);
     }
 }

@@ -3,9 +3,9 @@
 use neli::types::{Buffer, GenlBuffer};
 use serde::Serialize;
 
-use crate::attrs;
-use crate::connection::{parse_attrs, Connection};
-use crate::error::{Error, Result};
+use crate::attrs::Attrs;
+use crate::connection::Connection;
+use crate::error::Result;
 use crate::uapi::{Cmd, StatusAttr};
 
 /// The module's status in the caller's network namespace.
@@ -43,39 +43,28 @@ pub struct Status {
 }
 
 impl Status {
-    /// Builds a status from (attribute type, payload) pairs of a reply.
-    pub fn from_attrs<'a>(attrs: impl IntoIterator<Item = (u16, &'a [u8])>) -> Result<Self> {
-        let mut st = Status::default();
-        let mut have_version = false;
-        for (ty, payload) in attrs {
-            match StatusAttr::from(ty) {
-                StatusAttr::Version => {
-                    st.version = attrs::string(payload)?;
-                    have_version = true;
-                }
-                StatusAttr::Hooks => st.hooks = attrs::u32(payload)?,
-                StatusAttr::PktsSeen => st.pkts_seen = attrs::uint(payload)?,
-                StatusAttr::PktsXlatIn => st.pkts_xlat_in = attrs::uint(payload)?,
-                StatusAttr::PktsXlatOut => st.pkts_xlat_out = attrs::uint(payload)?,
-                StatusAttr::PktsNoAid => st.pkts_no_aid = attrs::uint(payload)?,
-                StatusAttr::PktsMalformed => st.pkts_malformed = attrs::uint(payload)?,
-                StatusAttr::PktsFragments => st.pkts_fragments = attrs::uint(payload)?,
-                StatusAttr::PktsIcmpXlat => st.pkts_icmp_xlat = attrs::uint(payload)?,
-                StatusAttr::FlowsActive => st.flows_active = attrs::uint(payload)?,
-                StatusAttr::FlowsNew => st.flows_new = attrs::uint(payload)?,
-                StatusAttr::FlowsExpired => st.flows_expired = attrs::uint(payload)?,
-                StatusAttr::FlowsEvicted => st.flows_evicted = attrs::uint(payload)?,
-                StatusAttr::FlowsUnpinned => st.flows_unpinned = attrs::uint(payload)?,
-                StatusAttr::PktsDropped => st.pkts_dropped = attrs::uint(payload)?,
-                StatusAttr::PktsForeign => st.pkts_foreign = attrs::uint(payload)?,
-                // Newer modules may report more: ignore what we do not know.
-                StatusAttr::UnrecognizedConst(_) => {}
-            }
-        }
-        if !have_version {
-            return Err(Error::Protocol("status reply without a version".into()));
-        }
-        Ok(st)
+    /// Reads a status reply.  Only the version is required: counters a
+    /// module does not report read as 0.
+    pub fn from_attrs(a: &Attrs<StatusAttr>) -> Result<Self> {
+        let count = |ty| a.get(ty).map(Option::unwrap_or_default);
+        Ok(Status {
+            version: a.require(StatusAttr::Version)?,
+            hooks: a.get(StatusAttr::Hooks)?.unwrap_or(0),
+            pkts_seen: count(StatusAttr::PktsSeen)?,
+            pkts_xlat_in: count(StatusAttr::PktsXlatIn)?,
+            pkts_xlat_out: count(StatusAttr::PktsXlatOut)?,
+            pkts_no_aid: count(StatusAttr::PktsNoAid)?,
+            pkts_malformed: count(StatusAttr::PktsMalformed)?,
+            pkts_fragments: count(StatusAttr::PktsFragments)?,
+            pkts_icmp_xlat: count(StatusAttr::PktsIcmpXlat)?,
+            flows_active: count(StatusAttr::FlowsActive)?,
+            flows_new: count(StatusAttr::FlowsNew)?,
+            flows_expired: count(StatusAttr::FlowsExpired)?,
+            flows_evicted: count(StatusAttr::FlowsEvicted)?,
+            flows_unpinned: count(StatusAttr::FlowsUnpinned)?,
+            pkts_dropped: count(StatusAttr::PktsDropped)?,
+            pkts_foreign: count(StatusAttr::PktsForeign)?,
+        })
     }
 
     /// The human-readable form.
@@ -109,25 +98,30 @@ impl Status {
 
 /// Asks the module for its status.
 pub fn get(conn: &Connection) -> Result<Status> {
-    let reply = conn.request_one("get-status", Cmd::GetStatus, GenlBuffer::<StatusAttr, Buffer>::new())?;
-    parse_attrs(&reply, |attrs| Status::from_attrs(attrs))
+    let reply = conn.request_one(
+        "get-status",
+        Cmd::GetStatus,
+        GenlBuffer::<StatusAttr, Buffer>::new(),
+    )?;
+    Status::from_attrs(&Attrs::of("status", &reply))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
-    fn attrs(pkts: &[u8]) -> Vec<(u16, Vec<u8>)> {
+    fn attrs(pkts: &[u8]) -> Vec<(StatusAttr, Vec<u8>)> {
         vec![
-            (StatusAttr::Version.into(), b"0.1.0\0".to_vec()),
-            (StatusAttr::Hooks.into(), 4u32.to_ne_bytes().to_vec()),
-            (StatusAttr::PktsSeen.into(), pkts.to_vec()),
-            (99, vec![1, 2, 3]),
+            (StatusAttr::Version, b"0.1.0\0".to_vec()),
+            (StatusAttr::Hooks, 4u32.to_ne_bytes().to_vec()),
+            (StatusAttr::PktsSeen, pkts.to_vec()),
+            (StatusAttr::from(99u16), vec![1, 2, 3]),
         ]
     }
 
-    fn parse(a: &[(u16, Vec<u8>)]) -> Result<Status> {
-        Status::from_attrs(a.iter().map(|(t, p)| (*t, p.as_slice())))
+    fn parse(a: &[(StatusAttr, Vec<u8>)]) -> Result<Status> {
+        Status::from_attrs(&crate::attrs::tests::attrs("status", a))
     }
 
     #[test]
@@ -153,7 +147,7 @@ mod tests {
 
     #[test]
     fn requires_version() {
-        let a = vec![(u16::from(StatusAttr::Hooks), 4u32.to_ne_bytes().to_vec())];
+        let a = vec![(StatusAttr::Hooks, 4u32.to_ne_bytes().to_vec())];
         assert!(matches!(parse(&a), Err(Error::Protocol(_))));
     }
 

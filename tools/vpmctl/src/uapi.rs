@@ -1,13 +1,10 @@
 //! The numbers of the vpm netlink API, from the header generated from
 //! `uapi/vpm.yaml` (never typed by hand), as typed neli enums.
 
+// Generated: formatted by its generator, not by this crate's rustfmt.
+#[rustfmt::skip]
 #[path = "../../../gen/vpm_uapi.rs"]
-#[allow(
-    dead_code,
-    non_camel_case_types,
-    non_upper_case_globals,
-    clippy::all
-)]
+#[allow(dead_code, non_camel_case_types, non_upper_case_globals, clippy::all)]
 mod raw;
 
 /// Generic netlink family name.

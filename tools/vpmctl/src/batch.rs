@@ -1,0 +1,236 @@
+//! `vpmctl batch`: many commands over one connection, with runs of `add`
+//! lines pipelined.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::aid::Aid;
+use crate::cli::{Cli, Command};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::mapping;
+use crate::{emit, read_input, render_added, run_one};
+
+/// Most `add` lines a batch sends in one write.
+const PIPELINE: usize = 64;
+
+/// One command of a batch file.
+#[derive(Debug)]
+struct Line {
+    /// 1-based, for error messages.
+    number: usize,
+    cmd: Command,
+    /// The line's `--json`, or the batch's.
+    json: bool,
+}
+
+/// The (AID, port) pairs that exist.  A pipelined window cannot stop at
+/// its first failure (the kernel runs every request of a write), so the
+/// adds after it are undone; this tells an add that created its
+/// allocation from one that found it there already and must not undo it.
+type Live = HashSet<(Aid, u16)>;
+
+/// Runs one batch file; see [`Command::Batch`].  `json` (the batch's
+/// own `--json`) applies to every line.
+pub fn run(file: &Path, json: bool) -> Result<()> {
+    let lines = parse(&read_input(file)?, json)?;
+    execute(&Connection::open()?, &lines)
+}
+
+/// Every command of a batch file.  All are parsed before any runs, so a
+/// typo runs nothing.
+fn parse(text: &str, json: bool) -> Result<Vec<Line>> {
+    // One parser serves every line: building clap's command tree per line
+    // cost more than the kernel's work for the request.
+    let mut parser = Cli::command();
+    let mut lines = Vec::new();
+    for (i, text) in text.lines().enumerate() {
+        let text = text.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let number = i + 1;
+        let cli = parse_line(&mut parser, number, text)?;
+        lines.push(Line {
+            number,
+            cmd: cli.command,
+            json: json || cli.json,
+        });
+    }
+    Ok(lines)
+}
+
+fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<Cli> {
+    let bad =
+        |e: clap::Error| Error::Batch(format!("line {number}: {}", e.render().to_string().trim()));
+    let args = std::iter::once("vpmctl").chain(text.split_whitespace());
+    let matches = parser.try_get_matches_from_mut(args).map_err(bad)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(bad)?;
+    if matches!(
+        cli.command,
+        Command::Batch { .. } | Command::Restore { .. } | Command::Monitor
+    ) {
+        return Err(Error::Batch(format!(
+            "line {number}: batch, restore and monitor do not run inside a batch"
+        )));
+    }
+    Ok(cli)
+}
+
+/// Runs `lines` in order, stopping at the first failure.
+fn execute(conn: &Connection, lines: &[Line]) -> Result<()> {
+    // Only a window of two or more adds needs to know what exists.
+    let mut live: Option<Live> = if lines.iter().filter(|l| pipelined(&l.cmd)).count() > 1 {
+        Some(
+            mapping::list(conn)?
+                .into_iter()
+                .map(|m| (m.aid, m.port))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let mut rest = lines;
+    while let Some(line) = rest.first() {
+        let window = rest
+            .iter()
+            .take(PIPELINE)
+            .take_while(|l| pipelined(&l.cmd))
+            .count();
+        match live.as_mut() {
+            Some(live) if window > 1 => {
+                add_window(conn, &rest[..window], live)?;
+                rest = &rest[window..];
+            }
+            _ => {
+                track(live.as_mut(), &line.cmd);
+                run_one(conn, line.cmd.clone(), line.json).map_err(|e| e.at_line(line.number))?;
+                rest = &rest[1..];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a batch line can go out with its neighbours: an `add` that does
+/// not wait (a waiting one would hold up every request behind it).
+fn pipelined(cmd: &Command) -> bool {
+    matches!(cmd, Command::Add { wait: None, .. })
+}
+
+/// Keeps the batch's record of which (AID, port) pairs exist up to date.
+fn track(live: Option<&mut Live>, cmd: &Command) {
+    let Some(live) = live else { return };
+    match cmd {
+        Command::Add { aid, port, .. } => {
+            live.insert((aid.clone(), *port));
+        }
+        Command::Del { aid, port } => {
+            live.remove(&(aid.clone(), *port));
+        }
+        Command::Flush => live.clear(),
+        _ => {}
+    }
+}
+
+/// Runs consecutive `add` lines in one write.  Like running them one by
+/// one, the batch stops at the first failure and nothing after it stays
+/// done: allocations that later lines of the window created are released
+/// again (the kernel runs every request of a write).
+fn add_window(conn: &Connection, window: &[Line], live: &mut Live) -> Result<()> {
+    let mut reqs = Vec::new();
+    for line in window {
+        if let Command::Add {
+            aid,
+            port,
+            proto,
+            anon_port,
+            cgroup,
+            ..
+        } = &line.cmd
+        {
+            let opts = mapping::AddOpts {
+                proto: Some(*proto),
+                anon: *anon_port,
+                wait_ms: None,
+                cgroup: cgroup.clone(),
+            };
+            reqs.push((aid, *port, opts));
+        }
+    }
+    let refs: Vec<_> = reqs.iter().map(|(a, p, o)| (*a, *p, o)).collect();
+    let outcomes = mapping::add_many(conn, &refs)?;
+    let mut failed = None;
+    for (line, outcome) in window.iter().zip(outcomes) {
+        let Command::Add { aid, port, .. } = &line.cmd else {
+            continue;
+        };
+        let key = (aid.clone(), *port);
+        match (&failed, outcome) {
+            (None, Ok(m)) => {
+                live.insert(key);
+                emit(line.json, &m, render_added);
+            }
+            (None, Err(e)) => failed = Some(e.at_line(line.number)),
+            // After the failure: undo what this line created.
+            (Some(_), Ok(_)) if live.insert(key.clone()) => {
+                let _ = mapping::del(conn, &key.0, key.1);
+                live.remove(&key);
+            }
+            (Some(_), _) => {}
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_blank_and_comment_lines_and_numbers_the_rest() {
+        let lines = parse(
+            "# setup\n\nadd --aid a --port 9000\n  del --aid a --port 9000  \n",
+            false,
+        )
+        .unwrap();
+        let numbers: Vec<_> = lines.iter().map(|l| l.number).collect();
+        assert_eq!(numbers, [3, 4]);
+        assert!(pipelined(&lines[0].cmd));
+        assert!(!pipelined(&lines[1].cmd));
+    }
+
+    #[test]
+    fn a_typo_anywhere_runs_nothing_and_names_its_line() {
+        let e = parse("add --aid a --port 9000\nadd --aid a --prot 9000\n", false).unwrap_err();
+        assert!(e.to_string().starts_with("batch: line 2: error:"), "{e}");
+    }
+
+    #[test]
+    fn refuses_commands_that_cannot_run_inside() {
+        for cmd in ["batch x", "restore x", "monitor"] {
+            let e = parse(cmd, false).unwrap_err();
+            assert!(
+                e.to_string().contains("line 1: batch, restore and monitor"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_of_the_batch_or_of_the_line() {
+        let json = |text, batch| parse(text, batch).unwrap()[0].json;
+        assert!(!json("show", false));
+        assert!(json("show", true));
+        assert!(json("show --json", false));
+        assert!(json("--json show", false));
+    }
+
+    #[test]
+    fn waiting_adds_are_not_pipelined() {
+        let lines = parse("add --aid a --port 9000 --wait 5s", false).unwrap();
+        assert!(!pipelined(&lines[0].cmd));
+    }
+}

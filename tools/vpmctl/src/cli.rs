@@ -1,0 +1,255 @@
+//! The command line: what each command takes, and its help.
+
+use clap::{Parser, Subcommand};
+
+use crate::aid::Aid;
+use crate::{config, mapping, proto, rule};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Control vpm, the virtual port multiplexing kernel module"
+)]
+pub struct Cli {
+    // One flag for every command, before or after it: add, show, rule
+    // show, config and status print one line of JSON, monitor one object
+    // per line; in a batch it holds for every line.  save prints JSON
+    // anyway, and commands that print nothing ignore it.  (A plain
+    // comment: the help is the one line below.)
+    #[arg(
+        long,
+        global = true,
+        display_order = 100,
+        help = "Print JSON instead of text (save always prints JSON)"
+    )]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
+    Add {
+        /// Application id: 1-31 characters of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        aid: Aid,
+        /// The fixed port the application uses.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Protocols to multiplex.
+        #[arg(long, value_enum, default_value_t = proto::Proto::Both)]
+        proto: proto::Proto,
+        /// Ask for exactly this anonymous port (restoring a saved state).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        anon_port: Option<u16>,
+        /// When no port is free, wait this long (e.g. 5s, 500ms; at most
+        /// 60s) for one to be released instead of failing at once.
+        #[arg(long, value_parser = mapping::parse_wait)]
+        wait: Option<u32>,
+        /// Local clients in this cgroup v2 (or below it) reach this AID's
+        /// instance when no source rule claims them (/sys/fs/cgroup/... or
+        /// a path relative to the cgroup2 root).
+        #[arg(long, value_parser = mapping::cgroup_path)]
+        cgroup: Option<String>,
+    },
+    /// Source rules: steer a fixed port's packets to an AID by client
+    /// address and port.
+    Rule {
+        #[command(subcommand)]
+        cmd: RuleCmd,
+    },
+    /// Release the allocation of an AID's fixed port.
+    Del {
+        #[arg(long)]
+        aid: Aid,
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    },
+    /// List the allocations of this network namespace, with their counters.
+    Show,
+    /// Release every allocation and rule of this network namespace.
+    Flush,
+    /// Print allocation and configuration changes as they happen (until
+    /// interrupted).
+    Monitor,
+    /// Print the namespace's settings and allocations as JSON.
+    Save,
+    /// Recreate a saved state (same anonymous ports); all or nothing.
+    Restore {
+        /// A file written by `vpmctl save` ("-" for standard input).
+        file: std::path::PathBuf,
+    },
+    /// Run the commands in FILE ("-" for standard input), one per line,
+    /// over one connection.  Every line is parsed before any runs; running
+    /// stops at the first failure, naming its line.
+    Batch {
+        /// Commands as on the command line without "vpmctl"; blank lines
+        /// and lines starting with # are skipped.
+        file: std::path::PathBuf,
+    },
+    /// Show or change the anonymous port range and the entry limit.
+    Config {
+        /// New anonymous port range, LO-HI.
+        #[arg(long, value_parser = config::parse_range)]
+        range: Option<(u16, u16)>,
+        /// New limit on allocations.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_entries: Option<u32>,
+    },
+    /// Show the module version, hooks and counters of this network namespace.
+    Status,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RuleCmd {
+    /// Packets for PORT from FROM belong to AID; without --from, AID is
+    /// the port's default.  The longest prefix wins, then a rule with a
+    /// source port; a rule with the same FROM is refused.
+    Add {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// ADDR[/LEN][:PORT], [V6ADDR[/LEN]]:PORT or :PORT.
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+        #[arg(long)]
+        aid: Aid,
+    },
+    /// Remove the rule for PORT and FROM (without --from: the default).
+    Del {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        #[arg(long, value_parser = rule::Source::parse)]
+        from: Option<rule::Source>,
+    },
+    /// List the rules of this network namespace.
+    Show,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(line: &str) -> Cli {
+        let args = std::iter::once("vpmctl").chain(line.split_whitespace());
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    #[test]
+    fn json_goes_before_or_after_the_command() {
+        for cmd in [
+            "add --aid a --port 9000",
+            "show",
+            "rule show",
+            "config",
+            "status",
+            "monitor",
+        ] {
+            assert!(parse(&format!("{cmd} --json")).json, "{cmd} --json");
+            assert!(parse(&format!("--json {cmd}")).json, "--json {cmd}");
+            assert!(!parse(cmd).json, "{cmd}");
+        }
+        assert!(matches!(parse("status --json").command, Command::Status));
+        assert!(matches!(
+            parse("rule --json show").command,
+            Command::Rule { cmd: RuleCmd::Show }
+        ));
+    }
+
+    /// Command lines the VM tests and the README use keep parsing.
+    #[test]
+    fn existing_command_lines_still_parse() {
+        for line in [
+            "status --json",
+            "add --aid a --port 9000 --json",
+            "add --aid b7 --port 9000 --anon-port 20001 --json",
+            "add --aid second --port 9000 --wait 60s --json",
+            "add --aid a --port 9000 --proto tcp --cgroup /sys/fs/cgroup/vpm/a",
+            "del --aid a --port 9000",
+            "show",
+            "show --json",
+            "flush",
+            "monitor --json",
+            "save",
+            "restore /tmp/vpm-state.json",
+            "batch /tmp/vpm-batch",
+            "config --range 20000-29999 --max-entries 100 --json",
+            "rule add --port 9000 --from 10.0.0.0/8:5000 --aid a",
+            "rule del --port 9000",
+            "rule show --json",
+        ] {
+            parse(line);
+        }
+    }
+
+    #[test]
+    fn add_rejects_port_zero_and_bad_aids() {
+        assert!(Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "0"]).is_err());
+        let e = Cli::try_parse_from(["vpmctl", "add", "--aid", "a b", "--port", "1"]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "error: invalid value 'a b' for '--aid <AID>': 'a b' is not an AID: use 1 to 31 characters"
+            ),
+            "{e}"
+        );
+        let cli = Cli::try_parse_from(["vpmctl", "add", "--aid", "a", "--port", "9000"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Add {
+                proto: proto::Proto::Both,
+                anon_port: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn rule_commands() {
+        let cli = Cli::try_parse_from([
+            "vpmctl",
+            "rule",
+            "add",
+            "--port",
+            "9000",
+            "--from",
+            "10.0.0.0/8",
+            "--aid",
+            "a",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add {
+                    port: 9000,
+                    from: Some(_),
+                    ..
+                }
+            }
+        ));
+        let cli =
+            Cli::try_parse_from(["vpmctl", "rule", "add", "--port", "9000", "--aid", "a"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rule {
+                cmd: RuleCmd::Add { from: None, .. }
+            }
+        ));
+        assert!(Cli::try_parse_from([
+            "vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn unknown_command_is_a_usage_error() {
+        let err = Cli::try_parse_from(["vpmctl", "frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::USAGE);
+    }
+}

@@ -90,13 +90,10 @@ for tx in on off; do
 done
 
 # The client only ever sees port 9000: capture its side of the wire.
-ip netns exec vpmc1 tcpdump -i veth-c1 -nn -U -w "$work/c1.pcap" tcp or udp >/dev/null 2>&1 &
-dump=$!
-sleep 2
+capture_start vpmc1 veth-c1 "$work/c1.pcap" tcp or udp
 asks c1 tcp/10.201.1.2 udp/fd00:201:1::2 >/dev/null
 sleep 1
-kill -INT $dump
-wait $dump || true
+capture_stop
 n9000=$(tcpdump -r "$work/c1.pcap" -nn 'port 9000' 2>/dev/null | wc -l)
 nanon=$(tcpdump -r "$work/c1.pcap" -nn "port $A or port $B" 2>/dev/null | wc -l)
 expect "the client saw packets to and from port 9000" test "$n9000" -ge 8

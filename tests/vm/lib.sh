@@ -75,3 +75,35 @@ status_field() {
 		vpmctl status --json | json "$1"
 	fi
 }
+
+# capture_start NETNS DEV FILE FILTER...: capture DEV's packets into FILE
+# in the background, until capture_stop; returns once tcpdump listens.
+# tcpdump runs as the background job itself, never inside a shell
+# function's subshell: a non-interactive shell starts background jobs with
+# SIGINT ignored, so a subshell would never pass the stop signal on, and
+# waiting for the capture to end would hang the test.
+capture_start() {
+	local ns=$1 dev=$2 file=$3 i
+	shift 3
+	ip netns exec "$ns" tcpdump -i "$dev" -nn -U -w "$file" "$@" >/dev/null 2>"$file.log" &
+	VPM_CAPTURE=$!
+	for i in $(seq 100); do
+		grep -q "listening on" "$file.log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "tcpdump on $ns/$dev did not start: $(cat "$file.log")" >&2
+	return 1
+}
+
+# capture_stop: end the capture capture_start began (SIGINT, so tcpdump
+# writes out what it buffered; SIGKILL if it has not ended after 10 s).
+capture_stop() {
+	local i
+	kill -INT "$VPM_CAPTURE" 2>/dev/null || true
+	for i in $(seq 100); do
+		kill -0 "$VPM_CAPTURE" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$VPM_CAPTURE" 2>/dev/null || true
+	wait "$VPM_CAPTURE" 2>/dev/null || true
+}

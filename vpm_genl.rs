@@ -2,24 +2,25 @@
 
 //! Handlers of the `vpm` generic netlink family (`uapi/vpm.yaml`).
 //!
-//! The C entry points generated from the spec land in `vpm_sys.rs`, which
-//! hands each handler a safe [`GenlInfo`] (or [`Dump`]); handlers run in
-//! process context and may sleep.  Every error sets an extended-ack message
+//! The C entry points the generated tables name (`gen/vpm_nl_gen.h`) are
+//! defined at the end of this file; the floor's macros hand each handler a
+//! safe [`GenlInfo`] (or [`Dump`]).  Handlers run in process context and
+//! may sleep.  Every error sets an extended-ack message
 //! that says what was wrong and, where it helps, what to do.
 
 use kernel::prelude::*;
 
 use crate::vpm_rules::{Family, Match, RuleError};
-use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
+use crate::vpm_sys::{self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
 use crate::vpm_table::{
-    Aid, Cgroup, EntryStat, Key, Mapping, RuleKey, Stat, Table, TableError, AID_MAX_LEN,
+    Aid, Cgroup, EntryStat, Key, Mapping, NetState, RuleKey, Stat, Table, TableError, AID_MAX_LEN,
     PROTO_ALL, RULES_PER_PORT,
 };
 use crate::vpm_uapi as uapi;
 
 /// `get-status`: module version, hooks and counters of the caller's namespace.
 pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     // The version, a u32 and at most 16 uints of 12 bytes.
     let mut reply = Reply::new(info, 32 + 8 + 16 * 12)?;
     const _: () = assert!(Stat::COUNT + 1 <= 16);
@@ -69,7 +70,7 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         return Err(EOPNOTSUPP);
     }
     let mut cgroup = req_cgroup(info)?;
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     let mut table = state.table.lock();
     // The reply is allocated before the table changes, sized for the
     // larger of the request's cgroup path and the existing allocation's:
@@ -134,7 +135,7 @@ fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
 /// `del-mapping`: release the allocation of (aid, port).
 pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     // The rules the allocation takes with it, for their rule-del events
     // (collected first: once the table changed, nothing may fail).
     let rules = table.rules_of(&key).map_err(|e| table_error(info, e))?;
@@ -152,7 +153,7 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
 /// `get-mapping` (do): one allocation.
 pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let table = info.net_state().table.lock();
+    let table = info.state::<NetState>()?.table.lock();
     let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
     let mut reply = Reply::new(info, mapping_size_of(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
@@ -164,7 +165,7 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
 /// flush event stands for all of them (per-entry events could be 131,070
 /// messages, more than a listener's socket holds).
 pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     table.flush();
     // Under the lock, like every event: listeners see changes in order.
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
@@ -178,7 +179,7 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
 pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
     // Two u16 and three u32 attributes.
     let mut reply = Reply::new(info, 5 * 8)?;
-    put_config(&mut reply, &info.net_state().table.lock())?;
+    put_config(&mut reply, &info.state::<NetState>()?.table.lock())?;
     reply.send()
 }
 
@@ -217,7 +218,7 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
         return Err(EINVAL);
     }
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     table.set_config(range, max).map_err(|e| table_error(info, e))?;
     // Under the lock, like every event: listeners see changes in order.
     if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
@@ -285,7 +286,7 @@ fn dump_table<C: Resume, V>(
     visit: impl FnOnce(&Table, Option<&C::Key>, &mut dyn FnMut(&C::Key, &V) -> bool),
     put: impl Fn(&mut DumpMsg<'_, '_>, &C::Key, &V) -> Result,
 ) -> Result<usize> {
-    let state = dump.net_state();
+    let state = dump.state::<NetState>()?;
     let table = state.table.lock();
     let generation = table.generation();
     // On every call, not only when a message starts: the core checks the
@@ -352,7 +353,7 @@ pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
         info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_RULE_AID);
         return Err(EINVAL);
     };
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     let mut table = state.table.lock();
     table.rule_add(rk, aid).map_err(|e| table_error(info, e))?;
     // Under the lock, so events keep the order of the changes.
@@ -364,7 +365,7 @@ pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
 /// `del-rule`: remove the rule with this match.
 pub(crate) fn del_rule(info: &GenlInfo<'_>) -> Result {
     let rk = req_rule_key(info)?;
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     let aid = table.rule_del(&rk).map_err(|e| table_error(info, e))?;
     notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, &rk, &aid);
     drop(table);
@@ -628,3 +629,17 @@ fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
         }
     }
 }
+
+// ---- entry points ----------------------------------------------------------
+
+vpm_sys::genl_doit!(vpm_nl_get_status_doit => get_status);
+vpm_sys::genl_doit!(vpm_nl_add_mapping_doit => add_mapping);
+vpm_sys::genl_doit!(vpm_nl_del_mapping_doit => del_mapping);
+vpm_sys::genl_doit!(vpm_nl_get_mapping_doit => get_mapping);
+vpm_sys::genl_doit!(vpm_nl_flush_doit => flush);
+vpm_sys::genl_doit!(vpm_nl_get_config_doit => get_config);
+vpm_sys::genl_doit!(vpm_nl_set_config_doit => set_config);
+vpm_sys::genl_doit!(vpm_nl_add_rule_doit => add_rule);
+vpm_sys::genl_doit!(vpm_nl_del_rule_doit => del_rule);
+vpm_sys::genl_dumpit!(vpm_nl_get_mapping_dumpit => dump_mappings);
+vpm_sys::genl_dumpit!(vpm_nl_get_rule_dumpit => dump_rules);

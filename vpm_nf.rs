@@ -57,7 +57,7 @@ use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::{Family, Source};
-use crate::vpm_sys::{now_secs, CsumState, Sender, Skb};
+use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
 use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat, Target};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
 
@@ -80,6 +80,8 @@ struct Xlat<'g> {
     new: u16,
     counters: &'g EntryCounters,
 }
+
+vpm_sys::nf_hook!(NetState => hook);
 
 /// Handles one packet in namespace `state` at hook `hooknum` of family `pf`.
 pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> u32 {

@@ -3,7 +3,7 @@
 //! vpm's state in one network namespace: counters and the allocation table.
 //!
 //! One [`NetState`] lives in each namespace's `net_generic` slot (see
-//! `vpm_sys.rs`), from the namespace's creation (or module load) to its
+//! `vpm_net.rs`), from the namespace's creation (or module load) to its
 //! destruction (or module unload).  The packet path reaches it through the
 //! hooks' `priv` pointer and only takes shared references, so everything
 //! it touches here is per-CPU or atomic: no lock is shared with the control
@@ -31,9 +31,9 @@ use kernel::sync::{rcu, Arc, Mutex};
 
 use crate::vpm_alloc::{AllocError, PortAllocator, WORDS};
 use crate::vpm_flow::{FlowTable, Slot};
-use crate::vpm_rcu::{PortMap, RcuCell, Staged};
+use crate::vpm_sys::rcu::{PortMap, RcuCell, Staged};
 use crate::vpm_rules::{self, Match, Source};
-use crate::vpm_sys::{random_u64, NetRef, PerCpuCounters};
+use crate::vpm_sys::{now_secs, random_u64, NetRef, PerCpuCounters};
 
 /// Default anonymous port range: below the default ephemeral range
 /// (32768-60999), so the kernel never hands these ports to `connect()`.
@@ -1059,7 +1059,7 @@ pub(crate) struct NetState {
 
 impl NetState {
     /// Creates the state of a new namespace (process context).
-    pub(crate) fn new(net: NetRef) -> Result<Self> {
+    pub(crate) fn create(net: NetRef) -> Result<Self> {
         let views = Arc::new(
             Views {
                 fwd: PortMap::new()?,
@@ -1089,7 +1089,7 @@ impl NetState {
     }
 
     /// Records how many hooks the namespace has registered.
-    pub(crate) fn set_hooks(&self, n: u32) {
+    pub(crate) fn hooks_registered(&self, n: u32) {
         self.hooks.store(n, Ordering::Release);
     }
 
@@ -1101,7 +1101,7 @@ impl NetState {
     /// Number of live pinned flows (walks the flow table).
     pub(crate) fn flows_active(&self) -> u64 {
         let guard = rcu::read_lock();
-        let now = crate::vpm_sys::now_secs();
+        let now = now_secs();
         self.views.flows.get(&guard).map_or(0, |f| f.live(now) as u64)
     }
 }

@@ -3,7 +3,7 @@
 //! RCU-published values: how the control plane hands the packet path an
 //! immutable view it can read without a lock.
 //!
-//! Part of vpm's thin unsafe layer (with `vpm_sys.rs`).  Kernel 7.3's Rust
+//! Part of vpm's unsafe floor (`vpm_sys/`).  Kernel 7.3's Rust
 //! has RCU read-side guards but no RCU pointer type, so this file provides
 //! the two vpm needs:
 //!
@@ -23,7 +23,7 @@
 //! a `T` must be safe to drop there (vpm's views hold `KVec`s and `Arc`s of
 //! per-CPU counters; `kfree` and `free_percpu` are both atomic-safe).
 //! Module unload waits for pending callbacks with `rcu_barrier()` (see
-//! `vpm_sys::Pernet`).
+//! `Registration` in `pernet.rs`).
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};

@@ -12,10 +12,11 @@ use kernel::prelude::*;
 
 use crate::vpm_rules::{Family, Match, RuleError};
 use crate::vpm_sys::{self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
-use crate::vpm_table::{
-    Aid, Cgroup, EntryStat, Key, Mapping, NetState, RuleKey, Stat, Table, TableError, AID_MAX_LEN,
-    PROTO_ALL, RULES_PER_PORT,
-};
+use crate::vpm_counters::{EntryStat, Stat};
+use crate::vpm_error::TableError;
+use crate::vpm_keys::{Aid, Key, RuleKey, AID_MAX_LEN};
+use crate::vpm_state::NetState;
+use crate::vpm_table::{Cgroup, Mapping, Table, PROTO_ALL};
 use crate::vpm_uapi as uapi;
 
 /// `get-status`: module version, hooks and counters of the caller's namespace.
@@ -541,93 +542,8 @@ fn opt_ne<T, const N: usize>(
 
 /// Maps a table error to its errno, setting the extended-ack message.
 fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
-    match e {
-        TableError::RangeExhausted { in_use, lo, hi } => {
-            info.set_err_fmt(format_args!(
-                "no free port in range {lo}-{hi} ({in_use} in use); widen the range"
-            ));
-            ENOSPC
-        }
-        TableError::RangeBound { in_use, lo, hi } => {
-            info.set_err_fmt(format_args!(
-                "range {lo}-{hi}: {in_use} allocated, sockets hold the rest; widen the range"
-            ));
-            ENOSPC
-        }
-        TableError::TooManyEntries { max } => {
-            info.set_err_fmt(format_args!(
-                "entry limit {max} reached; raise max-entries or delete entries"
-            ));
-            ENOSPC
-        }
-        TableError::PortOutOfRange { lo, hi } => {
-            info.set_err_fmt(format_args!("anon-port is outside the range {lo}-{hi}"));
-            ERANGE
-        }
-        TableError::PortTaken => {
-            info.set_err(c"anon-port is allocated to another AID or port");
-            EADDRINUSE
-        }
-        TableError::OtherAnonPort { anon } => {
-            info.set_err_fmt(format_args!(
-                "this AID and port already hold anonymous port {anon}"
-            ));
-            EEXIST
-        }
-        TableError::NotFound => {
-            info.set_err(c"no allocation for this AID and port");
-            ENOENT
-        }
-        TableError::RangeInUse => {
-            info.set_err(c"allocations lie outside the new range; delete them first");
-            EBUSY
-        }
-        TableError::BadRange => {
-            info.set_err(c"range-lo is above range-hi");
-            EINVAL
-        }
-        TableError::LimitBelowUse { entries } => {
-            info.set_err_fmt(format_args!(
-                "max-entries is below the {entries} allocations (or rules) held"
-            ));
-            EBUSY
-        }
-        TableError::RuleWithoutMapping => {
-            info.set_err(c"no allocation for this AID and port: add it (vpmctl add) before its rules");
-            ENOENT
-        }
-        TableError::RuleExists { aid } => {
-            let aid = core::str::from_utf8(aid.as_bytes()).unwrap_or("?");
-            info.set_err_fmt(format_args!(
-                "a rule with this source already exists (AID {aid}); delete it first"
-            ));
-            EEXIST
-        }
-        TableError::RuleNotFound => {
-            info.set_err(c"no rule with this port and source");
-            ENOENT
-        }
-        TableError::PortFullOfRules => {
-            info.set_err_fmt(format_args!(
-                "this port already has {RULES_PER_PORT} rules, the most a port may hold"
-            ));
-            ENOSPC
-        }
-        TableError::PortFullOfCgroups => {
-            info.set_err_fmt(format_args!(
-                "this port already has {RULES_PER_PORT} allocations with a cgroup, the most a port may hold"
-            ));
-            ENOSPC
-        }
-        TableError::TooManyRules { max } => {
-            info.set_err_fmt(format_args!("rule limit {max} reached; raise max-entries or delete rules"));
-            ENOSPC
-        }
-        TableError::NoMemory => {
-            info.set_err(c"out of memory (or the memory cgroup's limit) while changing the table");
-            ENOMEM
-        }
-    }
+    info.set_err_fmt(format_args!("{e}"));
+    e.into()
 }
 
 // ---- entry points ----------------------------------------------------------

@@ -32,21 +32,26 @@
 use kernel::prelude::*;
 
 mod vpm_alloc;
+mod vpm_counters;
 #[cfg_attr(
     not(CONFIG_KUNIT = "y"),
     expect(dead_code, reason = "checksum() and sum_bytes() serve the KUnit suite")
 )]
 mod vpm_csum;
+mod vpm_error;
 mod vpm_flow;
 mod vpm_genl;
+mod vpm_keys;
 #[cfg(CONFIG_KUNIT = "y")]
 mod vpm_kunit;
 mod vpm_net;
 mod vpm_nf;
 mod vpm_parse;
 mod vpm_rules;
+mod vpm_state;
 mod vpm_sys;
 mod vpm_table;
+mod vpm_views;
 #[path = "gen/vpm_uapi.rs"]
 #[expect(
     non_camel_case_types,
@@ -75,7 +80,7 @@ pub(crate) const VERSION: &CStr = c"0.1.0";
 /// state (and with it the hooks) is torn down.
 struct Vpm {
     _genl: vpm_sys::GenlFamily,
-    _pernet: vpm_sys::Registration<vpm_table::NetState>,
+    _pernet: vpm_sys::Registration<vpm_state::NetState>,
 }
 
 impl kernel::Module for Vpm {

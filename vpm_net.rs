@@ -11,7 +11,7 @@
 use kernel::prelude::*;
 
 use crate::vpm_sys::{NetRef, Pernet, PernetState};
-use crate::vpm_table::NetState;
+use crate::vpm_state::NetState;
 
 /// vpm's per-namespace operations: registered at load, unregistered last
 /// at unload.

@@ -9,7 +9,7 @@
 //!
 //! The shape follows `nf_nat_proto.c`: parse the headers (`vpm_parse.rs`,
 //! on bytes copied out of the skb), look the port up in the RCU-published
-//! views (`vpm_table.rs`), make the header writable, rewrite the port and
+//! views (`vpm_views.rs`), make the header writable, rewrite the port and
 //! update the checksum incrementally (`vpm_csum.rs`).
 //!
 //! - Inbound (PRE_ROUTING, and LOCAL_OUT for packets routed to this host):
@@ -58,7 +58,9 @@ use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::{Family, Source};
 use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
-use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat, Target};
+use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
+use crate::vpm_state::NetState;
+use crate::vpm_views::{RevView, Target};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
 
 const PRE_ROUTING: u32 = bindings::nf_inet_hooks_NF_INET_PRE_ROUTING;
@@ -140,7 +142,7 @@ fn steer_in<'g>(
     hooknum: u32,
     guard: &'g rcu::Guard,
 ) -> Option<Xlat<'g>> {
-    state.views.fwd.get(flow.dport, guard)?;
+    state.views.fwd(flow.dport, guard)?;
     if hooknum == PRE_ROUTING && !skb.addr_is_local(&flow.dst) {
         state.count(Stat::Foreign);
         return None;
@@ -157,7 +159,7 @@ fn steer_in<'g>(
     let ancestor = |level: u16| skb.cgroup_ancestor(level);
     let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT { Some(&ancestor) } else { None };
     let found = pinned_or_selected(state, guard, flow.family, flow.proto, &key, local)?;
-    let flows = state.views.flows.get(guard);
+    let flows = state.views.flows(guard);
     let (anon, counters) = match found {
         Found::Pinned(anon, rev) => {
             if let Some(f) = flows {
@@ -191,7 +193,7 @@ fn steer_in<'g>(
 /// The translation of a packet from an anonymous port, if this host's
 /// instance sent it; it refreshes (and confirms) the flow's pin.
 fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu::Guard) -> Option<Xlat<'g>> {
-    let rev = state.views.rev.get(flow.sport, guard)?;
+    let rev = state.views.rev(flow.sport, guard)?;
     if rev.protos & proto_bit(flow.proto) == 0 {
         return None;
     }
@@ -213,7 +215,7 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
         state.count(Stat::Malformed);
         return None;
     }
-    if let Some(f) = state.views.flows.get(guard) {
+    if let Some(f) = state.views.flows(guard) {
         let seen = Seen::Instance {
             tcp,
             flags: flow.tcp_flags,
@@ -254,9 +256,9 @@ fn pinned_or_selected<'g>(
     key: &FlowKey,
     ancestor: Option<&dyn Fn(u16) -> u64>,
 ) -> Option<Found<'g>> {
-    let view = state.views.fwd.get(key.fixed, guard)?;
+    let view = state.views.fwd(key.fixed, guard)?;
     let bit = proto_bit(proto);
-    let pin = state.views.flows.get(guard).and_then(|f| f.lookup(key, now_secs()));
+    let pin = state.views.flows(guard).and_then(|f| f.lookup(key, now_secs()));
     if let Some((anon, rev)) = pin.and_then(|p| alive(state, guard, p, key.fixed, bit)) {
         return Some(Found::Pinned(anon, rev));
     }
@@ -317,7 +319,7 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
     let guard = rcu::read_lock();
     let (at, old, new) = match hooknum {
         PRE_ROUTING => {
-            if state.views.fwd.get(inner.sport, &guard).is_none() {
+            if state.views.fwd(inner.sport, &guard).is_none() {
                 return bindings::NF_ACCEPT;
             }
             if !skb.addr_is_local(&e.dst) {
@@ -335,7 +337,7 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
             (inner.sport_off(), inner.sport, anon)
         }
         POST_ROUTING => {
-            let Some(rev) = state.views.rev.get(inner.dport, &guard) else {
+            let Some(rev) = state.views.rev(inner.dport, &guard) else {
                 return bindings::NF_ACCEPT;
             };
             if rev.protos & proto_bit(inner.proto) == 0 {
@@ -387,7 +389,7 @@ fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
 /// The allocation pin `p` names, if it still exists (same anonymous
 /// port, same allocation, same fixed port, the packet's protocol).
 fn alive<'a>(state: &'a NetState, guard: &'a rcu::Guard, p: Pin, fixed: u16, proto: u32) -> Option<(u16, &'a RevView)> {
-    let rev = state.views.rev.get(p.anon, guard)?;
+    let rev = state.views.rev(p.anon, guard)?;
     (rev.id == p.id && rev.fixed == fixed && rev.protos & proto != 0).then_some((p.anon, rev))
 }
 

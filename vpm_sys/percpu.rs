@@ -6,7 +6,7 @@
 use core::ffi::c_uint;
 use core::ptr::NonNull;
 
-use kernel::prelude::*;
+use kernel::alloc::AllocError;
 
 use super::ffi;
 
@@ -28,10 +28,10 @@ unsafe impl<const N: usize> Sync for PerCpuCounters<N> {}
 
 impl<const N: usize> PerCpuCounters<N> {
     /// Allocates zeroed counters, charged to the caller's memory cgroup.
-    pub(crate) fn new() -> Result<Self> {
-        let n = c_uint::try_from(N).map_err(|_| EINVAL)?;
+    pub(crate) fn new() -> Result<Self, AllocError> {
+        const { assert!(N <= c_uint::MAX as usize) };
         // SAFETY: Any count is a valid request.
-        let ptr = NonNull::new(unsafe { ffi::vpm_pcpu_alloc(n) }).ok_or(ENOMEM)?;
+        let ptr = NonNull::new(unsafe { ffi::vpm_pcpu_alloc(N as c_uint) }).ok_or(AllocError)?;
         // INVARIANT: Freshly allocated with room for `N` counters.
         Ok(Self { ptr })
     }

@@ -29,6 +29,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
+use kernel::alloc::AllocError;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::rcu;
@@ -96,7 +97,7 @@ impl<T: Send + Sync> RcuCell<T> {
 
     /// Prepares `val` for publication: the allocation happens here, so
     /// that [`Staged::commit`] cannot fail.  Process context.
-    pub(crate) fn stage(&self, val: T) -> Result<Staged<'_, T>> {
+    pub(crate) fn stage(&self, val: T) -> Result<Staged<'_, T>, AllocError> {
         let node = KBox::new(
             RcuNode {
                 head: bindings::callback_head::default(),
@@ -185,7 +186,7 @@ unsafe impl<T: Send + Sync> Sync for PortMap<T> {}
 
 impl<T: Send + Sync> PortMap<T> {
     /// An empty map (2 KiB; pages come later).
-    pub(crate) fn new() -> Result<KBox<Self>> {
+    pub(crate) fn new() -> Result<KBox<Self>, AllocError> {
         // INVARIANT: all pages null.
         Ok(KBox::new(
             Self {
@@ -206,7 +207,7 @@ impl<T: Send + Sync> PortMap<T> {
     }
 
     /// Prepares `val` as the value of `port` (see [`RcuCell::stage`]).
-    pub(crate) fn stage(&self, port: u16, val: T) -> Result<Staged<'_, T>> {
+    pub(crate) fn stage(&self, port: u16, val: T) -> Result<Staged<'_, T>, AllocError> {
         let slot = &self.pages[usize::from(port) / PAGE];
         let mut page = slot.load(Ordering::Acquire);
         if page.is_null() {

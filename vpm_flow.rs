@@ -93,6 +93,8 @@ use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::vpm_rules::Family;
+
 /// Slots per bucket.
 pub(crate) const WAYS: usize = 4;
 /// Idle timeout of a confirmed UDP flow, in seconds.
@@ -125,8 +127,8 @@ pub(crate) const ID_MASK: u64 = (1 << 48) - 1;
 pub(crate) struct FlowKey {
     /// IP protocol number.
     pub(crate) proto: u8,
-    /// 4 or 6.
-    pub(crate) family: u8,
+    /// `V4` or `V6`.
+    pub(crate) family: Family,
     /// The fixed port.
     pub(crate) fixed: u16,
     /// The client's port.
@@ -355,7 +357,7 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
 
     fn hash(&self, k: &FlowKey) -> u64 {
         let mut words = [0u64; 3];
-        words[0] = u64::from(k.proto) | u64::from(k.family) << 8 | u64::from(k.fixed) << 16 | u64::from(k.port) << 32;
+        words[0] = u64::from(k.proto) | u64::from(k.family.code()) << 8 | u64::from(k.fixed) << 16 | u64::from(k.port) << 32;
         words[1] = u64::from_le_bytes([k.addr[0], k.addr[1], k.addr[2], k.addr[3], k.addr[4], k.addr[5], k.addr[6], k.addr[7]]);
         words[2] = u64::from_le_bytes([
             k.addr[8], k.addr[9], k.addr[10], k.addr[11], k.addr[12], k.addr[13], k.addr[14], k.addr[15],

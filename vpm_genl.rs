@@ -457,11 +457,7 @@ impl Resume for RuleCursor {
         if self.started == 0 {
             return None;
         }
-        let family = match self.family {
-            4 => Family::V4,
-            6 => Family::V6,
-            _ => Family::Any,
-        };
+        let family = Family::from_code(self.family).unwrap_or(Family::Any);
         let m = Match::new(family, self.addr, self.plen, self.sport).ok()?;
         Some(RuleKey { port: self.port, m })
     }
@@ -469,11 +465,7 @@ impl Resume for RuleCursor {
     fn at(rk: &RuleKey) -> Self {
         Self {
             started: 1,
-            family: match rk.m.family() {
-                Family::Any => 0,
-                Family::V4 => 4,
-                Family::V6 => 6,
-            },
+            family: rk.m.family().code(),
             plen: rk.m.plen(),
             _pad: 0,
             port: rk.port,

@@ -131,6 +131,7 @@ mod parse {
 
 #[kunit_tests(vpm_flow)]
 mod flow {
+    use crate::vpm_rules::Family;
     use crate::vpm_flow::{FlowKey, FlowTable, Pin, PinState, Seen, Slot, TCP_ACK, TCP_RST, TCP_SYN};
     use kernel::prelude::*;
 
@@ -141,7 +142,7 @@ mod flow {
             slots.push(Slot::default(), GFP_KERNEL).expect("1 KiB of slots");
         }
         let t = FlowTable::new(slots, [7, 8]).unwrap();
-        let k = FlowKey { proto: 6, family: 4, fixed: 9000, port: 40000, addr: [0; 16] };
+        let k = FlowKey { proto: 6, family: Family::V4, fixed: 9000, port: 40000, addr: [0; 16] };
         let pin = Pin { anon: 20000, id: 1 << 40 };
         let from = |flags, established| Seen::Instance { tcp: true, flags, pin, established };
         t.insert(&k, pin, None, 100, true);

@@ -56,7 +56,7 @@ use kernel::sync::rcu;
 use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
-use crate::vpm_rules::{Family, Source};
+use crate::vpm_rules::Source;
 use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
 use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_state::NetState;
@@ -153,17 +153,40 @@ fn steer_in<'g>(
         state.count(Stat::Malformed);
         return None;
     }
-    let now = now_secs();
-    let tcp = flow.proto == IPPROTO_TCP;
     let key = flow_key(flow, flow.src, flow.sport, flow.dport);
     let ancestor = |level: u16| skb.cgroup_ancestor(level);
-    let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT { Some(&ancestor) } else { None };
-    let found = pinned_or_selected(state, guard, flow.family, flow.proto, &key, local)?;
+    let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT {
+        Some(&ancestor)
+    } else {
+        None
+    };
+    let found = pinned_or_selected(state, guard, flow.proto, &key, local)?;
+    let (anon, counters) = pin(state, guard, flow, &key, found);
+    Some(Xlat {
+        old: flow.dport,
+        new: anon,
+        counters,
+    })
+}
+
+/// Records a client's packet of `flow` (keyed `key`) in the flow table:
+/// a pinned flow's pin is refreshed; a flow's first packet (a TCP SYN,
+/// any UDP datagram) pins it to its selection.  Returns where the packet
+/// goes: the anonymous port and its counters.
+fn pin<'g>(
+    state: &'g NetState,
+    guard: &'g rcu::Guard,
+    flow: &Flow,
+    key: &FlowKey,
+    found: Found<'g>,
+) -> (u16, &'g EntryCounters) {
+    let now = now_secs();
+    let tcp = flow.proto == IPPROTO_TCP;
     let flows = state.views.flows(guard);
-    let (anon, counters) = match found {
+    match found {
         Found::Pinned(anon, rev) => {
             if let Some(f) = flows {
-                f.touch(&key, now, Seen::Client { tcp, flags: flow.tcp_flags });
+                f.touch(key, now, Seen::Client { tcp, flags: flow.tcp_flags });
             }
             (anon, &rev.counters)
         }
@@ -176,18 +199,13 @@ fn steer_in<'g>(
                         anon: target.anon,
                         id: target.id,
                     };
-                    count_insert(state, f.insert(&key, pin, dead, now, tcp));
+                    count_insert(state, f.insert(key, pin, dead, now, tcp));
                 }
                 _ => state.count(Stat::FlowsUnpinned),
             }
             (target.anon, &target.counters)
         }
-    };
-    Some(Xlat {
-        old: flow.dport,
-        new: anon,
-        counters,
-    })
+    }
 }
 
 /// The translation of a packet from an anonymous port, if this host's
@@ -251,7 +269,6 @@ enum Found<'g> {
 fn pinned_or_selected<'g>(
     state: &'g NetState,
     guard: &'g rcu::Guard,
-    family: Family,
     proto: u8,
     key: &FlowKey,
     ancestor: Option<&dyn Fn(u16) -> u64>,
@@ -263,7 +280,7 @@ fn pinned_or_selected<'g>(
         return Some(Found::Pinned(anon, rev));
     }
     let src = Source {
-        family,
+        family: key.family,
         addr: key.addr,
         port: key.port,
     };
@@ -315,46 +332,79 @@ fn proto_bit(proto: u8) -> u32 {
 /// checksum are updated incrementally; the ports sit at even offsets of
 /// the ICMP message, so RFC 1624 arithmetic applies to both.
 fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) -> u32 {
-    let inner = &e.inner;
     let guard = rcu::read_lock();
-    let (at, old, new) = match hooknum {
-        PRE_ROUTING => {
-            if state.views.fwd(inner.sport, &guard).is_none() {
-                return bindings::NF_ACCEPT;
-            }
-            if !skb.addr_is_local(&e.dst) {
-                state.count(Stat::Foreign);
-                return bindings::NF_ACCEPT;
-            }
-            // The quoted packet went to the quoted destination: its flow
-            // is keyed by that peer.
-            let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
-            let anon = match pinned_or_selected(state, &guard, inner.family, inner.proto, &key, None) {
-                Some(Found::Pinned(anon, _)) => anon,
-                Some(Found::Selected(t, _)) => t.anon,
-                None => return bindings::NF_ACCEPT,
-            };
-            (inner.sport_off(), inner.sport, anon)
-        }
-        POST_ROUTING => {
-            let Some(rev) = state.views.rev(inner.dport, &guard) else {
-                return bindings::NF_ACCEPT;
-            };
-            if rev.protos & proto_bit(inner.proto) == 0 {
-                return bindings::NF_ACCEPT;
-            }
-            if skb.received() || !skb.addr_is_local(&inner.dst) {
-                state.count(Stat::Foreign);
-                return bindings::NF_ACCEPT;
-            }
-            (inner.dport_off(), inner.dport, rev.fixed)
-        }
-        _ => return bindings::NF_ACCEPT,
+    let xlat = match hooknum {
+        PRE_ROUTING => icmp_in(state, skb, e, &guard),
+        POST_ROUTING => icmp_out(state, skb, e, &guard),
+        _ => None,
     };
-    let csum = skb.csum();
-    let Some(hdr) = skb.writable(e.write_len()) else {
+    let Some((at, old, new)) = xlat else {
+        return bindings::NF_ACCEPT;
+    };
+    if !rewrite_icmp(skb, e, at, old, new) {
         state.count(Stat::Dropped);
         return bindings::NF_DROP;
+    }
+    state.count(Stat::IcmpXlat);
+    bindings::NF_ACCEPT
+}
+
+/// The translation of the quote of an error arriving from the network
+/// (PRE_ROUTING), if it is about one of this host's streams: the offset
+/// of the quoted source port in the message, the fixed port and the
+/// anonymous port the flow is pinned (or steered) to.
+fn icmp_in(
+    state: &NetState,
+    skb: &Skb<'_>,
+    e: &IcmpError,
+    guard: &rcu::Guard,
+) -> Option<(usize, u16, u16)> {
+    let inner = &e.inner;
+    state.views.fwd(inner.sport, guard)?;
+    if !skb.addr_is_local(&e.dst) {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    // The quoted packet went to the quoted destination: its flow is keyed
+    // by that peer.
+    let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
+    let anon = match pinned_or_selected(state, guard, inner.proto, &key, None)? {
+        Found::Pinned(anon, _) => anon,
+        Found::Selected(t, _) => t.anon,
+    };
+    Some((inner.sport_off(), inner.sport, anon))
+}
+
+/// The translation of the quote of an error this host sends
+/// (POST_ROUTING) about a packet addressed to it: the offset of the
+/// quoted destination port, the anonymous port and the fixed port.
+fn icmp_out(
+    state: &NetState,
+    skb: &Skb<'_>,
+    e: &IcmpError,
+    guard: &rcu::Guard,
+) -> Option<(usize, u16, u16)> {
+    let inner = &e.inner;
+    let rev = state.views.rev(inner.dport, guard)?;
+    if rev.protos & proto_bit(inner.proto) == 0 {
+        return None;
+    }
+    if skb.received() || !skb.addr_is_local(&inner.dst) {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    Some((inner.dport_off(), inner.dport, rev.fixed))
+}
+
+/// Writes `new` over the quoted port `old` at offset `at` of the ICMP
+/// message and updates the quoted transport checksum (when quoted at all)
+/// and the ICMP checksum.  Returns false if the message could not be made
+/// writable.
+fn rewrite_icmp(skb: &mut Skb<'_>, e: &IcmpError, at: usize, old: u16, new: u16) -> bool {
+    let inner = &e.inner;
+    let csum = skb.csum();
+    let Some(hdr) = skb.writable(e.write_len()) else {
+        return false;
     };
     let mut outer = e.check;
     hdr[at..at + 2].copy_from_slice(&new.to_be_bytes());
@@ -371,15 +421,14 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
     if csum == CsumState::Final {
         hdr[e.check_off..e.check_off + 2].copy_from_slice(&outer.to_be_bytes());
     }
-    state.count(Stat::IcmpXlat);
-    bindings::NF_ACCEPT
+    true
 }
 
 /// The flow of a packet between client `addr`:`port` and fixed port `fixed`.
 fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
     FlowKey {
         proto: flow.proto,
-        family: if flow.family == Family::V4 { 4 } else { 6 },
+        family: flow.family,
         fixed,
         port,
         addr,

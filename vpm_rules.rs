@@ -28,6 +28,26 @@ pub(crate) enum Family {
 }
 
 impl Family {
+    /// The family's one number, wherever vpm stores or hashes a family:
+    /// 0 for any, 4 for IPv4, 6 for IPv6.
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Family::Any => 0,
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
+    /// The family of [`Family::code`] `code`, if it is one.
+    pub(crate) const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Family::Any),
+            4 => Some(Family::V4),
+            6 => Some(Family::V6),
+            _ => None,
+        }
+    }
+
     /// Address length in bits.
     pub(crate) const fn bits(self) -> u8 {
         match self {

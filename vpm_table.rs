@@ -333,39 +333,68 @@ impl Table {
         if cgroup.is_some() && self.cgroups_on_port(&key) >= RULES_PER_PORT {
             return Err(TableError::PortFullOfCgroups);
         }
-        let has_rules = self.has_rules(&key);
-        if let Some(m) = self.map.get_mut(&key) {
-            let steered = has_rules || m.cgroup.is_some() || cgroup.is_some();
-            if want.is_some_and(|w| w != m.anon) {
-                return Err(TableError::OtherAnonPort { anon: m.anon });
-            }
-            let old_protos = m.protos;
-            m.protos |= protos;
-            let mut changed = m.protos != old_protos;
-            let same = |c: &Cgroup| m.cgroup.as_ref().is_some_and(|o| o.id == c.id && o.path[..] == c.path[..]);
-            let old_cgroup = match cgroup.take() {
-                Some(c) if !same(&c) => {
-                    changed = true;
-                    Some(m.cgroup.replace(c))
-                }
-                _ => None,
-            };
-            if !changed {
-                return Ok(false);
-            }
-            if let Err(e) = self.publish(&key, steered) {
-                // Put things back: the views still show the old state.
-                if let Some(m) = self.map.get_mut(&key) {
-                    m.protos = old_protos;
-                    if let Some(old) = old_cgroup {
-                        m.cgroup = old;
-                    }
-                }
-                return Err(e);
-            }
-            self.changed();
-            return Ok(true);
+        if self.map.get(&key).is_some() {
+            return self.update(&key, protos, want, cgroup);
         }
+        self.create(key, protos, want, cgroup)?;
+        Ok(true)
+    }
+
+    /// [`Table::add`] for an existing allocation: widens its protocols
+    /// and replaces its cgroup; returns whether anything changed.
+    fn update(
+        &mut self,
+        key: &Key,
+        protos: u32,
+        want: Option<u16>,
+        cgroup: &mut Option<Cgroup>,
+    ) -> Result<bool, TableError> {
+        let has_rules = self.has_rules(key);
+        let m = self.map.get_mut(key).ok_or(TableError::NotFound)?;
+        let steered = has_rules || m.cgroup.is_some() || cgroup.is_some();
+        if want.is_some_and(|w| w != m.anon) {
+            return Err(TableError::OtherAnonPort { anon: m.anon });
+        }
+        let old_protos = m.protos;
+        m.protos |= protos;
+        let mut changed = m.protos != old_protos;
+        let same = |c: &Cgroup| {
+            m.cgroup
+                .as_ref()
+                .is_some_and(|o| o.id == c.id && o.path[..] == c.path[..])
+        };
+        let old_cgroup = match cgroup.take() {
+            Some(c) if !same(&c) => {
+                changed = true;
+                Some(m.cgroup.replace(c))
+            }
+            _ => None,
+        };
+        if !changed {
+            return Ok(false);
+        }
+        if let Err(e) = self.publish(key, steered) {
+            // Put things back: the views still show the old state.
+            if let Some(m) = self.map.get_mut(key) {
+                m.protos = old_protos;
+                if let Some(old) = old_cgroup {
+                    m.cgroup = old;
+                }
+            }
+            return Err(e);
+        }
+        self.changed();
+        Ok(true)
+    }
+
+    /// [`Table::add`] for a new allocation.
+    fn create(
+        &mut self,
+        key: Key,
+        protos: u32,
+        want: Option<u16>,
+        cgroup: &mut Option<Cgroup>,
+    ) -> Result<(), TableError> {
         if self.entries >= self.max_entries {
             return Err(TableError::TooManyEntries {
                 max: self.max_entries,
@@ -374,36 +403,7 @@ impl Table {
         // Allocate everything first: nothing to undo if memory is short.
         self.ensure_flows()?;
         let slot = new_node()?;
-        let (lo, hi) = self.alloc.range();
-        let exhausted = |a: &PortAllocator<KVec<u64>>| TableError::RangeExhausted {
-            in_use: a.in_use(),
-            lo,
-            hi,
-        };
-        let anon = match want {
-            // Explicit: allowed even while a socket holds the port (restore
-            // runs while the instances keep their sockets).
-            Some(p) => {
-                self.alloc.reserve(p).map_err(|e| match e {
-                    AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
-                    AllocError::Taken => TableError::PortTaken,
-                    _ => exhausted(&self.alloc),
-                })?;
-                self.reserve(p);
-                p
-            }
-            None => match self.alloc_unbound() {
-                Ok(p) => p,
-                Err(AllocError::Taken) => {
-                    return Err(TableError::RangeBound {
-                        in_use: self.alloc.in_use(),
-                        lo,
-                        hi,
-                    })
-                }
-                Err(_) => return Err(exhausted(&self.alloc)),
-            },
-        };
+        let anon = self.take_port(want)?;
         let counters = match self.counter_pages.for_port(anon) {
             Ok(c) => c,
             Err(e) => {
@@ -428,7 +428,40 @@ impl Table {
         self.next_id = ((self.next_id + 1) & crate::vpm_flow::ID_MASK).max(1);
         self.entries += 1;
         self.changed();
-        Ok(true)
+        Ok(())
+    }
+
+    /// Takes an anonymous port for a new allocation and reserves it in
+    /// the namespace: `want`, or else the next free one no socket holds.
+    fn take_port(&mut self, want: Option<u16>) -> Result<u16, TableError> {
+        let (lo, hi) = self.alloc.range();
+        let exhausted = |a: &PortAllocator<KVec<u64>>| TableError::RangeExhausted {
+            in_use: a.in_use(),
+            lo,
+            hi,
+        };
+        match want {
+            // Explicit: allowed even while a socket holds the port (restore
+            // runs while the instances keep their sockets).
+            Some(p) => {
+                self.alloc.reserve(p).map_err(|e| match e {
+                    AllocError::OutOfRange => TableError::PortOutOfRange { lo, hi },
+                    AllocError::Taken => TableError::PortTaken,
+                    _ => exhausted(&self.alloc),
+                })?;
+                self.reserve(p);
+                Ok(p)
+            }
+            None => match self.alloc_unbound() {
+                Ok(p) => Ok(p),
+                Err(AllocError::Taken) => Err(TableError::RangeBound {
+                    in_use: self.alloc.in_use(),
+                    lo,
+                    hi,
+                }),
+                Err(_) => Err(exhausted(&self.alloc)),
+            },
+        }
     }
 
     /// Allocates the next free port of the range that no TCP or UDP socket

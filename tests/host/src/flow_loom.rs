@@ -12,6 +12,7 @@
 use loom::sync::Arc;
 use loom::thread;
 
+use crate::vpm_rules::Family;
 use crate::vpm_flow::{
     FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_RST, TCP_UNCONFIRMED_TIMEOUT, WAYS,
 };
@@ -22,7 +23,7 @@ fn bucket() -> FlowTable<Vec<Slot>> {
 }
 
 fn key(port: u16) -> FlowKey {
-    FlowKey { proto: 6, family: 4, fixed: 9000, port, addr: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
+    FlowKey { proto: 6, family: Family::V4, fixed: 9000, port, addr: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
 }
 
 fn pin(n: u16) -> Pin {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use crate::vpm_rules::Family;
 use crate::vpm_flow::{
     FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_FIN_TIMEOUT, TCP_RST, TCP_SYN,
     CONFIRMED_IDLE_EVICT, TCP_TIMEOUT, TCP_UNCONFIRMED_TIMEOUT, UDP_TIMEOUT, WAYS,
@@ -14,7 +15,7 @@ fn table(slots: usize) -> FlowTable<Vec<Slot>> {
 }
 
 fn key(port: u16) -> FlowKey {
-    FlowKey { proto: 6, family: 4, fixed: 9000, port, addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
+    FlowKey { proto: 6, family: Family::V4, fixed: 9000, port, addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
 }
 
 fn pin(anon: u16) -> Pin {

@@ -11,7 +11,6 @@ use kernel::sync::Arc;
 
 use crate::vpm_sys::PerCpuCounters;
 
-
 /// Per-namespace counters, indexed into [`NetCounters`].
 #[derive(Clone, Copy)]
 pub(crate) enum Stat {
@@ -118,12 +117,16 @@ impl EntryCounters {
     /// Adds `val` to counter `stat`; callable from the packet path.
     #[inline]
     pub(crate) fn add(&self, stat: EntryStat, val: u64) {
-        self.page.0.add(self.slot * EntryStat::COUNT + stat as usize, val);
+        self.page
+            .0
+            .add(self.slot * EntryStat::COUNT + stat as usize, val);
     }
 
     /// Counter `stat`, summed over all CPUs.
     pub(crate) fn sum(&self, stat: EntryStat) -> u64 {
-        self.page.0.sum(self.slot * EntryStat::COUNT + stat as usize)
+        self.page
+            .0
+            .sum(self.slot * EntryStat::COUNT + stat as usize)
     }
 
     /// Zeroes the counters (a port handed to a new allocation).  Packets
@@ -156,7 +159,10 @@ impl CounterPages {
         let page = match page {
             Some(p) => p.clone(),
             None => page
-                .insert(Arc::new(CounterPage(PerCpuCounters::new()?), GFP_KERNEL_ACCOUNT)?)
+                .insert(Arc::new(
+                    CounterPage(PerCpuCounters::new()?),
+                    GFP_KERNEL_ACCOUNT,
+                )?)
                 .clone(),
         };
         let counters = EntryCounters {

@@ -10,12 +10,14 @@
 
 use kernel::prelude::*;
 
-use crate::vpm_rules::{Family, Match, RuleError};
-use crate::vpm_sys::{self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
 use crate::vpm_counters::{EntryStat, Stat};
 use crate::vpm_error::TableError;
 use crate::vpm_keys::{Aid, Key, RuleKey, AID_MAX_LEN};
+use crate::vpm_rules::{Family, Match, RuleError};
 use crate::vpm_state::NetState;
+use crate::vpm_sys::{
+    self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply,
+};
 use crate::vpm_table::{Cgroup, Mapping, Table, PROTO_ALL};
 use crate::vpm_uapi as uapi;
 
@@ -24,7 +26,7 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
     let state = info.state::<NetState>()?;
     // The version, a u32 and at most 16 uints of 12 bytes.
     let mut reply = Reply::new(info, 32 + 8 + 16 * 12)?;
-    const _: () = assert!(Stat::COUNT + 1 <= 16);
+    const _: () = assert!(Stat::COUNT < 16);
     reply.put_str(uapi::VPM_A_STATUS_VERSION, crate::VERSION)?;
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
     for (attr, stat) in [
@@ -76,13 +78,18 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     // The reply is allocated before the table changes, sized for the
     // larger of the request's cgroup path and the existing allocation's:
     // once the change is made (and announced), nothing may fail.
-    let cgroup_len = [cgroup.as_ref(), table.get(&key).and_then(|m| m.cgroup.as_ref())]
-        .into_iter()
-        .flatten()
-        .map(|c| c.path.len())
-        .max();
+    let cgroup_len = [
+        cgroup.as_ref(),
+        table.get(&key).and_then(|m| m.cgroup.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|c| c.path.len())
+    .max();
     let mut reply = Reply::new(info, mapping_size(cgroup_len))?;
-    let changed = table.add(key, protos, want, &mut cgroup).map_err(|e| table_error(info, e))?;
+    let changed = table
+        .add(key, protos, want, &mut cgroup)
+        .map_err(|e| table_error(info, e))?;
     // `add` succeeded, so the allocation exists.
     let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
@@ -155,7 +162,9 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
 pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
     let table = info.state::<NetState>()?.table.lock();
-    let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
+    let mapping = table
+        .get(&key)
+        .ok_or_else(|| table_error(info, TableError::NotFound))?;
     let mut reply = Reply::new(info, mapping_size_of(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
@@ -220,7 +229,9 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         return Err(EINVAL);
     }
     let mut table = info.state::<NetState>()?.table.lock();
-    table.set_config(range, max).map_err(|e| table_error(info, e))?;
+    table
+        .set_config(range, max)
+        .map_err(|e| table_error(info, e))?;
     // Under the lock, like every event: listeners see changes in order.
     if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
         if put_config(&mut event, &table).is_ok() {
@@ -322,7 +333,11 @@ fn dump_table<C: Resume, V>(
 /// `get-mapping` (dump): every allocation, in key order, across as many
 /// calls as the messages need.
 pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
-    dump_table::<MappingCursor, Mapping>(dump, |t, after, f| t.visit_from(after, f), |m, k, v| put_mapping(m, k, v))
+    dump_table::<MappingCursor, Mapping>(
+        dump,
+        |t, after, f| t.visit_from(after, f),
+        |m, k, v| put_mapping(m, k, v),
+    )
 }
 
 fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
@@ -401,7 +416,12 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
         info.set_err_missing(c"missing attribute: port", uapi::VPM_A_RULE_PORT);
         return Err(EINVAL);
     };
-    let plen = opt_ne(info, uapi::VPM_A_RULE_PREFIX_LEN, u8::from_ne_bytes, c"malformed u8 attribute")?;
+    let plen = opt_ne(
+        info,
+        uapi::VPM_A_RULE_PREFIX_LEN,
+        u8::from_ne_bytes,
+        c"malformed u8 attribute",
+    )?;
     let sport = opt_u16(info, uapi::VPM_A_RULE_SRC_PORT)?.unwrap_or(0);
     let mut addr = [0u8; 16];
     let family = match info.attr(uapi::VPM_A_RULE_ADDR) {
@@ -412,7 +432,11 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
         None => Family::Any,
         Some(a) if a.len() == 4 || a.len() == 16 => {
             addr[..a.len()].copy_from_slice(a);
-            if a.len() == 4 { Family::V4 } else { Family::V6 }
+            if a.len() == 4 {
+                Family::V4
+            } else {
+                Family::V6
+            }
         }
         Some(_) => {
             info.set_err(c"addr must be 4 (IPv4) or 16 (IPv6) bytes");
@@ -422,9 +446,9 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
     let plen = plen.unwrap_or(family.bits());
     let m = Match::new(family, addr, plen, sport).map_err(|e| {
         match e {
-            RuleError::PrefixTooLong { max } => {
-                info.set_err_fmt(format_args!("prefix-len {plen} is longer than the address ({max} bits)"))
-            }
+            RuleError::PrefixTooLong { max } => info.set_err_fmt(format_args!(
+                "prefix-len {plen} is longer than the address ({max} bits)"
+            )),
             RuleError::HostBits => info.set_err(
                 c"addr has bits set beyond prefix-len: give the network address (e.g. 10.1.0.0/16)",
             ),
@@ -477,7 +501,11 @@ impl Resume for RuleCursor {
 
 /// `get-rule` (dump): every rule, in key order.
 pub(crate) fn dump_rules(dump: &mut Dump<'_>) -> Result<usize> {
-    dump_table::<RuleCursor, Aid>(dump, |t, after, f| t.visit_rules_from(after, f), |m, k, v| put_rule(m, k, v))
+    dump_table::<RuleCursor, Aid>(
+        dump,
+        |t, after, f| t.visit_rules_from(after, f),
+        |m, k, v| put_rule(m, k, v),
+    )
 }
 
 /// The AID in attribute `ty`, if present.

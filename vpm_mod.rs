@@ -52,6 +52,8 @@ mod vpm_state;
 mod vpm_sys;
 mod vpm_table;
 mod vpm_views;
+// Generated (tools/ynl-gen.sh): formatted by bindgen, not by rustfmt.
+#[rustfmt::skip]
 #[path = "gen/vpm_uapi.rs"]
 #[expect(
     non_camel_case_types,

@@ -10,8 +10,8 @@
 
 use kernel::prelude::*;
 
-use crate::vpm_sys::{NetRef, Pernet, PernetState};
 use crate::vpm_state::NetState;
+use crate::vpm_sys::{NetRef, Pernet, PernetState};
 
 /// vpm's per-namespace operations: registered at load, unregistered last
 /// at unload.

@@ -53,15 +53,15 @@
 use kernel::bindings;
 use kernel::sync::rcu;
 
+use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::Source;
-use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
-use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_state::NetState;
-use crate::vpm_views::{RevView, Target};
+use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
+use crate::vpm_views::{RevView, Target};
 
 const PRE_ROUTING: u32 = bindings::nf_inet_hooks_NF_INET_PRE_ROUTING;
 const LOCAL_OUT: u32 = bindings::nf_inet_hooks_NF_INET_LOCAL_OUT;
@@ -128,7 +128,11 @@ pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> 
         return bindings::NF_DROP;
     }
     count_entry(x.counters, dir, len);
-    state.count(if dir == Dir::In { Stat::XlatIn } else { Stat::XlatOut });
+    state.count(if dir == Dir::In {
+        Stat::XlatIn
+    } else {
+        Stat::XlatOut
+    });
     bindings::NF_ACCEPT
 }
 
@@ -186,7 +190,14 @@ fn pin<'g>(
     match found {
         Found::Pinned(anon, rev) => {
             if let Some(f) = flows {
-                f.touch(key, now, Seen::Client { tcp, flags: flow.tcp_flags });
+                f.touch(
+                    key,
+                    now,
+                    Seen::Client {
+                        tcp,
+                        flags: flow.tcp_flags,
+                    },
+                );
             }
             (anon, &rev.counters)
         }
@@ -210,7 +221,12 @@ fn pin<'g>(
 
 /// The translation of a packet from an anonymous port, if this host's
 /// instance sent it; it refreshes (and confirms) the flow's pin.
-fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu::Guard) -> Option<Xlat<'g>> {
+fn steer_out<'g>(
+    state: &'g NetState,
+    skb: &Skb<'_>,
+    flow: &Flow,
+    guard: &'g rcu::Guard,
+) -> Option<Xlat<'g>> {
     let rev = state.views.rev(flow.sport, guard)?;
     if rev.protos & proto_bit(flow.proto) == 0 {
         return None;
@@ -243,7 +259,11 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
             },
             established,
         };
-        f.touch(&flow_key(flow, flow.dst, flow.dport, rev.fixed), now_secs(), seen);
+        f.touch(
+            &flow_key(flow, flow.dst, flow.dport, rev.fixed),
+            now_secs(),
+            seen,
+        );
     }
     Some(Xlat {
         old: flow.sport,
@@ -275,7 +295,10 @@ fn pinned_or_selected<'g>(
 ) -> Option<Found<'g>> {
     let view = state.views.fwd(key.fixed, guard)?;
     let bit = proto_bit(proto);
-    let pin = state.views.flows(guard).and_then(|f| f.lookup(key, now_secs()));
+    let pin = state
+        .views
+        .flows(guard)
+        .and_then(|f| f.lookup(key, now_secs()));
     if let Some((anon, rev)) = pin.and_then(|p| alive(state, guard, p, key.fixed, bit)) {
         return Some(Found::Pinned(anon, rev));
     }
@@ -437,7 +460,13 @@ fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
 
 /// The allocation pin `p` names, if it still exists (same anonymous
 /// port, same allocation, same fixed port, the packet's protocol).
-fn alive<'a>(state: &'a NetState, guard: &'a rcu::Guard, p: Pin, fixed: u16, proto: u32) -> Option<(u16, &'a RevView)> {
+fn alive<'a>(
+    state: &'a NetState,
+    guard: &'a rcu::Guard,
+    p: Pin,
+    fixed: u16,
+    proto: u32,
+) -> Option<(u16, &'a RevView)> {
     let rev = state.views.rev(p.anon, guard)?;
     (rev.id == p.id && rev.fixed == fixed && rev.protos & proto != 0).then_some((p.anon, rev))
 }
@@ -454,7 +483,11 @@ fn rewrite(skb: &mut Skb<'_>, flow: &Flow, dir: Dir, old: u16, new: u16) -> bool
     let Some(hdr) = skb.writable(flow.write_len()) else {
         return false;
     };
-    let at = if dir == Dir::In { flow.dport_off() } else { flow.sport_off() };
+    let at = if dir == Dir::In {
+        flow.dport_off()
+    } else {
+        flow.sport_off()
+    };
     hdr[at..at + 2].copy_from_slice(&new.to_be_bytes());
     if csum == CsumState::Final {
         let check = flow.port_check(old, new);

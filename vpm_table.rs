@@ -86,7 +86,9 @@ fn for_each_from<K: Ord, V, E>(
         if !f(k, v)? {
             break;
         }
-        cur = c.peek_next().and_then(|(next, _)| tree.cursor_lower_bound(next));
+        cur = c
+            .peek_next()
+            .and_then(|(next, _)| tree.cursor_lower_bound(next));
     }
     Ok(())
 }
@@ -158,7 +160,8 @@ impl Table {
         for _ in 0..FLOW_SLOTS {
             slots.push(Slot::default(), GFP_KERNEL_ACCOUNT)?;
         }
-        let table = FlowTable::new(slots, [random_u64(), random_u64()]).ok_or(TableError::NoMemory)?;
+        let table =
+            FlowTable::new(slots, [random_u64(), random_u64()]).ok_or(TableError::NoMemory)?;
         self.views.publish_flows(table)?;
         self.flows = true;
         Ok(())
@@ -264,10 +267,17 @@ impl Table {
     /// Whether rules of `key.port` point to `key.aid`.
     fn has_rules(&self, key: &Key) -> bool {
         let mut found = false;
-        let _ = for_each_from(&self.rules, &RuleKey { port: key.port, m: Match::ANY }, |k, aid| {
-            found = k.port == key.port && *aid == key.aid;
-            Ok::<_, ()>(k.port == key.port && !found)
-        });
+        let _ = for_each_from(
+            &self.rules,
+            &RuleKey {
+                port: key.port,
+                m: Match::ANY,
+            },
+            |k, aid| {
+                found = k.port == key.port && *aid == key.aid;
+                Ok::<_, ()>(k.port == key.port && !found)
+            },
+        );
         found
     }
 
@@ -311,7 +321,9 @@ impl Table {
     /// the 10,000th AID of a port as cheap as adding the first.
     fn publish(&mut self, key: &Key, fwd: bool) -> Result<(), TableError> {
         let fwd = match fwd {
-            true => self.port_view(key.port, None)?.map(|view| (key.port, Some(view))),
+            true => self
+                .port_view(key.port, None)?
+                .map(|view| (key.port, Some(view))),
             false => None,
         };
         let rev = self.rev_view(key)?;
@@ -512,15 +524,22 @@ impl Table {
     /// removes with the allocation), in key order.
     pub(crate) fn rules_of(&self, key: &Key) -> Result<KVec<RuleKey>, TableError> {
         let mut out = KVec::new();
-        for_each_from(&self.rules, &RuleKey { port: key.port, m: Match::ANY }, |rk, aid| {
-            if rk.port != key.port {
-                return Ok(false);
-            }
-            if *aid == key.aid {
-                out.push(*rk, GFP_KERNEL_ACCOUNT)?;
-            }
-            Ok::<_, TableError>(true)
-        })?;
+        for_each_from(
+            &self.rules,
+            &RuleKey {
+                port: key.port,
+                m: Match::ANY,
+            },
+            |rk, aid| {
+                if rk.port != key.port {
+                    return Ok(false);
+                }
+                if *aid == key.aid {
+                    out.push(*rk, GFP_KERNEL_ACCOUNT)?;
+                }
+                Ok::<_, TableError>(true)
+            },
+        )?;
         Ok(out)
     }
 
@@ -586,13 +605,20 @@ impl Table {
             });
         }
         let mut on_port = 0;
-        for_each_from(&self.rules, &RuleKey { port: rk.port, m: Match::ANY }, |k, _| {
-            if k.port != rk.port {
-                return Ok(false);
-            }
-            on_port += 1;
-            Ok::<_, TableError>(on_port < RULES_PER_PORT)
-        })?;
+        for_each_from(
+            &self.rules,
+            &RuleKey {
+                port: rk.port,
+                m: Match::ANY,
+            },
+            |k, _| {
+                if k.port != rk.port {
+                    return Ok(false);
+                }
+                on_port += 1;
+                Ok::<_, TableError>(on_port < RULES_PER_PORT)
+            },
+        )?;
         if on_port >= RULES_PER_PORT {
             return Err(TableError::PortFullOfRules);
         }
@@ -624,7 +650,11 @@ impl Table {
 
     /// Visits allocations in key order, starting after `after` (or at the
     /// first), until `f` returns false.
-    pub(crate) fn visit_from(&self, after: Option<&Key>, mut f: impl FnMut(&Key, &Mapping) -> bool) {
+    pub(crate) fn visit_from(
+        &self,
+        after: Option<&Key>,
+        mut f: impl FnMut(&Key, &Mapping) -> bool,
+    ) {
         let from = after.copied().unwrap_or(Key::first_of(0));
         let _ = for_each_from(&self.map, &from, |k, m| {
             Ok::<_, ()>(after == Some(k) || f(k, m))
@@ -633,8 +663,15 @@ impl Table {
 
     /// Visits rules in key order, starting after `after` (or at the
     /// first), until `f` returns false.
-    pub(crate) fn visit_rules_from(&self, after: Option<&RuleKey>, mut f: impl FnMut(&RuleKey, &Aid) -> bool) {
-        let from = after.copied().unwrap_or(RuleKey { port: 0, m: Match::ANY });
+    pub(crate) fn visit_rules_from(
+        &self,
+        after: Option<&RuleKey>,
+        mut f: impl FnMut(&RuleKey, &Aid) -> bool,
+    ) {
+        let from = after.copied().unwrap_or(RuleKey {
+            port: 0,
+            m: Match::ANY,
+        });
         let _ = for_each_from(&self.rules, &from, |k, aid| {
             Ok::<_, ()>(after == Some(k) || f(k, aid))
         });

@@ -8,8 +8,8 @@
 //! `&mut Table` (that is, of the table's mutex) can change what the packet
 //! path sees: the single-writer rule is a fact the compiler checks.
 
-use kernel::alloc::AllocError;
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
+use kernel::alloc::AllocError;
 use kernel::prelude::*;
 use kernel::sync::{rcu, Arc};
 
@@ -53,7 +53,7 @@ impl PortView {
         default: Option<Target>,
     ) -> Self {
         vpm_rules::sort(&mut rules);
-        cgroups.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+        cgroups.sort_unstable_by_key(|c| core::cmp::Reverse(c.1));
         Self {
             rules,
             cgroups,

@@ -44,7 +44,9 @@ impl<'a> Dump<'a> {
         // `size_of::<T>()` bytes (checked) and any bytes are a valid `T`.
         unsafe {
             assert!(core::mem::size_of::<T>() <= ffi::vpm_dump_ctx_size);
-            ffi::vpm_dump_ctx(self.cb.as_ptr()).cast::<T>().read_unaligned()
+            ffi::vpm_dump_ctx(self.cb.as_ptr())
+                .cast::<T>()
+                .read_unaligned()
         }
     }
 
@@ -53,7 +55,9 @@ impl<'a> Dump<'a> {
         // SAFETY: As in `cursor`.
         unsafe {
             assert!(core::mem::size_of::<T>() <= ffi::vpm_dump_ctx_size);
-            ffi::vpm_dump_ctx(self.cb.as_ptr()).cast::<T>().write_unaligned(val)
+            ffi::vpm_dump_ctx(self.cb.as_ptr())
+                .cast::<T>()
+                .write_unaligned(val)
         }
     }
 
@@ -62,7 +66,8 @@ impl<'a> Dump<'a> {
     /// `NLM_F_DUMP_INTR`.
     pub(crate) fn msg(&mut self, generation: u32) -> Option<DumpMsg<'_, 'a>> {
         // SAFETY: `skb` and `cb` are valid for this call.
-        let hdr = unsafe { ffi::vpm_dump_msg_start(self.skb.as_ptr(), self.cb.as_ptr(), generation) };
+        let hdr =
+            unsafe { ffi::vpm_dump_msg_start(self.skb.as_ptr(), self.cb.as_ptr(), generation) };
         // INVARIANT: The header was just added to this call's skb.
         Some(DumpMsg {
             dump: self,
@@ -116,7 +121,6 @@ impl Drop for DumpMsg<'_, '_> {
         unsafe { ffi::vpm_dump_msg_cancel(self.dump.skb.as_ptr(), self.hdr.as_ptr()) };
     }
 }
-
 
 impl Dump<'_> {
     /// Records the table generation this call reflects, so that a change

@@ -28,7 +28,9 @@ impl GenlFamily {
     pub(crate) fn register() -> Result<Self> {
         // SAFETY: The generated family is a static that outlives the
         // registration, which `drop` undoes.
-        to_result(unsafe { bindings::genl_register_family(ptr::addr_of_mut!(ffi::vpm_nl_family)) })?;
+        to_result(unsafe {
+            bindings::genl_register_family(ptr::addr_of_mut!(ffi::vpm_nl_family))
+        })?;
         Ok(Self(()))
     }
 }
@@ -64,7 +66,9 @@ impl<'a> GenlInfo<'a> {
 
     /// The per-namespace state `T` of the requester's namespace.
     pub(crate) fn state<T: PernetState>(&self) -> Result<&'a T> {
-        self.net().and_then(|net| T::pernet().state(net)).ok_or(ENODEV)
+        self.net()
+            .and_then(|net| T::pernet().state(net))
+            .ok_or(ENODEV)
     }
 
     /// The payload of request attribute `ty`, if present.
@@ -246,7 +250,10 @@ impl<'a> Reply<'a> {
         // consumes the skb whatever it returns, so it is not freed again.
         unsafe {
             bindings::genlmsg_end(me.skb.as_ptr(), me.hdr.as_ptr());
-            to_result(ffi::vpm_genl_reply_send(me.skb.as_ptr(), me.info.raw.as_ptr()))
+            to_result(ffi::vpm_genl_reply_send(
+                me.skb.as_ptr(),
+                me.info.raw.as_ptr(),
+            ))
         }
     }
 }
@@ -312,7 +319,6 @@ impl Drop for Event<'_> {
         unsafe { bindings::nlmsg_free(self.skb.as_ptr()) };
     }
 }
-
 
 /// Runs a netlink `do` handler with a safe view of its request.
 ///

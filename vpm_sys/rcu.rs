@@ -188,12 +188,12 @@ impl<T: Send + Sync> PortMap<T> {
     /// An empty map (2 KiB; pages come later).
     pub(crate) fn new() -> Result<KBox<Self>, AllocError> {
         // INVARIANT: all pages null.
-        Ok(KBox::new(
+        KBox::new(
             Self {
                 pages: [const { AtomicPtr::new(ptr::null_mut()) }; 65536 / PAGE],
             },
             GFP_KERNEL_ACCOUNT,
-        )?)
+        )
     }
 
     /// The value of `port`, valid while the read-side lock is held.
@@ -218,7 +218,12 @@ impl<T: Send + Sync> PortMap<T> {
                 GFP_KERNEL_ACCOUNT,
             )?);
             // INVARIANT: a page is only ever installed over null.
-            page = match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            page = match slot.compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => fresh,
                 Err(winner) => {
                     // SAFETY: `fresh` was never published.

@@ -9,7 +9,8 @@
 #   make          vpm.ko against KDIR (default: the cached test kernel)
 #   make deps     install build and test prerequisites (idempotent, root)
 #   make kernel   build the cached debug test kernel
-#   make spec     regenerate netlink code from uapi/vpm.yaml
+#   make spec     regenerate netlink code from uapi/vpm.yaml and the glue's
+#                 Rust prototypes from vpm_glue.h
 #   make fmt      rustfmt the module and the host tests
 #
 # KDIR=/path/to/linux builds against your own Rust-enabled kernel tree.
@@ -68,9 +69,11 @@ kernel-dir:
 
 spec: deps
 	@$(ROOT)/tools/ynl-gen.sh
+	@$(ROOT)/tools/glue-gen.sh
 
 check-spec: deps
 	@$(ROOT)/tools/ynl-gen.sh --check
+	@$(ROOT)/tools/glue-gen.sh --check
 
 # rustfmt with the kernel's settings (its .rustfmt.toml: rustfmt defaults,
 # edition 2021, Unix newlines), from the module's crate root and the host

@@ -4,7 +4,8 @@
  *
  * vpm_glue.c wraps what kernel::bindings does not expose (static inline
  * functions and macros, structures Rust must not lay out by hand); its
- * Rust twins are in vpm_sys/ffi.rs: keep them in step.  vpm_rs_hook is
+ * Rust twins are generated from this header (gen/vpm_glue.rs, by
+ * tools/glue-gen.sh; make check-spec fails on drift).  vpm_rs_hook is
  * implemented in Rust (vpm_nf.rs, through vpm_sys/nf.rs) and called from
  * here.
  */

@@ -5,7 +5,8 @@
 //! Every raw kernel pointer and every `unsafe` block of vpm lives in this
 //! folder, one concern per file, each type stating its invariants:
 //!
-//! - `ffi.rs`: the prototypes of the C glue (`vpm_glue.c`);
+//! - `ffi.rs`: the prototypes of the C glue (`vpm_glue.c`), generated
+//!   from `vpm_glue.h` by bindgen into `gen/vpm_glue.rs`;
 //! - `pernet.rs`: a per-namespace slot of any type, with the hooks;
 //! - `nf.rs`: the netfilter hook entry ([`nf_hook!`]);
 //! - `skb.rs`: a packet inside a hook;

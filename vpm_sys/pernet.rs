@@ -7,7 +7,7 @@
 //! callbacks below; the owner of `T` (`vpm_net.rs`) only implements the
 //! safe [`PernetState`] and declares one static [`Pernet`].
 
-use core::ffi::{c_int, c_uint, c_void};
+use core::ffi::{c_int, c_uint};
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +40,7 @@ pub(crate) trait PernetState: HookState + Sized + Send + Sync + 'static {
 /// serialises, so it needs no lock.
 struct Slot<T> {
     state: T,
-    hooks: *mut c_void,
+    hooks: *mut ffi::nf_hook_ops,
 }
 
 /// vpm's `pernet_operations` and the slot id they were assigned.

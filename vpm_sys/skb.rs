@@ -138,10 +138,10 @@ impl Skb<'_> {
     pub(crate) fn sender(&self) -> Sender {
         // SAFETY: The skb is valid (type invariant).
         let info = unsafe { ffi::vpm_skb_sender(self.raw()) };
-        // Mirrors the VPM_SENDER_* bits of vpm_glue.h.
-        const SOCKET: u32 = 1 << 31;
-        const CONTROL: u32 = 1 << 30;
-        const CONNECTED: u32 = 1 << 29;
+        use ffi::{
+            VPM_SENDER_CONNECTED as CONNECTED, VPM_SENDER_CONTROL as CONTROL,
+            VPM_SENDER_SOCKET as SOCKET,
+        };
         if info & SOCKET == 0 {
             Sender::None
         } else if info & CONTROL != 0 {

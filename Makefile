@@ -9,7 +9,9 @@
 #   make          vpm.ko against KDIR (default: the cached test kernel)
 #   make deps     install build and test prerequisites (idempotent, root)
 #   make kernel   build the cached debug test kernel
-#   make spec     regenerate netlink code from uapi/vpm.yaml
+#   make spec     regenerate netlink code from uapi/vpm.yaml and the glue's
+#                 Rust prototypes from vpm_glue.h
+#   make fmt      rustfmt the module and the host tests
 #
 # KDIR=/path/to/linux builds against your own Rust-enabled kernel tree.
 # Kbuild (not this file) lists the module's objects.
@@ -47,7 +49,7 @@ endif
 BENCH_DIR = $(shell . $(ROOT)/tools/env.sh && echo $$VPM_CACHE)/bench-build
 
 .PHONY: all module deps kernel kernel-dir spec check-spec vpmctl host-test \
-	vm-test bench check run clean
+	vm-test bench check run clean fmt check-fmt clippy
 
 all: module
 
@@ -67,9 +69,30 @@ kernel-dir:
 
 spec: deps
 	@$(ROOT)/tools/ynl-gen.sh
+	@$(ROOT)/tools/glue-gen.sh
 
 check-spec: deps
 	@$(ROOT)/tools/ynl-gen.sh --check
+	@$(ROOT)/tools/glue-gen.sh --check
+
+# rustfmt with the kernel's settings (its .rustfmt.toml: rustfmt defaults,
+# edition 2021, Unix newlines), from the module's crate root and the host
+# tests' (which follow their modules; gen/vpm_uapi.rs is #[rustfmt::skip]).
+RUSTFMT := rustfmt --edition 2021 --config newline_style=Unix
+RUSTFMT_ROOTS := $(ROOT)/vpm_mod.rs $(ROOT)/tests/host/src/lib.rs
+
+fmt:
+	@$(ENV); $(RUSTFMT) $(RUSTFMT_ROOTS)
+
+check-fmt:
+	@$(ENV); $(RUSTFMT) --check $(RUSTFMT_ROOTS)
+
+# clippy, warnings denied: on the module through the kernel's CLIPPY=1
+# (with the kernel's own lint set), and on the host tests.
+clippy: $(KDIR_DEP)
+	@kdir=$(KDIR_SH) && $(ENV) && \
+		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM= CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+	@$(ENV); cd $(ROOT)/tests/host && cargo clippy --quiet --all-targets -- -D warnings
 
 vpmctl:
 	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo build --release --quiet
@@ -86,12 +109,13 @@ vm-test: module vpmctl
 bench: deps vpmctl
 	@$(ROOT)/tools/kernel.sh build base
 	@rm -rf "$(BENCH_DIR)" && mkdir -p "$(BENCH_DIR)" && \
-		cp -r $(ROOT)/Kbuild $(ROOT)/vpm_*.rs $(ROOT)/vpm_glue.[ch] $(ROOT)/gen $(ROOT)/uapi "$(BENCH_DIR)/"
+		cp -r $(ROOT)/Kbuild $(ROOT)/vpm_*.rs $(ROOT)/vpm_sys $(ROOT)/vpm_glue.[ch] $(ROOT)/gen $(ROOT)/uapi "$(BENCH_DIR)/"
 	@$(ENV); kdir=$$($(ROOT)/tools/kernel.sh dir base) && \
 		$(MAKE) -s -C "$$kdir" M="$(BENCH_DIR)" LLVM= modules && \
 		VPM_KO="$(BENCH_DIR)/vpm.ko" $(ROOT)/tests/vm.sh bench "$$kdir"
 
-check: deps check-spec host-test
+check: deps check-spec check-fmt host-test
+	@$(MAKE) --no-print-directory clippy
 	@$(MAKE) --no-print-directory vm-test
 	@$(MAKE) --no-print-directory bench
 

@@ -88,10 +88,12 @@
 //! same anonymous port; the packet path checks that the allocation
 //! still exists before using a pin.
 
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU64, Ordering};
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+
+use crate::vpm_rules::Family;
 
 /// Slots per bucket.
 pub(crate) const WAYS: usize = 4;
@@ -125,8 +127,8 @@ pub(crate) const ID_MASK: u64 = (1 << 48) - 1;
 pub(crate) struct FlowKey {
     /// IP protocol number.
     pub(crate) proto: u8,
-    /// 4 or 6.
-    pub(crate) family: u8,
+    /// `V4` or `V6`.
+    pub(crate) family: Family,
     /// The fixed port.
     pub(crate) fixed: u16,
     /// The client's port.
@@ -213,7 +215,10 @@ const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 const STATE_SHIFT: u32 = DL_BITS + GEN_BITS;
 
 fn life(tag: u32, state: u64, gen: u64, deadline: u32) -> u64 {
-    u64::from(tag) << 32 | state << STATE_SHIFT | (gen & GEN_MASK) << DL_BITS | u64::from(deadline & DL_MASK)
+    u64::from(tag) << 32
+        | state << STATE_SHIFT
+        | (gen & GEN_MASK) << DL_BITS
+        | u64::from(deadline & DL_MASK)
 }
 
 fn gen_of(l: u64) -> u64 {
@@ -287,12 +292,23 @@ fn next_life(l: u64, pin: Pin, seen: Seen, now: u32) -> Option<u64> {
             if !established || flags & TCP_SYN != 0 {
                 // A SYN-ACK or a listener's answer: sent to spoofed
                 // sources too, so it confirms nothing.
-                return (state == UNCONFIRMED).then(|| set(UNCONFIRMED, TCP_UNCONFIRMED_TIMEOUT)).flatten();
+                return (state == UNCONFIRMED)
+                    .then(|| set(UNCONFIRMED, TCP_UNCONFIRMED_TIMEOUT))
+                    .flatten();
             }
             if flags & TCP_FIN != 0 && state == CLOSING {
                 // A retransmitted FIN does not push the end out.
                 let fin = now.wrapping_add(TCP_FIN_TIMEOUT);
-                return Some(life(tag, CLOSING, gen, if expired(deadline, fin) { deadline } else { fin }));
+                return Some(life(
+                    tag,
+                    CLOSING,
+                    gen,
+                    if expired(deadline, fin) {
+                        deadline
+                    } else {
+                        fin
+                    },
+                ));
             }
             if flags & TCP_FIN != 0 || state == CLOSING {
                 return set(CLOSING, TCP_FIN_TIMEOUT);
@@ -355,10 +371,16 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
 
     fn hash(&self, k: &FlowKey) -> u64 {
         let mut words = [0u64; 3];
-        words[0] = u64::from(k.proto) | u64::from(k.family) << 8 | u64::from(k.fixed) << 16 | u64::from(k.port) << 32;
-        words[1] = u64::from_le_bytes([k.addr[0], k.addr[1], k.addr[2], k.addr[3], k.addr[4], k.addr[5], k.addr[6], k.addr[7]]);
+        words[0] = u64::from(k.proto)
+            | u64::from(k.family.code()) << 8
+            | u64::from(k.fixed) << 16
+            | u64::from(k.port) << 32;
+        words[1] = u64::from_le_bytes([
+            k.addr[0], k.addr[1], k.addr[2], k.addr[3], k.addr[4], k.addr[5], k.addr[6], k.addr[7],
+        ]);
         words[2] = u64::from_le_bytes([
-            k.addr[8], k.addr[9], k.addr[10], k.addr[11], k.addr[12], k.addr[13], k.addr[14], k.addr[15],
+            k.addr[8], k.addr[9], k.addr[10], k.addr[11], k.addr[12], k.addr[13], k.addr[14],
+            k.addr[15],
         ]);
         siphash13(self.key, &words)
     }
@@ -379,7 +401,9 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     /// The live pin of `k` at time `now`, and its slot.
     fn find(&self, k: &FlowKey, now: u32) -> Option<(&Slot, u32, Pin, u64)> {
         let (bucket, tag) = self.bucket(k);
-        bucket.iter().find_map(|s| Self::read(s, tag, now).map(|(l, p)| (s, tag, p, l)))
+        bucket
+            .iter()
+            .find_map(|s| Self::read(s, tag, now).map(|(l, p)| (s, tag, p, l)))
     }
 
     /// The live pin of `k`, if any.
@@ -419,7 +443,11 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
                 // Nothing changes: spare the cache line a write.
                 return true;
             }
-            if slot.life.compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if slot
+                .life
+                .compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 return true;
             }
         }
@@ -428,7 +456,14 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
 
     /// Pins `k` to `pin` (unconfirmed) from `now` on.  The caller found no
     /// usable pin for `k`: none, or `dead`, whose allocation is gone.
-    pub(crate) fn insert(&self, k: &FlowKey, pin: Pin, dead: Option<Pin>, now: u32, tcp: bool) -> Inserted {
+    pub(crate) fn insert(
+        &self,
+        k: &FlowKey,
+        pin: Pin,
+        dead: Option<Pin>,
+        now: u32,
+        tcp: bool,
+    ) -> Inserted {
         let (bucket, tag) = self.bucket(k);
         // Preference (lower first): the flow's own dead pin, a free slot,
         // an expired one, the unconfirmed or closing one closest to
@@ -474,14 +509,20 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
         let gen = gen_of(old) + 1;
         if slot
             .life
-            .compare_exchange(old, life(tag, CLAIMED, gen, 0), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                old,
+                life(tag, CLAIMED, gen, 0),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return Inserted::Raced;
         }
         slot.pin.store(pin.pack(), Ordering::Release);
         let deadline = now.wrapping_add(unconfirmed_timeout(tcp));
-        slot.life.store(life(tag, UNCONFIRMED, gen, deadline), Ordering::Release);
+        slot.life
+            .store(life(tag, UNCONFIRMED, gen, deadline), Ordering::Release);
         kind
     }
 

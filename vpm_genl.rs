@@ -2,27 +2,31 @@
 
 //! Handlers of the `vpm` generic netlink family (`uapi/vpm.yaml`).
 //!
-//! The C entry points generated from the spec land in `vpm_sys.rs`, which
-//! hands each handler a safe [`GenlInfo`] (or [`Dump`]); handlers run in
-//! process context and may sleep.  Every error sets an extended-ack message
+//! The C entry points the generated tables name (`gen/vpm_nl_gen.h`) are
+//! defined at the end of this file; the floor's macros hand each handler a
+//! safe [`GenlInfo`] (or [`Dump`]).  Handlers run in process context and
+//! may sleep.  Every error sets an extended-ack message
 //! that says what was wrong and, where it helps, what to do.
 
 use kernel::prelude::*;
 
+use crate::vpm_counters::{EntryStat, Stat};
+use crate::vpm_error::TableError;
+use crate::vpm_keys::{Aid, Key, RuleKey, AID_MAX_LEN};
 use crate::vpm_rules::{Family, Match, RuleError};
-use crate::vpm_sys::{cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply};
-use crate::vpm_table::{
-    Aid, Cgroup, EntryStat, Key, Mapping, RuleKey, Stat, Table, TableError, AID_MAX_LEN,
-    PROTO_ALL, RULES_PER_PORT,
+use crate::vpm_state::NetState;
+use crate::vpm_sys::{
+    self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply,
 };
+use crate::vpm_table::{Cgroup, Mapping, Table, PROTO_ALL};
 use crate::vpm_uapi as uapi;
 
 /// `get-status`: module version, hooks and counters of the caller's namespace.
 pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     // The version, a u32 and at most 16 uints of 12 bytes.
     let mut reply = Reply::new(info, 32 + 8 + 16 * 12)?;
-    const _: () = assert!(Stat::COUNT + 1 <= 16);
+    const _: () = assert!(Stat::COUNT < 16);
     reply.put_str(uapi::VPM_A_STATUS_VERSION, crate::VERSION)?;
     reply.put_u32(uapi::VPM_A_STATUS_HOOKS, state.hooks())?;
     for (attr, stat) in [
@@ -69,18 +73,23 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         return Err(EOPNOTSUPP);
     }
     let mut cgroup = req_cgroup(info)?;
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     let mut table = state.table.lock();
     // The reply is allocated before the table changes, sized for the
     // larger of the request's cgroup path and the existing allocation's:
     // once the change is made (and announced), nothing may fail.
-    let cgroup_len = [cgroup.as_ref(), table.get(&key).and_then(|m| m.cgroup.as_ref())]
-        .into_iter()
-        .flatten()
-        .map(|c| c.path.len())
-        .max();
+    let cgroup_len = [
+        cgroup.as_ref(),
+        table.get(&key).and_then(|m| m.cgroup.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|c| c.path.len())
+    .max();
     let mut reply = Reply::new(info, mapping_size(cgroup_len))?;
-    let changed = table.add(key, protos, want, &mut cgroup).map_err(|e| table_error(info, e))?;
+    let changed = table
+        .add(key, protos, want, &mut cgroup)
+        .map_err(|e| table_error(info, e))?;
     // `add` succeeded, so the allocation exists.
     let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
@@ -134,7 +143,7 @@ fn req_cgroup(info: &GenlInfo<'_>) -> Result<Option<Cgroup>> {
 /// `del-mapping`: release the allocation of (aid, port).
 pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     // The rules the allocation takes with it, for their rule-del events
     // (collected first: once the table changed, nothing may fail).
     let rules = table.rules_of(&key).map_err(|e| table_error(info, e))?;
@@ -152,8 +161,10 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
 /// `get-mapping` (do): one allocation.
 pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
     let key = req_key(info)?;
-    let table = info.net_state().table.lock();
-    let mapping = table.get(&key).ok_or_else(|| table_error(info, TableError::NotFound))?;
+    let table = info.state::<NetState>()?.table.lock();
+    let mapping = table
+        .get(&key)
+        .ok_or_else(|| table_error(info, TableError::NotFound))?;
     let mut reply = Reply::new(info, mapping_size_of(mapping))?;
     put_mapping(&mut reply, &key, mapping)?;
     drop(table);
@@ -164,7 +175,7 @@ pub(crate) fn get_mapping(info: &GenlInfo<'_>) -> Result {
 /// flush event stands for all of them (per-entry events could be 131,070
 /// messages, more than a listener's socket holds).
 pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     table.flush();
     // Under the lock, like every event: listeners see changes in order.
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
@@ -178,7 +189,7 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
 pub(crate) fn get_config(info: &GenlInfo<'_>) -> Result {
     // Two u16 and three u32 attributes.
     let mut reply = Reply::new(info, 5 * 8)?;
-    put_config(&mut reply, &info.net_state().table.lock())?;
+    put_config(&mut reply, &info.state::<NetState>()?.table.lock())?;
     reply.send()
 }
 
@@ -217,8 +228,10 @@ pub(crate) fn set_config(info: &GenlInfo<'_>) -> Result {
         info.set_err(c"nothing to change: give range-lo/range-hi or max-entries");
         return Err(EINVAL);
     }
-    let mut table = info.net_state().table.lock();
-    table.set_config(range, max).map_err(|e| table_error(info, e))?;
+    let mut table = info.state::<NetState>()?.table.lock();
+    table
+        .set_config(range, max)
+        .map_err(|e| table_error(info, e))?;
     // Under the lock, like every event: listeners see changes in order.
     if let Some(mut event) = Event::new(info, uapi::VPM_CMD_CONFIG_NTF) {
         if put_config(&mut event, &table).is_ok() {
@@ -285,7 +298,7 @@ fn dump_table<C: Resume, V>(
     visit: impl FnOnce(&Table, Option<&C::Key>, &mut dyn FnMut(&C::Key, &V) -> bool),
     put: impl Fn(&mut DumpMsg<'_, '_>, &C::Key, &V) -> Result,
 ) -> Result<usize> {
-    let state = dump.net_state();
+    let state = dump.state::<NetState>()?;
     let table = state.table.lock();
     let generation = table.generation();
     // On every call, not only when a message starts: the core checks the
@@ -320,7 +333,11 @@ fn dump_table<C: Resume, V>(
 /// `get-mapping` (dump): every allocation, in key order, across as many
 /// calls as the messages need.
 pub(crate) fn dump_mappings(dump: &mut Dump<'_>) -> Result<usize> {
-    dump_table::<MappingCursor, Mapping>(dump, |t, after, f| t.visit_from(after, f), |m, k, v| put_mapping(m, k, v))
+    dump_table::<MappingCursor, Mapping>(
+        dump,
+        |t, after, f| t.visit_from(after, f),
+        |m, k, v| put_mapping(m, k, v),
+    )
 }
 
 fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
@@ -352,7 +369,7 @@ pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
         info.set_err_missing(c"missing attribute: aid", uapi::VPM_A_RULE_AID);
         return Err(EINVAL);
     };
-    let state = info.net_state();
+    let state = info.state::<NetState>()?;
     let mut table = state.table.lock();
     table.rule_add(rk, aid).map_err(|e| table_error(info, e))?;
     // Under the lock, so events keep the order of the changes.
@@ -364,7 +381,7 @@ pub(crate) fn add_rule(info: &GenlInfo<'_>) -> Result {
 /// `del-rule`: remove the rule with this match.
 pub(crate) fn del_rule(info: &GenlInfo<'_>) -> Result {
     let rk = req_rule_key(info)?;
-    let mut table = info.net_state().table.lock();
+    let mut table = info.state::<NetState>()?.table.lock();
     let aid = table.rule_del(&rk).map_err(|e| table_error(info, e))?;
     notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, &rk, &aid);
     drop(table);
@@ -399,7 +416,12 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
         info.set_err_missing(c"missing attribute: port", uapi::VPM_A_RULE_PORT);
         return Err(EINVAL);
     };
-    let plen = opt_ne(info, uapi::VPM_A_RULE_PREFIX_LEN, u8::from_ne_bytes, c"malformed u8 attribute")?;
+    let plen = opt_ne(
+        info,
+        uapi::VPM_A_RULE_PREFIX_LEN,
+        u8::from_ne_bytes,
+        c"malformed u8 attribute",
+    )?;
     let sport = opt_u16(info, uapi::VPM_A_RULE_SRC_PORT)?.unwrap_or(0);
     let mut addr = [0u8; 16];
     let family = match info.attr(uapi::VPM_A_RULE_ADDR) {
@@ -410,7 +432,11 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
         None => Family::Any,
         Some(a) if a.len() == 4 || a.len() == 16 => {
             addr[..a.len()].copy_from_slice(a);
-            if a.len() == 4 { Family::V4 } else { Family::V6 }
+            if a.len() == 4 {
+                Family::V4
+            } else {
+                Family::V6
+            }
         }
         Some(_) => {
             info.set_err(c"addr must be 4 (IPv4) or 16 (IPv6) bytes");
@@ -420,9 +446,9 @@ fn req_rule_key(info: &GenlInfo<'_>) -> Result<RuleKey> {
     let plen = plen.unwrap_or(family.bits());
     let m = Match::new(family, addr, plen, sport).map_err(|e| {
         match e {
-            RuleError::PrefixTooLong { max } => {
-                info.set_err_fmt(format_args!("prefix-len {plen} is longer than the address ({max} bits)"))
-            }
+            RuleError::PrefixTooLong { max } => info.set_err_fmt(format_args!(
+                "prefix-len {plen} is longer than the address ({max} bits)"
+            )),
             RuleError::HostBits => info.set_err(
                 c"addr has bits set beyond prefix-len: give the network address (e.g. 10.1.0.0/16)",
             ),
@@ -455,11 +481,7 @@ impl Resume for RuleCursor {
         if self.started == 0 {
             return None;
         }
-        let family = match self.family {
-            4 => Family::V4,
-            6 => Family::V6,
-            _ => Family::Any,
-        };
+        let family = Family::from_code(self.family).unwrap_or(Family::Any);
         let m = Match::new(family, self.addr, self.plen, self.sport).ok()?;
         Some(RuleKey { port: self.port, m })
     }
@@ -467,11 +489,7 @@ impl Resume for RuleCursor {
     fn at(rk: &RuleKey) -> Self {
         Self {
             started: 1,
-            family: match rk.m.family() {
-                Family::Any => 0,
-                Family::V4 => 4,
-                Family::V6 => 6,
-            },
+            family: rk.m.family().code(),
             plen: rk.m.plen(),
             _pad: 0,
             port: rk.port,
@@ -483,7 +501,11 @@ impl Resume for RuleCursor {
 
 /// `get-rule` (dump): every rule, in key order.
 pub(crate) fn dump_rules(dump: &mut Dump<'_>) -> Result<usize> {
-    dump_table::<RuleCursor, Aid>(dump, |t, after, f| t.visit_rules_from(after, f), |m, k, v| put_rule(m, k, v))
+    dump_table::<RuleCursor, Aid>(
+        dump,
+        |t, after, f| t.visit_rules_from(after, f),
+        |m, k, v| put_rule(m, k, v),
+    )
 }
 
 /// The AID in attribute `ty`, if present.
@@ -540,91 +562,20 @@ fn opt_ne<T, const N: usize>(
 
 /// Maps a table error to its errno, setting the extended-ack message.
 fn table_error(info: &GenlInfo<'_>, e: TableError) -> Error {
-    match e {
-        TableError::RangeExhausted { in_use, lo, hi } => {
-            info.set_err_fmt(format_args!(
-                "no free port in range {lo}-{hi} ({in_use} in use); widen the range"
-            ));
-            ENOSPC
-        }
-        TableError::RangeBound { in_use, lo, hi } => {
-            info.set_err_fmt(format_args!(
-                "range {lo}-{hi}: {in_use} allocated, sockets hold the rest; widen the range"
-            ));
-            ENOSPC
-        }
-        TableError::TooManyEntries { max } => {
-            info.set_err_fmt(format_args!(
-                "entry limit {max} reached; raise max-entries or delete entries"
-            ));
-            ENOSPC
-        }
-        TableError::PortOutOfRange { lo, hi } => {
-            info.set_err_fmt(format_args!("anon-port is outside the range {lo}-{hi}"));
-            ERANGE
-        }
-        TableError::PortTaken => {
-            info.set_err(c"anon-port is allocated to another AID or port");
-            EADDRINUSE
-        }
-        TableError::OtherAnonPort { anon } => {
-            info.set_err_fmt(format_args!(
-                "this AID and port already hold anonymous port {anon}"
-            ));
-            EEXIST
-        }
-        TableError::NotFound => {
-            info.set_err(c"no allocation for this AID and port");
-            ENOENT
-        }
-        TableError::RangeInUse => {
-            info.set_err(c"allocations lie outside the new range; delete them first");
-            EBUSY
-        }
-        TableError::BadRange => {
-            info.set_err(c"range-lo is above range-hi");
-            EINVAL
-        }
-        TableError::LimitBelowUse { entries } => {
-            info.set_err_fmt(format_args!(
-                "max-entries is below the {entries} allocations (or rules) held"
-            ));
-            EBUSY
-        }
-        TableError::RuleWithoutMapping => {
-            info.set_err(c"no allocation for this AID and port: add it (vpmctl add) before its rules");
-            ENOENT
-        }
-        TableError::RuleExists { aid } => {
-            let aid = core::str::from_utf8(aid.as_bytes()).unwrap_or("?");
-            info.set_err_fmt(format_args!(
-                "a rule with this source already exists (AID {aid}); delete it first"
-            ));
-            EEXIST
-        }
-        TableError::RuleNotFound => {
-            info.set_err(c"no rule with this port and source");
-            ENOENT
-        }
-        TableError::PortFullOfRules => {
-            info.set_err_fmt(format_args!(
-                "this port already has {RULES_PER_PORT} rules, the most a port may hold"
-            ));
-            ENOSPC
-        }
-        TableError::PortFullOfCgroups => {
-            info.set_err_fmt(format_args!(
-                "this port already has {RULES_PER_PORT} allocations with a cgroup, the most a port may hold"
-            ));
-            ENOSPC
-        }
-        TableError::TooManyRules { max } => {
-            info.set_err_fmt(format_args!("rule limit {max} reached; raise max-entries or delete rules"));
-            ENOSPC
-        }
-        TableError::NoMemory => {
-            info.set_err(c"out of memory (or the memory cgroup's limit) while changing the table");
-            ENOMEM
-        }
-    }
+    info.set_err_fmt(format_args!("{e}"));
+    e.into()
 }
+
+// ---- entry points ----------------------------------------------------------
+
+vpm_sys::genl_doit!(vpm_nl_get_status_doit => get_status);
+vpm_sys::genl_doit!(vpm_nl_add_mapping_doit => add_mapping);
+vpm_sys::genl_doit!(vpm_nl_del_mapping_doit => del_mapping);
+vpm_sys::genl_doit!(vpm_nl_get_mapping_doit => get_mapping);
+vpm_sys::genl_doit!(vpm_nl_flush_doit => flush);
+vpm_sys::genl_doit!(vpm_nl_get_config_doit => get_config);
+vpm_sys::genl_doit!(vpm_nl_set_config_doit => set_config);
+vpm_sys::genl_doit!(vpm_nl_add_rule_doit => add_rule);
+vpm_sys::genl_doit!(vpm_nl_del_rule_doit => del_rule);
+vpm_sys::genl_dumpit!(vpm_nl_get_mapping_dumpit => dump_mappings);
+vpm_sys::genl_dumpit!(vpm_nl_get_rule_dumpit => dump_rules);

@@ -5,7 +5,14 @@
  * Only what Rust cannot do through kernel::bindings lives here: structures
  * kernel::bindings does not describe (nf_hook_ops, nf_hook_state) and static
  * inline helpers or macros (net_generic, this_cpu_add, genlmsg_reply,
- * genl_info_net).  No policy: every decision is made in Rust.
+ * genl_info_net).  Its Rust side is vpm_sys/ (the prototypes in ffi.rs).
+ *
+ * Every decision about packets and the table is made in Rust, with two
+ * exceptions that belong to the netfilter registration kept here: where
+ * vpm's hooks sit (the hook and priority table below, see "Where vpm sits
+ * relative to conntrack and NAT") and what "sent by this host" and "a
+ * local address" mean to the kernel (vpm_skb_received, vpm_skb_sender,
+ * vpm_addr_local: the facts, not what vpm does with them).
  */
 #include <linux/cgroup.h>
 #include <linux/module.h>

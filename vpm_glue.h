@@ -3,9 +3,11 @@
  * The C side of vpm's Rust/C boundary.
  *
  * vpm_glue.c wraps what kernel::bindings does not expose (static inline
- * functions and macros, structures Rust must not lay out by hand); the
- * vpm_rs_* functions are implemented in Rust (vpm_sys.rs) and called from
- * here.  Each prototype below has exactly one Rust twin: keep them in step.
+ * functions and macros, structures Rust must not lay out by hand); its
+ * Rust twins are generated from this header (gen/vpm_glue.rs, by
+ * tools/glue-gen.sh; make check-spec fails on drift).  vpm_rs_hook is
+ * implemented in Rust (vpm_nf.rs, through vpm_sys/nf.rs) and called from
+ * here.
  */
 #ifndef _VPM_GLUE_H
 #define _VPM_GLUE_H
@@ -21,9 +23,6 @@ struct nf_hook_ops;
 struct sk_buff;
 
 /* Implemented in Rust. */
-int vpm_rs_net_init(struct net *net);
-void vpm_rs_net_pre_exit(struct net *net);
-void vpm_rs_net_exit(struct net *net);
 unsigned int vpm_rs_hook(void *priv, struct sk_buff *skb, u8 pf,
 			 unsigned int hooknum, struct net *net,
 			 const struct net_device *in);

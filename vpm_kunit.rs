@@ -96,15 +96,28 @@ mod rules {
             (Match::ANY, 0u8),
             (Match::new(Family::V4, v4([10, 0, 0, 0]), 8, 0).unwrap(), 1),
             (Match::new(Family::V4, v4([10, 1, 0, 0]), 16, 0).unwrap(), 2),
-            (Match::new(Family::V4, v4([10, 1, 0, 0]), 16, 5000).unwrap(), 3),
+            (
+                Match::new(Family::V4, v4([10, 1, 0, 0]), 16, 5000).unwrap(),
+                3,
+            ),
         ];
         sort(&mut rules);
-        let src = |a, port| Source { family: Family::V4, addr: v4(a), port };
-        assert_eq!(select(&rules, &src([10, 1, 2, 3], 5000), |_| true), Some(&3));
+        let src = |a, port| Source {
+            family: Family::V4,
+            addr: v4(a),
+            port,
+        };
+        assert_eq!(
+            select(&rules, &src([10, 1, 2, 3], 5000), |_| true),
+            Some(&3)
+        );
         assert_eq!(select(&rules, &src([10, 1, 2, 3], 1), |_| true), Some(&2));
         assert_eq!(select(&rules, &src([10, 9, 2, 3], 1), |_| true), Some(&1));
         assert_eq!(select(&rules, &src([11, 0, 0, 1], 1), |_| true), Some(&0));
-        assert_eq!(Match::new(Family::V4, v4([10, 1, 2, 3]), 16, 0), Err(RuleError::HostBits));
+        assert_eq!(
+            Match::new(Family::V4, v4([10, 1, 2, 3]), 16, 0),
+            Err(RuleError::HostBits)
+        );
     }
 }
 
@@ -114,8 +127,38 @@ mod parse {
 
     /// IPv4 + UDP 9000 -> 40000, 4 bytes of payload.
     const V4: [u8; 32] = [
-        0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, IPPROTO_UDP, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2, //
-        0x23, 0x28, 0x9c, 0x40, 0, 12, 0x12, 0x34, 1, 2, 3, 4,
+        0x45,
+        0,
+        0,
+        32,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        IPPROTO_UDP,
+        0,
+        0,
+        192,
+        0,
+        2,
+        1,
+        198,
+        51,
+        100,
+        2, //
+        0x23,
+        0x28,
+        0x9c,
+        0x40,
+        0,
+        12,
+        0x12,
+        0x34,
+        1,
+        2,
+        3,
+        4,
     ];
 
     #[test]
@@ -131,19 +174,38 @@ mod parse {
 
 #[kunit_tests(vpm_flow)]
 mod flow {
-    use crate::vpm_flow::{FlowKey, FlowTable, Pin, PinState, Seen, Slot, TCP_ACK, TCP_RST, TCP_SYN};
+    use crate::vpm_flow::{
+        FlowKey, FlowTable, Pin, PinState, Seen, Slot, TCP_ACK, TCP_RST, TCP_SYN,
+    };
+    use crate::vpm_rules::Family;
     use kernel::prelude::*;
 
     #[test]
     fn confirms_and_ends() {
         let mut slots = KVVec::new();
         for _ in 0..64 {
-            slots.push(Slot::default(), GFP_KERNEL).expect("1 KiB of slots");
+            slots
+                .push(Slot::default(), GFP_KERNEL)
+                .expect("1 KiB of slots");
         }
         let t = FlowTable::new(slots, [7, 8]).unwrap();
-        let k = FlowKey { proto: 6, family: 4, fixed: 9000, port: 40000, addr: [0; 16] };
-        let pin = Pin { anon: 20000, id: 1 << 40 };
-        let from = |flags, established| Seen::Instance { tcp: true, flags, pin, established };
+        let k = FlowKey {
+            proto: 6,
+            family: Family::V4,
+            fixed: 9000,
+            port: 40000,
+            addr: [0; 16],
+        };
+        let pin = Pin {
+            anon: 20000,
+            id: 1 << 40,
+        };
+        let from = |flags, established| Seen::Instance {
+            tcp: true,
+            flags,
+            pin,
+            established,
+        };
         t.insert(&k, pin, None, 100, true);
         assert_eq!(t.lookup_state(&k, 129), Some((pin, PinState::Unconfirmed)));
         // Neither the SYN-ACK nor a listener's ACK confirms; a connected
@@ -154,7 +216,14 @@ mod flow {
         t.touch(&k, 102, from(TCP_ACK, true));
         assert_eq!(t.lookup_state(&k, 7000), Some((pin, PinState::Confirmed)));
         // A client RST does not end a confirmed pin; the instance's does.
-        t.touch(&k, 103, Seen::Client { tcp: true, flags: TCP_RST });
+        t.touch(
+            &k,
+            103,
+            Seen::Client {
+                tcp: true,
+                flags: TCP_RST,
+            },
+        );
         assert_eq!(t.lookup(&k, 103), Some(pin));
         assert!(t.touch(&k, 104, from(TCP_RST, true)));
         assert_eq!(t.lookup(&k, 104), None);

@@ -7,15 +7,20 @@
 //! and rewrites packet headers between the two, so each party only ever
 //! sees the fixed port (US patent 6,859,835).
 //!
-//! This file is the crate root: module parameters, load and unload.  The
-//! pieces, each in its own file:
+//! This file is the crate root: load and unload.  The pieces, each in its
+//! own file (`docs/ARCHITECTURE.md` shows how they stack):
 //!
-//! - `vpm_table.rs`: the state of one network namespace;
-//! - `vpm_nf.rs`: the packet path (netfilter hooks);
-//! - `vpm_genl.rs`: the generic netlink control API of `uapi/vpm.yaml`;
-//! - `vpm_sys.rs`: the thin unsafe layer over the kernel and `vpm_glue.c`;
-//! - `vpm_csum.rs`: checksum arithmetic, pure `core`, host-tested too;
-//! - `vpm_alloc.rs`: the anonymous port allocator, pure `core` as well.
+//! - the pure core, `core` only, compiled by the host tests too:
+//!   `vpm_csum.rs` (checksum arithmetic), `vpm_alloc.rs` (the anonymous
+//!   port allocator), `vpm_rules.rs` (source rules), `vpm_parse.rs`
+//!   (header parsing), `vpm_flow.rs` (the flow pin table);
+//! - the floor, `vpm_sys/`: every `unsafe` block, over the kernel and
+//!   the C glue `vpm_glue.c`;
+//! - the owners: `vpm_table.rs` (the state of one network namespace),
+//!   `vpm_net.rs` (the per-namespace operations), `vpm_nf.rs` (the packet
+//!   path and its hook entry point), `vpm_genl.rs` (the generic netlink
+//!   API of `uapi/vpm.yaml` and its entry points);
+//! - `vpm_kunit.rs`: the pure core's KUnit tests.
 //!
 //! Userspace talks to it with `vpmctl` (`tools/vpmctl`):
 //!
@@ -27,21 +32,28 @@
 use kernel::prelude::*;
 
 mod vpm_alloc;
+mod vpm_counters;
 #[cfg_attr(
     not(CONFIG_KUNIT = "y"),
     expect(dead_code, reason = "checksum() and sum_bytes() serve the KUnit suite")
 )]
 mod vpm_csum;
+mod vpm_error;
 mod vpm_flow;
 mod vpm_genl;
+mod vpm_keys;
 #[cfg(CONFIG_KUNIT = "y")]
 mod vpm_kunit;
+mod vpm_net;
 mod vpm_nf;
 mod vpm_parse;
-mod vpm_rcu;
 mod vpm_rules;
+mod vpm_state;
 mod vpm_sys;
 mod vpm_table;
+mod vpm_views;
+// Generated (tools/ynl-gen.sh): formatted by bindgen, not by rustfmt.
+#[rustfmt::skip]
 #[path = "gen/vpm_uapi.rs"]
 #[expect(
     non_camel_case_types,
@@ -70,12 +82,12 @@ pub(crate) const VERSION: &CStr = c"0.1.0";
 /// state (and with it the hooks) is torn down.
 struct Vpm {
     _genl: vpm_sys::GenlFamily,
-    _pernet: vpm_sys::Pernet,
+    _pernet: vpm_sys::Registration<vpm_state::NetState>,
 }
 
 impl kernel::Module for Vpm {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let pernet = vpm_sys::Pernet::register()?;
+        let pernet = vpm_net::PERNET.register()?;
         let genl = vpm_sys::GenlFamily::register()?;
         pr_info!("vpm {} loaded\n", VERSION.to_str().unwrap_or("?"));
         Ok(Self {

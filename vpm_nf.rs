@@ -9,7 +9,7 @@
 //!
 //! The shape follows `nf_nat_proto.c`: parse the headers (`vpm_parse.rs`,
 //! on bytes copied out of the skb), look the port up in the RCU-published
-//! views (`vpm_table.rs`), make the header writable, rewrite the port and
+//! views (`vpm_views.rs`), make the header writable, rewrite the port and
 //! update the checksum incrementally (`vpm_csum.rs`).
 //!
 //! - Inbound (PRE_ROUTING, and LOCAL_OUT for packets routed to this host):
@@ -53,13 +53,15 @@
 use kernel::bindings;
 use kernel::sync::rcu;
 
+use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
-use crate::vpm_rules::{Family, Source};
-use crate::vpm_sys::{now_secs, CsumState, Sender, Skb};
-use crate::vpm_table::{EntryCounters, EntryStat, NetState, RevView, Stat, Target};
+use crate::vpm_rules::Source;
+use crate::vpm_state::NetState;
+use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
+use crate::vpm_views::{RevView, Target};
 
 const PRE_ROUTING: u32 = bindings::nf_inet_hooks_NF_INET_PRE_ROUTING;
 const LOCAL_OUT: u32 = bindings::nf_inet_hooks_NF_INET_LOCAL_OUT;
@@ -80,6 +82,8 @@ struct Xlat<'g> {
     new: u16,
     counters: &'g EntryCounters,
 }
+
+vpm_sys::nf_hook!(NetState => hook);
 
 /// Handles one packet in namespace `state` at hook `hooknum` of family `pf`.
 pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> u32 {
@@ -124,7 +128,11 @@ pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> 
         return bindings::NF_DROP;
     }
     count_entry(x.counters, dir, len);
-    state.count(if dir == Dir::In { Stat::XlatIn } else { Stat::XlatOut });
+    state.count(if dir == Dir::In {
+        Stat::XlatIn
+    } else {
+        Stat::XlatOut
+    });
     bindings::NF_ACCEPT
 }
 
@@ -138,7 +146,7 @@ fn steer_in<'g>(
     hooknum: u32,
     guard: &'g rcu::Guard,
 ) -> Option<Xlat<'g>> {
-    state.views.fwd.get(flow.dport, guard)?;
+    state.views.fwd(flow.dport, guard)?;
     if hooknum == PRE_ROUTING && !skb.addr_is_local(&flow.dst) {
         state.count(Stat::Foreign);
         return None;
@@ -149,17 +157,47 @@ fn steer_in<'g>(
         state.count(Stat::Malformed);
         return None;
     }
-    let now = now_secs();
-    let tcp = flow.proto == IPPROTO_TCP;
     let key = flow_key(flow, flow.src, flow.sport, flow.dport);
     let ancestor = |level: u16| skb.cgroup_ancestor(level);
-    let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT { Some(&ancestor) } else { None };
-    let found = pinned_or_selected(state, guard, flow.family, flow.proto, &key, local)?;
-    let flows = state.views.flows.get(guard);
-    let (anon, counters) = match found {
+    let local: Option<&dyn Fn(u16) -> u64> = if hooknum == LOCAL_OUT {
+        Some(&ancestor)
+    } else {
+        None
+    };
+    let found = pinned_or_selected(state, guard, flow.proto, &key, local)?;
+    let (anon, counters) = pin(state, guard, flow, &key, found);
+    Some(Xlat {
+        old: flow.dport,
+        new: anon,
+        counters,
+    })
+}
+
+/// Records a client's packet of `flow` (keyed `key`) in the flow table:
+/// a pinned flow's pin is refreshed; a flow's first packet (a TCP SYN,
+/// any UDP datagram) pins it to its selection.  Returns where the packet
+/// goes: the anonymous port and its counters.
+fn pin<'g>(
+    state: &'g NetState,
+    guard: &'g rcu::Guard,
+    flow: &Flow,
+    key: &FlowKey,
+    found: Found<'g>,
+) -> (u16, &'g EntryCounters) {
+    let now = now_secs();
+    let tcp = flow.proto == IPPROTO_TCP;
+    let flows = state.views.flows(guard);
+    match found {
         Found::Pinned(anon, rev) => {
             if let Some(f) = flows {
-                f.touch(&key, now, Seen::Client { tcp, flags: flow.tcp_flags });
+                f.touch(
+                    key,
+                    now,
+                    Seen::Client {
+                        tcp,
+                        flags: flow.tcp_flags,
+                    },
+                );
             }
             (anon, &rev.counters)
         }
@@ -172,24 +210,24 @@ fn steer_in<'g>(
                         anon: target.anon,
                         id: target.id,
                     };
-                    count_insert(state, f.insert(&key, pin, dead, now, tcp));
+                    count_insert(state, f.insert(key, pin, dead, now, tcp));
                 }
                 _ => state.count(Stat::FlowsUnpinned),
             }
             (target.anon, &target.counters)
         }
-    };
-    Some(Xlat {
-        old: flow.dport,
-        new: anon,
-        counters,
-    })
+    }
 }
 
 /// The translation of a packet from an anonymous port, if this host's
 /// instance sent it; it refreshes (and confirms) the flow's pin.
-fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu::Guard) -> Option<Xlat<'g>> {
-    let rev = state.views.rev.get(flow.sport, guard)?;
+fn steer_out<'g>(
+    state: &'g NetState,
+    skb: &Skb<'_>,
+    flow: &Flow,
+    guard: &'g rcu::Guard,
+) -> Option<Xlat<'g>> {
+    let rev = state.views.rev(flow.sport, guard)?;
     if rev.protos & proto_bit(flow.proto) == 0 {
         return None;
     }
@@ -211,7 +249,7 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
         state.count(Stat::Malformed);
         return None;
     }
-    if let Some(f) = state.views.flows.get(guard) {
+    if let Some(f) = state.views.flows(guard) {
         let seen = Seen::Instance {
             tcp,
             flags: flow.tcp_flags,
@@ -221,7 +259,11 @@ fn steer_out<'g>(state: &'g NetState, skb: &Skb<'_>, flow: &Flow, guard: &'g rcu
             },
             established,
         };
-        f.touch(&flow_key(flow, flow.dst, flow.dport, rev.fixed), now_secs(), seen);
+        f.touch(
+            &flow_key(flow, flow.dst, flow.dport, rev.fixed),
+            now_secs(),
+            seen,
+        );
     }
     Some(Xlat {
         old: flow.sport,
@@ -247,19 +289,21 @@ enum Found<'g> {
 fn pinned_or_selected<'g>(
     state: &'g NetState,
     guard: &'g rcu::Guard,
-    family: Family,
     proto: u8,
     key: &FlowKey,
     ancestor: Option<&dyn Fn(u16) -> u64>,
 ) -> Option<Found<'g>> {
-    let view = state.views.fwd.get(key.fixed, guard)?;
+    let view = state.views.fwd(key.fixed, guard)?;
     let bit = proto_bit(proto);
-    let pin = state.views.flows.get(guard).and_then(|f| f.lookup(key, now_secs()));
+    let pin = state
+        .views
+        .flows(guard)
+        .and_then(|f| f.lookup(key, now_secs()));
     if let Some((anon, rev)) = pin.and_then(|p| alive(state, guard, p, key.fixed, bit)) {
         return Some(Found::Pinned(anon, rev));
     }
     let src = Source {
-        family,
+        family: key.family,
         addr: key.addr,
         port: key.port,
     };
@@ -311,46 +355,79 @@ fn proto_bit(proto: u8) -> u32 {
 /// checksum are updated incrementally; the ports sit at even offsets of
 /// the ICMP message, so RFC 1624 arithmetic applies to both.
 fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) -> u32 {
-    let inner = &e.inner;
     let guard = rcu::read_lock();
-    let (at, old, new) = match hooknum {
-        PRE_ROUTING => {
-            if state.views.fwd.get(inner.sport, &guard).is_none() {
-                return bindings::NF_ACCEPT;
-            }
-            if !skb.addr_is_local(&e.dst) {
-                state.count(Stat::Foreign);
-                return bindings::NF_ACCEPT;
-            }
-            // The quoted packet went to the quoted destination: its flow
-            // is keyed by that peer.
-            let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
-            let anon = match pinned_or_selected(state, &guard, inner.family, inner.proto, &key, None) {
-                Some(Found::Pinned(anon, _)) => anon,
-                Some(Found::Selected(t, _)) => t.anon,
-                None => return bindings::NF_ACCEPT,
-            };
-            (inner.sport_off(), inner.sport, anon)
-        }
-        POST_ROUTING => {
-            let Some(rev) = state.views.rev.get(inner.dport, &guard) else {
-                return bindings::NF_ACCEPT;
-            };
-            if rev.protos & proto_bit(inner.proto) == 0 {
-                return bindings::NF_ACCEPT;
-            }
-            if skb.received() || !skb.addr_is_local(&inner.dst) {
-                state.count(Stat::Foreign);
-                return bindings::NF_ACCEPT;
-            }
-            (inner.dport_off(), inner.dport, rev.fixed)
-        }
-        _ => return bindings::NF_ACCEPT,
+    let xlat = match hooknum {
+        PRE_ROUTING => icmp_in(state, skb, e, &guard),
+        POST_ROUTING => icmp_out(state, skb, e, &guard),
+        _ => None,
     };
-    let csum = skb.csum();
-    let Some(hdr) = skb.writable(e.write_len()) else {
+    let Some((at, old, new)) = xlat else {
+        return bindings::NF_ACCEPT;
+    };
+    if !rewrite_icmp(skb, e, at, old, new) {
         state.count(Stat::Dropped);
         return bindings::NF_DROP;
+    }
+    state.count(Stat::IcmpXlat);
+    bindings::NF_ACCEPT
+}
+
+/// The translation of the quote of an error arriving from the network
+/// (PRE_ROUTING), if it is about one of this host's streams: the offset
+/// of the quoted source port in the message, the fixed port and the
+/// anonymous port the flow is pinned (or steered) to.
+fn icmp_in(
+    state: &NetState,
+    skb: &Skb<'_>,
+    e: &IcmpError,
+    guard: &rcu::Guard,
+) -> Option<(usize, u16, u16)> {
+    let inner = &e.inner;
+    state.views.fwd(inner.sport, guard)?;
+    if !skb.addr_is_local(&e.dst) {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    // The quoted packet went to the quoted destination: its flow is keyed
+    // by that peer.
+    let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
+    let anon = match pinned_or_selected(state, guard, inner.proto, &key, None)? {
+        Found::Pinned(anon, _) => anon,
+        Found::Selected(t, _) => t.anon,
+    };
+    Some((inner.sport_off(), inner.sport, anon))
+}
+
+/// The translation of the quote of an error this host sends
+/// (POST_ROUTING) about a packet addressed to it: the offset of the
+/// quoted destination port, the anonymous port and the fixed port.
+fn icmp_out(
+    state: &NetState,
+    skb: &Skb<'_>,
+    e: &IcmpError,
+    guard: &rcu::Guard,
+) -> Option<(usize, u16, u16)> {
+    let inner = &e.inner;
+    let rev = state.views.rev(inner.dport, guard)?;
+    if rev.protos & proto_bit(inner.proto) == 0 {
+        return None;
+    }
+    if skb.received() || !skb.addr_is_local(&inner.dst) {
+        state.count(Stat::Foreign);
+        return None;
+    }
+    Some((inner.dport_off(), inner.dport, rev.fixed))
+}
+
+/// Writes `new` over the quoted port `old` at offset `at` of the ICMP
+/// message and updates the quoted transport checksum (when quoted at all)
+/// and the ICMP checksum.  Returns false if the message could not be made
+/// writable.
+fn rewrite_icmp(skb: &mut Skb<'_>, e: &IcmpError, at: usize, old: u16, new: u16) -> bool {
+    let inner = &e.inner;
+    let csum = skb.csum();
+    let Some(hdr) = skb.writable(e.write_len()) else {
+        return false;
     };
     let mut outer = e.check;
     hdr[at..at + 2].copy_from_slice(&new.to_be_bytes());
@@ -367,15 +444,14 @@ fn icmp_error(state: &NetState, skb: &mut Skb<'_>, e: &IcmpError, hooknum: u32) 
     if csum == CsumState::Final {
         hdr[e.check_off..e.check_off + 2].copy_from_slice(&outer.to_be_bytes());
     }
-    state.count(Stat::IcmpXlat);
-    bindings::NF_ACCEPT
+    true
 }
 
 /// The flow of a packet between client `addr`:`port` and fixed port `fixed`.
 fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
     FlowKey {
         proto: flow.proto,
-        family: if flow.family == Family::V4 { 4 } else { 6 },
+        family: flow.family,
         fixed,
         port,
         addr,
@@ -384,8 +460,14 @@ fn flow_key(flow: &Flow, addr: [u8; 16], port: u16, fixed: u16) -> FlowKey {
 
 /// The allocation pin `p` names, if it still exists (same anonymous
 /// port, same allocation, same fixed port, the packet's protocol).
-fn alive<'a>(state: &'a NetState, guard: &'a rcu::Guard, p: Pin, fixed: u16, proto: u32) -> Option<(u16, &'a RevView)> {
-    let rev = state.views.rev.get(p.anon, guard)?;
+fn alive<'a>(
+    state: &'a NetState,
+    guard: &'a rcu::Guard,
+    p: Pin,
+    fixed: u16,
+    proto: u32,
+) -> Option<(u16, &'a RevView)> {
+    let rev = state.views.rev(p.anon, guard)?;
     (rev.id == p.id && rev.fixed == fixed && rev.protos & proto != 0).then_some((p.anon, rev))
 }
 
@@ -401,7 +483,11 @@ fn rewrite(skb: &mut Skb<'_>, flow: &Flow, dir: Dir, old: u16, new: u16) -> bool
     let Some(hdr) = skb.writable(flow.write_len()) else {
         return false;
     };
-    let at = if dir == Dir::In { flow.dport_off() } else { flow.sport_off() };
+    let at = if dir == Dir::In {
+        flow.dport_off()
+    } else {
+        flow.sport_off()
+    };
     hdr[at..at + 2].copy_from_slice(&new.to_be_bytes());
     if csum == CsumState::Final {
         let check = flow.port_check(old, new);

@@ -27,7 +27,10 @@ impl Packet for [u8] {
     }
 
     fn read(&self, off: usize, buf: &mut [u8]) -> bool {
-        match off.checked_add(buf.len()).and_then(|end| self.get(off..end)) {
+        match off
+            .checked_add(buf.len())
+            .and_then(|end| self.get(off..end))
+        {
             Some(src) => {
                 buf.copy_from_slice(src);
                 true
@@ -282,7 +285,13 @@ fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
 }
 
 /// An ICMP(v6) message at `l4`: an error quoting TCP/UDP, or `Other`.
-fn icmp<P: Packet + ?Sized>(p: &P, family: Family, l4: usize, end: usize, outer_dst: [u8; 16]) -> Parsed {
+fn icmp<P: Packet + ?Sized>(
+    p: &P,
+    family: Family,
+    l4: usize,
+    end: usize,
+    outer_dst: [u8; 16],
+) -> Parsed {
     let mut h = [0u8; 4];
     if l4 + 8 > end || !p.read(l4, &mut h) {
         return Parsed::Malformed;
@@ -340,7 +349,10 @@ impl<P: Packet + ?Sized> Packet for Window<'_, P> {
 /// Reads the transport header at `l4`, which must end by `end`.  A
 /// `quoted` header needs only its ports (its checksum field, if cut off,
 /// reads as zero and must not be used).
-#[expect(clippy::too_many_arguments, reason = "one call site per caller, all fields named")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per caller, all fields named"
+)]
 fn transport<P: Packet + ?Sized>(
     p: &P,
     family: Family,
@@ -357,7 +369,11 @@ fn transport<P: Packet + ?Sized>(
         _ => return Parsed::Other,
     };
     let need = if quoted { 4 } else { full };
-    let have = if quoted { full.min(end.saturating_sub(l4)) } else { full };
+    let have = if quoted {
+        full.min(end.saturating_sub(l4))
+    } else {
+        full
+    };
     let mut t = [0u8; 20];
     if l4 + need > end || !p.read(l4, &mut t[..have.max(need)]) {
         return Parsed::Malformed;
@@ -380,6 +396,10 @@ fn transport<P: Packet + ?Sized>(
         sport: be16(&t, 0),
         dport: be16(&t, 2),
         check: be16(&t, check_at),
-        tcp_flags: if proto == IPPROTO_TCP && !quoted { t[13] } else { 0 },
+        tcp_flags: if proto == IPPROTO_TCP && !quoted {
+            t[13]
+        } else {
+            0
+        },
     })
 }

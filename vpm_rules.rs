@@ -28,6 +28,26 @@ pub(crate) enum Family {
 }
 
 impl Family {
+    /// The family's one number, wherever vpm stores or hashes a family:
+    /// 0 for any, 4 for IPv4, 6 for IPv6.
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Family::Any => 0,
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
+    /// The family of [`Family::code`] `code`, if it is one.
+    pub(crate) const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Family::Any),
+            4 => Some(Family::V4),
+            6 => Some(Family::V6),
+            _ => None,
+        }
+    }
+
     /// Address length in bits.
     pub(crate) const fn bits(self) -> u8 {
         match self {
@@ -86,7 +106,12 @@ impl Match {
     /// Validates a rule for `addr/plen` and source `port` (0: any).
     ///
     /// For [`Family::Any`], `plen` and `addr` must be zero.
-    pub(crate) fn new(family: Family, addr: [u8; 16], plen: u8, port: u16) -> Result<Self, RuleError> {
+    pub(crate) fn new(
+        family: Family,
+        addr: [u8; 16],
+        plen: u8,
+        port: u16,
+    ) -> Result<Self, RuleError> {
         if plen > family.bits() {
             return Err(RuleError::PrefixTooLong { max: family.bits() });
         }
@@ -163,7 +188,11 @@ fn masked(addr: &[u8; 16], plen: u8) -> [u8; 16] {
 
 /// Orders rules for [`select`]: most specific first.
 pub(crate) fn sort<T>(rules: &mut [(Match, T)]) {
-    rules.sort_unstable_by(|a, b| b.0.specificity().cmp(&a.0.specificity()).then(a.0.cmp(&b.0)));
+    rules.sort_unstable_by(|a, b| {
+        b.0.specificity()
+            .cmp(&a.0.specificity())
+            .then(a.0.cmp(&b.0))
+    });
 }
 
 /// The value of the most specific rule matching `src` among those whose
@@ -176,5 +205,8 @@ pub(crate) fn select<'a, T>(
     src: &Source,
     usable: impl Fn(&T) -> bool,
 ) -> Option<&'a T> {
-    rules.iter().find(|(m, t)| usable(t) && m.matches(src)).map(|(_, t)| t)
+    rules
+        .iter()
+        .find(|(m, t)| usable(t) && m.matches(src))
+        .map(|(_, t)| t)
 }

@@ -13,8 +13,10 @@ use loom::sync::Arc;
 use loom::thread;
 
 use crate::vpm_flow::{
-    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_RST, TCP_UNCONFIRMED_TIMEOUT, WAYS,
+    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_UNCONFIRMED_TIMEOUT, WAYS,
 };
+use crate::vpm_rules::Family;
 
 /// One bucket: every flow competes for the same `WAYS` slots.
 fn bucket() -> FlowTable<Vec<Slot>> {
@@ -22,15 +24,29 @@ fn bucket() -> FlowTable<Vec<Slot>> {
 }
 
 fn key(port: u16) -> FlowKey {
-    FlowKey { proto: 6, family: 4, fixed: 9000, port, addr: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
+    FlowKey {
+        proto: 6,
+        family: Family::V4,
+        fixed: 9000,
+        port,
+        addr: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    }
 }
 
 fn pin(n: u16) -> Pin {
-    Pin { anon: 20000 + n, id: u64::from(n) << 40 | 7 }
+    Pin {
+        anon: 20000 + n,
+        id: u64::from(n) << 40 | 7,
+    }
 }
 
 fn instance(n: u16, flags: u8) -> Seen {
-    Seen::Instance { tcp: true, flags, pin: pin(n), established: true }
+    Seen::Instance {
+        tcp: true,
+        flags,
+        pin: pin(n),
+        established: true,
+    }
 }
 
 const NOW: u32 = 1000;
@@ -39,7 +55,10 @@ const NOW: u32 = 1000;
 fn crowded() -> FlowTable<Vec<Slot>> {
     let t = bucket();
     for i in 0..WAYS as u16 - 1 {
-        assert_eq!(t.insert(&key(100 + i), pin(100 + i), None, NOW, true), Inserted::Free);
+        assert_eq!(
+            t.insert(&key(100 + i), pin(100 + i), None, NOW, true),
+            Inserted::Free
+        );
         t.touch(&key(100 + i), NOW, instance(100 + i, TCP_ACK));
     }
     assert_eq!(t.insert(&key(1), pin(1), None, NOW, true), Inserted::Free);
@@ -48,7 +67,10 @@ fn crowded() -> FlowTable<Vec<Slot>> {
 
 fn confirmed_intact(t: &FlowTable<Vec<Slot>>) {
     for i in 0..WAYS as u16 - 1 {
-        assert_eq!(t.lookup_state(&key(100 + i), NOW), Some((pin(100 + i), PinState::Confirmed)));
+        assert_eq!(
+            t.lookup_state(&key(100 + i), NOW),
+            Some((pin(100 + i), PinState::Confirmed))
+        );
     }
 }
 
@@ -68,11 +90,17 @@ fn flow_loom_two_inserts() {
             })
             .collect();
         let results: Vec<Inserted> = racers.into_iter().map(|h| h.join().unwrap()).collect();
-        let owners: Vec<u16> =
-            [2u16, 3].into_iter().filter(|n| t.lookup(&key(*n), NOW + TCP_UNCONFIRMED_TIMEOUT) == Some(pin(*n))).collect();
+        let owners: Vec<u16> = [2u16, 3]
+            .into_iter()
+            .filter(|n| t.lookup(&key(*n), NOW + TCP_UNCONFIRMED_TIMEOUT) == Some(pin(*n)))
+            .collect();
         assert_eq!(owners.len(), 1, "{results:?}");
         assert_eq!(results[usize::from(owners[0] - 2)], Inserted::Evicted);
-        assert_eq!(t.lookup(&key(1), NOW), None, "the unconfirmed pin was evicted");
+        assert_eq!(
+            t.lookup(&key(1), NOW),
+            None,
+            "the unconfirmed pin was evicted"
+        );
         confirmed_intact(&t);
     });
 }
@@ -93,7 +121,10 @@ fn flow_loom_insert_against_fin_and_rst() {
         closer.join().unwrap();
         match r {
             Inserted::Evicted | Inserted::Expired => {
-                assert_eq!(t.lookup(&key(2), NOW + TCP_UNCONFIRMED_TIMEOUT), Some(pin(2)))
+                assert_eq!(
+                    t.lookup(&key(2), NOW + TCP_UNCONFIRMED_TIMEOUT),
+                    Some(pin(2))
+                )
             }
             Inserted::Raced | Inserted::Full => assert_eq!(t.lookup(&key(2), NOW), None),
             Inserted::Free => panic!("no free slot existed"),
@@ -139,7 +170,10 @@ fn flow_loom_confirm_against_evict() {
             Some(other) => panic!("flow 1 neither confirmed nor evicted: {other:?}"),
             None => {
                 assert_eq!(r, Inserted::Evicted);
-                assert_eq!(t.lookup_state(&key(2), NOW), Some((pin(2), PinState::Unconfirmed)));
+                assert_eq!(
+                    t.lookup_state(&key(2), NOW),
+                    Some((pin(2), PinState::Unconfirmed))
+                );
             }
         }
         confirmed_intact(&t);
@@ -163,6 +197,9 @@ fn flow_loom_reader_against_evict_and_return() {
         });
         let seen = reader.join().unwrap();
         churn.join().unwrap();
-        assert!(seen.is_none() || seen == Some(pin(1)) || seen == Some(pin(11)), "{seen:?}");
+        assert!(
+            seen.is_none() || seen == Some(pin(1)) || seen == Some(pin(11)),
+            "{seen:?}"
+        );
     });
 }

@@ -5,20 +5,31 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use crate::vpm_flow::{
-    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, TCP_ACK, TCP_FIN, TCP_FIN_TIMEOUT, TCP_RST, TCP_SYN,
-    CONFIRMED_IDLE_EVICT, TCP_TIMEOUT, TCP_UNCONFIRMED_TIMEOUT, UDP_TIMEOUT, WAYS,
+    FlowKey, FlowTable, Inserted, Pin, PinState, Seen, Slot, CONFIRMED_IDLE_EVICT, TCP_ACK,
+    TCP_FIN, TCP_FIN_TIMEOUT, TCP_RST, TCP_SYN, TCP_TIMEOUT, TCP_UNCONFIRMED_TIMEOUT, UDP_TIMEOUT,
+    WAYS,
 };
+use crate::vpm_rules::Family;
 
 fn table(slots: usize) -> FlowTable<Vec<Slot>> {
     FlowTable::new((0..slots).map(|_| Slot::default()).collect(), [1, 2]).unwrap()
 }
 
 fn key(port: u16) -> FlowKey {
-    FlowKey { proto: 6, family: 4, fixed: 9000, port, addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
+    FlowKey {
+        proto: 6,
+        family: Family::V4,
+        fixed: 9000,
+        port,
+        addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    }
 }
 
 fn pin(anon: u16) -> Pin {
-    Pin { anon, id: u64::from(anon) << 32 | 0x5555 }
+    Pin {
+        anon,
+        id: u64::from(anon) << 32 | 0x5555,
+    }
 }
 
 fn client(flags: u8) -> Seen {
@@ -26,7 +37,12 @@ fn client(flags: u8) -> Seen {
 }
 
 fn instance(anon: u16, flags: u8) -> Seen {
-    Seen::Instance { tcp: true, flags, pin: pin(anon), established: true }
+    Seen::Instance {
+        tcp: true,
+        flags,
+        pin: pin(anon),
+        established: true,
+    }
 }
 
 /// A TCP insert of a flow without a pin.
@@ -40,13 +56,20 @@ const UNCONFIRMED_TIMEOUT: u32 = TCP_UNCONFIRMED_TIMEOUT;
 fn confirmed(t: &FlowTable<Vec<Slot>>, k: u16, anon: u16, now: u32) {
     assert_ne!(ins(t, k, pin(anon), now), Inserted::Full);
     assert!(t.touch(&key(k), now, instance(anon, TCP_ACK)));
-    assert_eq!(t.lookup_state(&key(k), now).map(|s| s.1), Some(PinState::Confirmed));
+    assert_eq!(
+        t.lookup_state(&key(k), now).map(|s| s.1),
+        Some(PinState::Confirmed)
+    );
 }
 
 #[test]
 fn rejects_odd_sizes() {
     assert!(FlowTable::new((0..6).map(|_| Slot::default()).collect::<Vec<_>>(), [0, 0]).is_none());
-    assert!(FlowTable::new((0..3 * WAYS).map(|_| Slot::default()).collect::<Vec<_>>(), [0, 0]).is_none());
+    assert!(FlowTable::new(
+        (0..3 * WAYS).map(|_| Slot::default()).collect::<Vec<_>>(),
+        [0, 0]
+    )
+    .is_none());
 }
 
 #[test]
@@ -54,12 +77,22 @@ fn unconfirmed_pins_are_short_lived() {
     let t = table(64);
     assert_eq!(t.lookup(&key(1), 100), None);
     assert_eq!(ins(&t, 1, pin(20000), 100), Inserted::Free);
-    assert_eq!(t.lookup_state(&key(1), 100 + UNCONFIRMED_TIMEOUT), Some((pin(20000), PinState::Unconfirmed)));
-    assert_eq!(t.lookup(&key(1), 101 + UNCONFIRMED_TIMEOUT), None, "unanswered: gone");
+    assert_eq!(
+        t.lookup_state(&key(1), 100 + UNCONFIRMED_TIMEOUT),
+        Some((pin(20000), PinState::Unconfirmed))
+    );
+    assert_eq!(
+        t.lookup(&key(1), 101 + UNCONFIRMED_TIMEOUT),
+        None,
+        "unanswered: gone"
+    );
     // The client's packets keep an unconfirmed pin, at the short timeout.
     ins(&t, 2, pin(20001), 100);
     assert!(t.touch(&key(2), 120, client(TCP_ACK)));
-    assert_eq!(t.lookup(&key(2), 120 + UNCONFIRMED_TIMEOUT), Some(pin(20001)));
+    assert_eq!(
+        t.lookup(&key(2), 120 + UNCONFIRMED_TIMEOUT),
+        Some(pin(20001))
+    );
     assert_eq!(t.lookup(&key(2), 121 + UNCONFIRMED_TIMEOUT), None);
 }
 
@@ -68,19 +101,53 @@ fn syn_ack_does_not_confirm_but_an_ack_does() {
     let t = table(64);
     ins(&t, 1, pin(7), 100);
     t.touch(&key(1), 100, instance(7, TCP_SYN | TCP_ACK));
-    assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
+    assert_eq!(
+        t.lookup_state(&key(1), 100).unwrap().1,
+        PinState::Unconfirmed
+    );
     // A listener's (or request socket's) ACK answers spoofed segments too.
-    t.touch(&key(1), 100, Seen::Instance { tcp: true, flags: TCP_ACK, pin: pin(7), established: false });
-    assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
+    t.touch(
+        &key(1),
+        100,
+        Seen::Instance {
+            tcp: true,
+            flags: TCP_ACK,
+            pin: pin(7),
+            established: false,
+        },
+    );
+    assert_eq!(
+        t.lookup_state(&key(1), 100).unwrap().1,
+        PinState::Unconfirmed
+    );
     t.touch(&key(1), 101, instance(7, TCP_ACK));
-    assert_eq!(t.lookup_state(&key(1), 100 + TCP_TIMEOUT).unwrap().1, PinState::Confirmed);
-    assert_eq!(t.lookup(&key(1), 102 + TCP_TIMEOUT), None, "idle past the timeout");
+    assert_eq!(
+        t.lookup_state(&key(1), 100 + TCP_TIMEOUT).unwrap().1,
+        PinState::Confirmed
+    );
+    assert_eq!(
+        t.lookup(&key(1), 102 + TCP_TIMEOUT),
+        None,
+        "idle past the timeout"
+    );
     // UDP: any reply confirms, for the UDP timeout.
-    let u = Seen::Instance { tcp: false, flags: 0, pin: pin(8), established: true };
+    let u = Seen::Instance {
+        tcp: false,
+        flags: 0,
+        pin: pin(8),
+        established: true,
+    };
     t.insert(&key(2), pin(8), None, 100, false);
-    assert_eq!(t.lookup(&key(2), 100 + UDP_TIMEOUT), Some(pin(8)), "unconfirmed UDP: 60 s");
+    assert_eq!(
+        t.lookup(&key(2), 100 + UDP_TIMEOUT),
+        Some(pin(8)),
+        "unconfirmed UDP: 60 s"
+    );
     t.touch(&key(2), 100, u);
-    assert_eq!(t.lookup_state(&key(2), 100 + UDP_TIMEOUT).unwrap().1, PinState::Confirmed);
+    assert_eq!(
+        t.lookup_state(&key(2), 100 + UDP_TIMEOUT).unwrap().1,
+        PinState::Confirmed
+    );
     assert_eq!(t.lookup(&key(2), 101 + UDP_TIMEOUT), None);
 }
 
@@ -89,9 +156,16 @@ fn only_the_pins_own_allocation_confirms() {
     let t = table(64);
     ins(&t, 1, pin(7), 100);
     t.touch(&key(1), 100, instance(8, TCP_ACK));
-    assert_eq!(t.lookup_state(&key(1), 100).unwrap().1, PinState::Unconfirmed);
+    assert_eq!(
+        t.lookup_state(&key(1), 100).unwrap().1,
+        PinState::Unconfirmed
+    );
     t.touch(&key(1), 100, instance(8, TCP_RST));
-    assert_eq!(t.lookup(&key(1), 100), Some(pin(7)), "another allocation's RST ends nothing");
+    assert_eq!(
+        t.lookup(&key(1), 100),
+        Some(pin(7)),
+        "another allocation's RST ends nothing"
+    );
 }
 
 #[test]
@@ -100,7 +174,10 @@ fn client_fin_and_rst_do_not_end_a_confirmed_pin() {
     confirmed(&t, 1, 7, 1000);
     t.touch(&key(1), 1001, client(TCP_RST));
     t.touch(&key(1), 1002, client(TCP_FIN | TCP_ACK));
-    assert_eq!(t.lookup_state(&key(1), 1000 + TCP_TIMEOUT).unwrap().1, PinState::Confirmed);
+    assert_eq!(
+        t.lookup_state(&key(1), 1000 + TCP_TIMEOUT).unwrap().1,
+        PinState::Confirmed
+    );
     // Nor do its other packets extend it: only the instance's do.
     t.touch(&key(1), 1100, client(TCP_ACK));
     assert_eq!(t.lookup(&key(1), 1001 + TCP_TIMEOUT), None);
@@ -120,12 +197,18 @@ fn instance_fin_closes_and_rst_ends() {
     // client's data) keep it for another 10 s, still closing.
     t.touch(&key(1), 1005, instance(1, TCP_FIN | TCP_ACK));
     t.touch(&key(1), 1005, client(TCP_ACK));
-    assert_eq!(t.lookup_state(&key(1), 1000 + TCP_FIN_TIMEOUT), Some((pin(1), PinState::Closing)));
+    assert_eq!(
+        t.lookup_state(&key(1), 1000 + TCP_FIN_TIMEOUT),
+        Some((pin(1), PinState::Closing))
+    );
     assert_eq!(t.lookup(&key(1), 1001 + TCP_FIN_TIMEOUT), None);
     confirmed(&t, 3, 3, 1000);
     t.touch(&key(3), 1000, instance(3, TCP_FIN | TCP_ACK));
     t.touch(&key(3), 1008, instance(3, TCP_ACK));
-    assert_eq!(t.lookup_state(&key(3), 1008 + TCP_FIN_TIMEOUT), Some((pin(3), PinState::Closing)));
+    assert_eq!(
+        t.lookup_state(&key(3), 1008 + TCP_FIN_TIMEOUT),
+        Some((pin(3), PinState::Closing))
+    );
     confirmed(&t, 2, 2, 1000);
     assert!(t.touch(&key(2), 1000, instance(2, TCP_RST)));
     assert_eq!(t.lookup(&key(2), 1000), None);
@@ -152,12 +235,19 @@ fn full_bucket_evicts_the_soonest_unconfirmed() {
         assert_eq!(ins(&t, i, pin(i), 100 + u32::from(i)), Inserted::Free);
     }
     assert_eq!(ins(&t, 99, pin(99), 105), Inserted::Evicted);
-    assert_eq!(t.lookup(&key(0), 105), None, "the soonest-to-expire flow went");
+    assert_eq!(
+        t.lookup(&key(0), 105),
+        None,
+        "the soonest-to-expire flow went"
+    );
     for i in 1..WAYS as u16 {
         assert_eq!(t.lookup(&key(i), 105), Some(pin(i)));
     }
     // An expired slot is reused before a live one is evicted.
-    assert_eq!(ins(&t, 98, pin(98), 101 + UNCONFIRMED_TIMEOUT + 1), Inserted::Expired);
+    assert_eq!(
+        ins(&t, 98, pin(98), 101 + UNCONFIRMED_TIMEOUT + 1),
+        Inserted::Expired
+    );
 }
 
 #[test]
@@ -177,7 +267,11 @@ fn busy_confirmed_pins_are_never_evicted() {
     t.touch(&key(1), 101, instance(1, TCP_ACK));
     let idle = 101 + CONFIRMED_IDLE_EVICT;
     assert_eq!(ins(&t, 77, pin(77), idle), Inserted::Evicted);
-    assert_eq!(t.lookup(&key(1), idle), Some(pin(1)), "the more recent one stays");
+    assert_eq!(
+        t.lookup(&key(1), idle),
+        Some(pin(1)),
+        "the more recent one stays"
+    );
     // Unconfirmed pins go first, even when a confirmed one is closer to
     // its deadline.
     let t = table(WAYS);
@@ -208,7 +302,11 @@ fn syn_flood_leaves_confirmed_pins_alone() {
         }
     }
     for i in 0..1000u16 {
-        assert_eq!(t.lookup(&key(i), 20), Some(pin(20000 + (i % 100))), "pin {i} survived");
+        assert_eq!(
+            t.lookup(&key(i), 20),
+            Some(pin(20000 + (i % 100))),
+            "pin {i} survived"
+        );
     }
 }
 
@@ -220,7 +318,10 @@ fn repinning_a_flow_replaces_its_slot() {
     assert_eq!(ins(&t, 1, pin(7), 1), Inserted::Raced);
     assert_eq!(t.lookup(&key(1), 1), Some(pin(1)));
     // Its allocation went (the caller found the pin dead): re-pin.
-    assert_eq!(t.insert(&key(1), pin(7), Some(pin(1)), 1, true), Inserted::Expired);
+    assert_eq!(
+        t.insert(&key(1), pin(7), Some(pin(1)), 1, true),
+        Inserted::Expired
+    );
     assert_eq!(t.lookup(&key(1), 2), Some(pin(7)));
     assert_eq!(t.live(2), 1, "no duplicate slot");
 }
@@ -228,7 +329,10 @@ fn repinning_a_flow_replaces_its_slot() {
 #[test]
 fn ids_keep_48_bits() {
     let t = table(64);
-    let p = Pin { anon: 65535, id: (1 << 48) - 1 };
+    let p = Pin {
+        anon: 65535,
+        id: (1 << 48) - 1,
+    };
     t.insert(&key(1), p, None, 0, true);
     assert_eq!(t.lookup(&key(1), 0), Some(p));
 }
@@ -294,5 +398,8 @@ fn concurrent_use_never_mixes_flows() {
     for th in threads {
         th.join().unwrap();
     }
-    assert_eq!(t.lookup_state(&keeper, 20), Some((pin(5), PinState::Confirmed)));
+    assert_eq!(
+        t.lookup_state(&keeper, 20),
+        Some((pin(5), PinState::Confirmed))
+    );
 }

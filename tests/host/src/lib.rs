@@ -27,10 +27,10 @@ pub mod vpm_flow;
 mod alloc_props;
 #[cfg(all(test, not(loom)))]
 mod csum_props;
-#[cfg(all(test, not(loom)))]
-mod flow_props;
 #[cfg(all(test, loom))]
 mod flow_loom;
+#[cfg(all(test, not(loom)))]
+mod flow_props;
 #[cfg(all(test, not(loom)))]
 mod parse_props;
 #[cfg(all(test, not(loom)))]

@@ -2,7 +2,9 @@
 
 use proptest::prelude::*;
 
-use crate::vpm_parse::{ipv4, ipv6, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::vpm_parse::{
+    ipv4, ipv6, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
 use crate::vpm_rules::Family;
 
 /// Transport header with known ports and checksum field, plus payload.
@@ -129,12 +131,21 @@ proptest! {
 #[test]
 fn fragments_and_others() {
     let body = l4(IPPROTO_UDP, 1, 2, 3, 0);
-    assert_eq!(ipv4(&v4(IPPROTO_UDP, 0x0001, 0, &body)[..]), Parsed::Fragment);
-    assert!(matches!(ipv4(&v4(IPPROTO_UDP, 0x2000, 0, &body)[..]), Parsed::Flow(_)));
+    assert_eq!(
+        ipv4(&v4(IPPROTO_UDP, 0x0001, 0, &body)[..]),
+        Parsed::Fragment
+    );
+    assert!(matches!(
+        ipv4(&v4(IPPROTO_UDP, 0x2000, 0, &body)[..]),
+        Parsed::Flow(_)
+    ));
     assert_eq!(ipv4(&v4(1, 0, 0, &body)[..]), Parsed::Other);
     assert_eq!(ipv4(&v4(132, 0, 0, &body)[..]), Parsed::Other);
     let later = (44u8, vec![0, 0, 0x05, 0x01, 0, 0, 0, 7]);
-    assert_eq!(ipv6(&v6(IPPROTO_UDP, &[later], &body)[..]), Parsed::Fragment);
+    assert_eq!(
+        ipv6(&v6(IPPROTO_UDP, &[later], &body)[..]),
+        Parsed::Fragment
+    );
     // ESP, no-next-header and ICMPv6 end the walk.
     for nh in [50u8, 59, 58] {
         assert_eq!(ipv6(&v6(nh, &[], &body)[..]), Parsed::Other);
@@ -195,15 +206,24 @@ proptest! {
 fn icmp_non_errors_and_short_quotes() {
     let inner = v4(IPPROTO_UDP, 0, 0, &l4(IPPROTO_UDP, 1, 2, 3, 0));
     // Echo request (8) is not an error.
-    assert_eq!(ipv4(&icmp_error(false, 8, &inner, inner.len())[..]), Parsed::Other);
+    assert_eq!(
+        ipv4(&icmp_error(false, 8, &inner, inner.len())[..]),
+        Parsed::Other
+    );
     // Fewer than 4 quoted transport bytes: nothing to translate.
     assert_eq!(ipv4(&icmp_error(false, 3, &inner, 22)[..]), Parsed::Other);
     // ICMPv6 echo request (128) is not an error either.
     let inner6 = v6(IPPROTO_UDP, &[], &l4(IPPROTO_UDP, 1, 2, 3, 0));
-    assert_eq!(ipv6(&icmp_error(true, 128, &inner6, inner6.len())[..]), Parsed::Other);
+    assert_eq!(
+        ipv6(&icmp_error(true, 128, &inner6, inner6.len())[..]),
+        Parsed::Other
+    );
     // A quoted non-first fragment carries no ports.
     let frag = v4(IPPROTO_UDP, 0x0010, 0, &l4(IPPROTO_UDP, 1, 2, 3, 0));
-    assert_eq!(ipv4(&icmp_error(false, 3, &frag, frag.len())[..]), Parsed::Other);
+    assert_eq!(
+        ipv4(&icmp_error(false, 3, &frag, frag.len())[..]),
+        Parsed::Other
+    );
 }
 
 /// Issue 8: for about one UDP/IPv6 datagram in 65,536 the translated
@@ -215,7 +235,12 @@ fn udp6_translation_never_emits_a_zero_checksum() {
     use crate::vpm_csum::{checksum, fold, sum_bytes};
     let (fixed, anon) = (9000u16, 20001u16);
     // The sum a receiver checks: pseudo-header (src, dst, length, proto) + datagram.
-    let verify = |p: &[u8]| fold(sum_bytes(&p[40..], sum_bytes(&p[8..40], (p.len() - 40) as u64 + 17)));
+    let verify = |p: &[u8]| {
+        fold(sum_bytes(
+            &p[40..],
+            sum_bytes(&p[8..40], (p.len() - 40) as u64 + 17),
+        ))
+    };
     let datagram = |port: u16, pad: u16| {
         let mut body = l4(IPPROTO_UDP, 45000, port, 0, 4);
         body[8..10].copy_from_slice(&pad.to_be_bytes());
@@ -225,26 +250,39 @@ fn udp6_translation_never_emits_a_zero_checksum() {
         p
     };
     // The payload whose datagram to `anon` sums to negative zero.
-    let pad = (0..=u16::MAX).find(|&pad| checksum(&datagram(anon, pad)[40..], 0) != 0 && {
-        let p = datagram(anon, pad);
-        let mut z = p.clone();
-        z[46..48].copy_from_slice(&[0, 0]);
-        checksum(&z[40..], sum_bytes(&z[8..40], (z.len() - 40) as u64 + 17)) == 0
+    let pad = (0..=u16::MAX).find(|&pad| {
+        checksum(&datagram(anon, pad)[40..], 0) != 0 && {
+            let p = datagram(anon, pad);
+            let mut z = p.clone();
+            z[46..48].copy_from_slice(&[0, 0]);
+            checksum(&z[40..], sum_bytes(&z[8..40], (z.len() - 40) as u64 + 17)) == 0
+        }
     });
     let pad = pad.expect("some payload makes the checksum zero");
     let mut p = datagram(fixed, pad);
-    let Parsed::Flow(f) = ipv6(&p[..]) else { panic!("not a flow") };
-    assert_eq!(crate::vpm_csum::replace2(f.check, fixed, anon), 0, "plain arithmetic gives 0 here");
+    let Parsed::Flow(f) = ipv6(&p[..]) else {
+        panic!("not a flow")
+    };
+    assert_eq!(
+        crate::vpm_csum::replace2(f.check, fixed, anon),
+        0,
+        "plain arithmetic gives 0 here"
+    );
     let check = f.port_check(fixed, anon);
     assert_eq!(check, 0xffff);
     p[42..44].copy_from_slice(&anon.to_be_bytes());
     p[46..48].copy_from_slice(&check.to_be_bytes());
     assert_eq!(verify(&p), 0xffff, "the translated datagram verifies");
-    assert!(f.is_udp6_without_checksum() == false);
+    assert!(!f.is_udp6_without_checksum());
     // TCP: no special case.
     let t = v6(IPPROTO_TCP, &[], &l4(IPPROTO_TCP, 1, fixed, 0x1234, 0));
-    let Parsed::Flow(ft) = ipv6(&t[..]) else { panic!("not a flow") };
-    assert_eq!(ft.port_check(fixed, anon), crate::vpm_csum::replace2(0x1234, fixed, anon));
+    let Parsed::Flow(ft) = ipv6(&t[..]) else {
+        panic!("not a flow")
+    };
+    assert_eq!(
+        ft.port_check(fixed, anon),
+        crate::vpm_csum::replace2(0x1234, fixed, anon)
+    );
 }
 
 /// An ICMP error records its own destination (the locality check of the
@@ -253,7 +291,9 @@ fn udp6_translation_never_emits_a_zero_checksum() {
 fn icmp_error_keeps_the_outer_destination() {
     let quoted = v4(IPPROTO_UDP, 0, 0, &l4(IPPROTO_UDP, 9000, 40000, 0x1234, 0));
     let p = icmp_error(false, 3, &quoted, quoted.len());
-    let Parsed::IcmpError(e) = ipv4(&p[..]) else { panic!("not an ICMP error") };
+    let Parsed::IcmpError(e) = ipv4(&p[..]) else {
+        panic!("not an ICMP error")
+    };
     assert_eq!(&e.dst[..4], &[198, 51, 100, 2]);
     assert_eq!(&e.inner.dst[..4], &[198, 51, 100, 2]);
     // The quote of a packet this host sent: its source is the error's
@@ -261,7 +301,9 @@ fn icmp_error_keeps_the_outer_destination() {
     let mut quoted = quoted;
     quoted[16..20].copy_from_slice(&[203, 0, 113, 9]);
     let p = icmp_error(false, 3, &quoted, quoted.len());
-    let Parsed::IcmpError(e) = ipv4(&p[..]) else { panic!("not an ICMP error") };
+    let Parsed::IcmpError(e) = ipv4(&p[..]) else {
+        panic!("not an ICMP error")
+    };
     assert_eq!(&e.dst[..4], &[198, 51, 100, 2]);
     assert_eq!(&e.inner.dst[..4], &[203, 0, 113, 9]);
 }

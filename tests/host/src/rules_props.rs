@@ -41,8 +41,13 @@ fn rule() -> impl Strategy<Value = Match> {
 }
 
 fn source() -> impl Strategy<Value = Source> {
-    (family(), port())
-        .prop_flat_map(|(f, p)| addr(f).prop_map(move |a| Source { family: f, addr: a, port: p }))
+    (family(), port()).prop_flat_map(|(f, p)| {
+        addr(f).prop_map(move |a| Source {
+            family: f,
+            addr: a,
+            port: p,
+        })
+    })
 }
 
 proptest! {
@@ -85,9 +90,16 @@ fn select_all<'a, T>(rules: &'a [(Match, T)], src: &Source) -> Option<&'a T> {
 fn unusable_rules_are_skipped() {
     let mut net = [0u8; 16];
     net[0] = 10;
-    let mut rules = vec![(Match::new(Family::V4, net, 8, 0).unwrap(), 1), (Match::ANY, 2)];
+    let mut rules = vec![
+        (Match::new(Family::V4, net, 8, 0).unwrap(), 1),
+        (Match::ANY, 2),
+    ];
     sort(&mut rules);
-    let src = Source { family: Family::V4, addr: net, port: 9 };
+    let src = Source {
+        family: Family::V4,
+        addr: net,
+        port: 9,
+    };
     assert_eq!(select(&rules, &src, |&v| v != 1), Some(&2));
     assert_eq!(select(&rules, &src, |_| true), Some(&1));
 }
@@ -97,7 +109,10 @@ fn refuses_bad_prefixes() {
     let mut a = [0u8; 16];
     a[..4].copy_from_slice(&[192, 168, 1, 70]);
     assert_eq!(Match::new(Family::V4, a, 24, 0), Err(RuleError::HostBits));
-    assert_eq!(Match::new(Family::V4, a, 33, 0), Err(RuleError::PrefixTooLong { max: 32 }));
+    assert_eq!(
+        Match::new(Family::V4, a, 33, 0),
+        Err(RuleError::PrefixTooLong { max: 32 })
+    );
     assert_eq!(Match::new(Family::Any, a, 0, 0), Err(RuleError::HostBits));
     assert!(Match::new(Family::V4, a, 32, 0).is_ok());
     a[3] = 0;
@@ -117,11 +132,25 @@ fn host_rule_beats_port_rule_on_shorter_prefix() {
         (Match::ANY, "default"),
     ];
     sort(&mut rules);
-    let src = |a: [u8; 16], port| Source { family: Family::V4, addr: a, port };
+    let src = |a: [u8; 16], port| Source {
+        family: Family::V4,
+        addr: a,
+        port,
+    };
     assert_eq!(select_all(&rules, &src(host, 5000)), Some(&"host"));
     let mut other = net8;
     other[3] = 8;
     assert_eq!(select_all(&rules, &src(other, 5000)), Some(&"net8:5000"));
     assert_eq!(select_all(&rules, &src(other, 1)), Some(&"net8"));
-    assert_eq!(select_all(&rules, &Source { family: Family::V6, addr: [0; 16], port: 1 }), Some(&"default"));
+    assert_eq!(
+        select_all(
+            &rules,
+            &Source {
+                family: Family::V6,
+                addr: [0; 16],
+                port: 1
+            }
+        ),
+        Some(&"default")
+    );
 }

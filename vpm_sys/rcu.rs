@@ -3,7 +3,7 @@
 //! RCU-published values: how the control plane hands the packet path an
 //! immutable view it can read without a lock.
 //!
-//! Part of vpm's thin unsafe layer (with `vpm_sys.rs`).  Kernel 7.3's Rust
+//! Part of vpm's unsafe floor (`vpm_sys/`).  Kernel 7.3's Rust
 //! has RCU read-side guards but no RCU pointer type, so this file provides
 //! the two vpm needs:
 //!
@@ -23,12 +23,13 @@
 //! a `T` must be safe to drop there (vpm's views hold `KVec`s and `Arc`s of
 //! per-CPU counters; `kfree` and `free_percpu` are both atomic-safe).
 //! Module unload waits for pending callbacks with `rcu_barrier()` (see
-//! `vpm_sys::Pernet`).
+//! `Registration` in `pernet.rs`).
 
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
+use kernel::alloc::AllocError;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::rcu;
@@ -96,7 +97,7 @@ impl<T: Send + Sync> RcuCell<T> {
 
     /// Prepares `val` for publication: the allocation happens here, so
     /// that [`Staged::commit`] cannot fail.  Process context.
-    pub(crate) fn stage(&self, val: T) -> Result<Staged<'_, T>> {
+    pub(crate) fn stage(&self, val: T) -> Result<Staged<'_, T>, AllocError> {
         let node = KBox::new(
             RcuNode {
                 head: bindings::callback_head::default(),
@@ -185,14 +186,14 @@ unsafe impl<T: Send + Sync> Sync for PortMap<T> {}
 
 impl<T: Send + Sync> PortMap<T> {
     /// An empty map (2 KiB; pages come later).
-    pub(crate) fn new() -> Result<KBox<Self>> {
+    pub(crate) fn new() -> Result<KBox<Self>, AllocError> {
         // INVARIANT: all pages null.
-        Ok(KBox::new(
+        KBox::new(
             Self {
                 pages: [const { AtomicPtr::new(ptr::null_mut()) }; 65536 / PAGE],
             },
             GFP_KERNEL_ACCOUNT,
-        )?)
+        )
     }
 
     /// The value of `port`, valid while the read-side lock is held.
@@ -206,7 +207,7 @@ impl<T: Send + Sync> PortMap<T> {
     }
 
     /// Prepares `val` as the value of `port` (see [`RcuCell::stage`]).
-    pub(crate) fn stage(&self, port: u16, val: T) -> Result<Staged<'_, T>> {
+    pub(crate) fn stage(&self, port: u16, val: T) -> Result<Staged<'_, T>, AllocError> {
         let slot = &self.pages[usize::from(port) / PAGE];
         let mut page = slot.load(Ordering::Acquire);
         if page.is_null() {
@@ -217,7 +218,12 @@ impl<T: Send + Sync> PortMap<T> {
                 GFP_KERNEL_ACCOUNT,
             )?);
             // INVARIANT: a page is only ever installed over null.
-            page = match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            page = match slot.compare_exchange(
+                ptr::null_mut(),
+                fresh,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => fresh,
                 Err(winner) => {
                     // SAFETY: `fresh` was never published.

@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A packet as a netfilter hook sees it: header bytes to read and to make
+//! writable, the checksum state, and what routing and sockets say about
+//! where it comes from and goes to.
+
+use core::ffi::{c_int, c_uint};
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use kernel::bindings;
+
+use super::ffi;
+
+/// A packet as handed to a netfilter hook, seen from its network header.
+///
+/// # Invariants
+///
+/// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
+/// of the hook call); `nh` is the offset of its network header from
+/// `skb->data`; `net` is the hook's namespace and `dev` its input device
+/// (its output device where it has no input device, or null), both valid
+/// for `'a`; `pf` is the hook's
+/// family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
+pub(crate) struct Skb<'a> {
+    skb: NonNull<bindings::sk_buff>,
+    nh: usize,
+    net: NonNull<bindings::net>,
+    dev: *const bindings::net_device,
+    pf: u8,
+    _life: PhantomData<&'a mut bindings::sk_buff>,
+}
+
+/// Who sent a packet leaving this host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sender {
+    /// No socket: forwarded, or built by the kernel for nobody (a
+    /// netfilter reject, an IPv6 reset for no socket).
+    None,
+    /// One of the kernel's control sockets (an IPv4 reset or ACK sent on
+    /// behalf of no socket).
+    Control,
+    /// A socket bound to `port`: a full, request or time-wait socket;
+    /// `connected` for a full socket that is not listening.
+    Socket { port: u16, connected: bool },
+}
+
+/// How the transport checksum of a packet is handled (`skb->ip_summed`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CsumState {
+    /// The checksum field is final (NONE, UNNECESSARY, COMPLETE): a
+    /// rewrite must update it.
+    Final,
+    /// CHECKSUM_PARTIAL: the field holds the pseudo-header seed and the
+    /// device (or the stack) sums the ports later: leave it alone.
+    Partial,
+}
+
+impl Skb<'_> {
+    /// Wraps the packet of a hook call.
+    ///
+    /// # Safety
+    ///
+    /// `skb`, `net` and `dev` (which may be null) must be the arguments of
+    /// the netfilter hook call in progress, which outlives the result, and
+    /// `pf` its family.
+    pub(super) unsafe fn from_hook(
+        skb: NonNull<bindings::sk_buff>,
+        net: NonNull<bindings::net>,
+        dev: *const bindings::net_device,
+        pf: u8,
+    ) -> Option<Self> {
+        // SAFETY: netfilter hands a valid skb (the caller's guarantee).
+        let nh = usize::try_from(unsafe { ffi::vpm_skb_nh_off(skb.as_ptr()) }).ok()?;
+        // INVARIANT: netfilter gives the hook the skb, its namespace and
+        // input device for the duration of the call; `nh` is the skb's
+        // network header offset; `pf` is the hook's family.
+        Some(Self {
+            skb,
+            nh,
+            net,
+            dev,
+            pf,
+            _life: PhantomData,
+        })
+    }
+
+    fn raw(&self) -> *mut bindings::sk_buff {
+        self.skb.as_ptr()
+    }
+
+    /// The checksum state.
+    pub(crate) fn csum(&self) -> CsumState {
+        // SAFETY: The skb is valid (type invariant).
+        match u32::from(unsafe { ffi::vpm_skb_ip_summed(self.raw()) }) {
+            bindings::CHECKSUM_PARTIAL => CsumState::Partial,
+            _ => CsumState::Final,
+        }
+    }
+
+    /// Makes the first `len` bytes from the network header writable and
+    /// returns them; `None` if the packet is shorter or memory is short.
+    pub(crate) fn writable(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = c_uint::try_from(self.nh.checked_add(len)?).ok()?;
+        // SAFETY: The skb is ours (type invariant); the call may reallocate
+        // the head, which is why the pointer is taken from its result.
+        let data = unsafe { ffi::vpm_skb_writable(self.raw(), end) };
+        let data = NonNull::new(data)?;
+        // SAFETY: `skb_ensure_writable` succeeded, so `data[..end]` is linear,
+        // private to this skb and writable; `&mut self` keeps anything else
+        // (including another `writable`) from touching it meanwhile.
+        Some(unsafe { core::slice::from_raw_parts_mut(data.as_ptr().add(self.nh), len) })
+    }
+
+    /// Whether a locally generated packet is routed to this host.
+    pub(crate) fn dst_is_local(&self) -> bool {
+        // SAFETY: The skb is valid (type invariant).
+        unsafe { ffi::vpm_skb_dst_local(self.raw()) }
+    }
+
+    /// Whether `addr` (4 or 16 bytes, the packet's family) is a local
+    /// unicast address of the hook's namespace.
+    pub(crate) fn addr_is_local(&self, addr: &[u8; 16]) -> bool {
+        // SAFETY: `net` and `dev` are valid for the hook call (type
+        // invariant; `dev` may be null, which the glue accepts); `addr`
+        // has room for an address of either family.
+        unsafe { ffi::vpm_addr_local(self.net.as_ptr(), self.dev, self.pf, addr.as_ptr()) }
+    }
+
+    /// Whether the packet came into this host (forwarded or bridged)
+    /// rather than being sent by it.
+    pub(crate) fn received(&self) -> bool {
+        // SAFETY: The skb is valid (type invariant).
+        unsafe { ffi::vpm_skb_received(self.raw(), self.pf) }
+    }
+
+    /// Who sent the packet (which socket, if any).
+    pub(crate) fn sender(&self) -> Sender {
+        // SAFETY: The skb is valid (type invariant).
+        let info = unsafe { ffi::vpm_skb_sender(self.raw()) };
+        use ffi::{
+            VPM_SENDER_CONNECTED as CONNECTED, VPM_SENDER_CONTROL as CONTROL,
+            VPM_SENDER_SOCKET as SOCKET,
+        };
+        if info & SOCKET == 0 {
+            Sender::None
+        } else if info & CONTROL != 0 {
+            Sender::Control
+        } else {
+            Sender::Socket {
+                port: info as u16,
+                connected: info & CONNECTED != 0,
+            }
+        }
+    }
+
+    /// The id of the sending socket's cgroup v2 ancestor (or own cgroup)
+    /// at depth `level`, or 0 when there is none.
+    pub(crate) fn cgroup_ancestor(&self, level: u16) -> u64 {
+        // SAFETY: The skb is valid; hooks run under RCU, which the C side
+        // requires.
+        unsafe { ffi::vpm_skb_cgroup_ancestor(self.raw(), c_int::from(level)) }
+    }
+}
+
+impl crate::vpm_parse::Packet for Skb<'_> {
+    fn len(&self) -> usize {
+        // SAFETY: The skb is valid (type invariant).
+        (unsafe { ffi::vpm_skb_len(self.raw()) } as usize).saturating_sub(self.nh)
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
+        let (Some(at), Ok(len)) = (self.nh.checked_add(off), c_int::try_from(buf.len())) else {
+            return false;
+        };
+        let Ok(at) = c_int::try_from(at) else {
+            return false;
+        };
+        // SAFETY: The skb is valid; `skb_copy_bits` checks the range against
+        // the packet (linear and paged parts) and writes at most `len`
+        // bytes into `buf`, which has exactly that room.
+        unsafe { bindings::skb_copy_bits(self.raw(), at, buf.as_mut_ptr().cast(), len) == 0 }
+    }
+}

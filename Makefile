@@ -11,7 +11,7 @@
 #   make kernel   build the cached debug test kernel
 #   make spec     regenerate netlink code from uapi/vpm.yaml and the glue's
 #                 Rust prototypes from vpm_glue.h
-#   make fmt      rustfmt the module and the host tests
+#   make fmt      rustfmt the module, the host tests and vpmctl
 #
 # KDIR=/path/to/linux builds against your own Rust-enabled kernel tree.
 # Kbuild (not this file) lists the module's objects.
@@ -83,9 +83,11 @@ RUSTFMT_ROOTS := $(ROOT)/vpm_mod.rs $(ROOT)/tests/host/src/lib.rs
 
 fmt:
 	@$(ENV); $(RUSTFMT) $(RUSTFMT_ROOTS)
+	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo fmt
 
 check-fmt:
 	@$(ENV); $(RUSTFMT) --check $(RUSTFMT_ROOTS)
+	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo fmt --check
 
 # clippy, warnings denied: on the module through the kernel's CLIPPY=1
 # (with the kernel's own lint set), and on the host tests.
@@ -93,6 +95,7 @@ clippy: $(KDIR_DEP)
 	@kdir=$(KDIR_SH) && $(ENV) && \
 		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM= CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	@$(ENV); cd $(ROOT)/tests/host && cargo clippy --quiet --all-targets -- -D warnings
+	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo clippy --quiet --all-targets -- -D warnings
 
 vpmctl:
 	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo build --release --quiet

@@ -147,7 +147,19 @@ install_python() {
 		vpm_die "pip install ${want[*]} failed"
 }
 
+# rustfmt and clippy come with rustup's default profile; `make check` runs
+# both.  They cannot be downloaded here, so a toolchain without them is an
+# error to fix by hand, said up front rather than midway through a check.
+check_rust_tools() {
+	local t
+	for t in rustfmt cargo-clippy clippy-driver; do
+		command -v "$t" >/dev/null ||
+			vpm_die "$t is missing: install rustup's rustfmt and clippy components (rustup component add rustfmt clippy)"
+	done
+}
+
 main() {
+	check_rust_tools
 	install_apt
 	install_kernel_source
 	install_rust_src

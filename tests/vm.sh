@@ -13,7 +13,7 @@
 # Time limits: every test script declares its own in its first lines,
 # "# vpm-timeout: SECONDS" (about 3x its duration on an idle machine;
 # VPM_TEST_TIMEOUT, default 600, for a script without one), and
-# tests/vm/guest.sh stops and fails a test that overruns it.  The VM as a
+# tests/vm/lib/guest.sh stops and fails a test that overruns it.  The VM as a
 # whole gets the sum of the selected tests' limits plus VM_MARGIN for boot,
 # KUnit, unload, kmemleak and shutdown, so it never ends a run before a
 # test's own limit would; VPM_VM_TIMEOUT replaces that sum when set.
@@ -66,7 +66,7 @@ autorun=1
 [ "$mode" = run ] && autorun=0
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} bash $VPM_ROOT/tests/vm/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
 vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, limit ${vm_limit}s); console log: $log"
 set +e
 timeout --kill-after=30 "$vm_limit" \

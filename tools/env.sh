@@ -33,7 +33,7 @@ fi
 # vpm_test_limit SCRIPT: the time limit in seconds a VM test declares in its
 # first lines as "# vpm-timeout: N" (VPM_TEST_TIMEOUT, default 600, when it
 # declares none), times VPM_TIMEOUT_SCALE (an integer, default 1, for a
-# machine known to be slow).  tests/vm/guest.sh applies the same rule
+# machine known to be slow).  tests/vm/lib/guest.sh applies the same rule
 # inside the VM.
 vpm_test_limit() {
 	local n

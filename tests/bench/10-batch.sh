@@ -5,14 +5,13 @@
 # per-allocation instrumentation (kmemleak, SLUB debugging, KFENCE)
 # multiplies the cost of every request and says nothing about vpm's.
 # The debug kernel's figure is printed by tests/vm/50-mappings.sh.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmbench
-trap 'ip netns del vpmbench 2>/dev/null || true' EXIT
 b() { ip netns exec vpmbench vpmctl "$@"; }
 
-for i in $(seq 10000); do echo "add --aid big$i --port 443"; done >/tmp/vpm-bench
-ms=$(timed_ms b batch /tmp/vpm-bench)
+for i in $(seq 10000); do echo "add --aid big$i --port 443"; done >$work/vpm-bench
+ms=$(timed_ms b batch $work/vpm-bench)
 echo "10000 allocations in one batch: ${ms} ms"
 expect_eq "entries after the batch" 10000 "$(b config --json | json entries)"
 expect "10000 allocations in under 10 s (took ${ms} ms)" test "$ms" -lt 10000

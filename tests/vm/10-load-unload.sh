@@ -2,7 +2,7 @@
 # vpm-timeout: 900
 # vpm.ko loads and unloads cleanly 20 times in a row; without it, vpmctl
 # says so and exits with code 3.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 unload
 for i in $(seq 20); do

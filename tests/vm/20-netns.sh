@@ -3,20 +3,18 @@
 # Every network namespace gets its own vpm state and hooks: namespaces
 # created after the load, namespaces that existed before it, and the module
 # unloads with namespaces alive.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-cleanup() { for i in $(seq 10); do ip netns del "vpmt$i" 2>/dev/null || true; done; }
-trap cleanup EXIT
 
 load
-for i in $(seq 10); do ip netns add "vpmt$i"; done
+for i in $(seq 10); do fresh_netns "vpmt$i"; done
 for i in $(seq 10); do
 	expect_eq "hooks in netns vpmt$i" 6 "$(status_field "vpmt$i" hooks)"
 done
 for i in $(seq 10); do ip netns del "vpmt$i"; done
 
 # Namespaces alive across unload and load.
-for i in 1 2 3; do ip netns add "vpmt$i"; done
+for i in 1 2 3; do fresh_netns "vpmt$i"; done
 rmmod vpm
 insmod "$VPM_KO"
 for i in 1 2 3; do

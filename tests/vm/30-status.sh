@@ -2,10 +2,8 @@
 # vpm-timeout: 180
 # vpmctl status in the initial and in a child namespace: version, hooks,
 # per-namespace counters, human and JSON output, no privilege needed.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-cleanup() { ip netns del vpms 2>/dev/null || true; }
-trap cleanup EXIT
 load
 
 want_version=$(sed -n 's/.*const VERSION: &CStr = c"\([^"]*\)".*/\1/p' "$VPM_ROOT/vpm_mod.rs")
@@ -17,7 +15,7 @@ expect "human output names the version" grep -q "^vpm $want_version\$" <<<"$huma
 expect "human output lists hooks" grep -qE '^  netfilter hooks +6$' <<<"$human"
 
 # A fresh namespace has its own state: no packet seen yet.
-ip netns add vpms
+fresh_netns vpms
 expect_eq "hooks in child netns" 6 "$(status_field vpms hooks)"
 expect_eq "packets seen in a fresh netns" 0 "$(status_field vpms pkts_seen)"
 ip -n vpms link set lo up

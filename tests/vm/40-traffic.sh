@@ -8,22 +8,13 @@
 #   | 10.200.0.1/24   |           | 10.200.0.2/24   |
 #   | fd00:200::1/64  |           | fd00:200::2/64  |
 #   +-----------------+           +-----------------+
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-work=$(mktemp -d)
-cleanup() {
-	ip netns del vpmc 2>/dev/null || true
-	ip netns del vpms 2>/dev/null || true
-	kill $(jobs -p) 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
 c() { ip netns exec vpmc "$@"; }
 s() { ip netns exec vpms "$@"; }
 
 load
-ip netns add vpmc
-ip netns add vpms
+fresh_netns vpmc vpms
 ip link add veth-c netns vpmc type veth peer name veth-s netns vpms
 ip -n vpmc addr add 10.200.0.1/24 dev veth-c
 ip -n vpms addr add 10.200.0.2/24 dev veth-s

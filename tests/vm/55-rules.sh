@@ -4,10 +4,9 @@
 # prefixes are refused with the kernel's message, the per-port limit
 # holds, deleting an allocation takes its rules along, and the dump
 # lists them in order.  (What rules do to packets: 92-translate.)
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmru
-trap 'ip netns del vpmru 2>/dev/null || true' EXIT
 load
 r() { ip netns exec vpmru vpmctl "$@"; }
 
@@ -38,8 +37,8 @@ expect_fail 2 "is not a source" r rule add --port 9000 --from 10.0.0.300 --aid a
 expect_fail 1 "no rule with this port and source" r rule del --port 9000 --from 10.9.0.0/16
 subtest PASS refused
 
-r rule show --json >/tmp/vpm-rules.json
-python3 - /tmp/vpm-rules.json <<'PY'
+r rule show --json >$work/vpm-rules.json
+python3 - $work/vpm-rules.json <<'PY'
 import json, sys
 rules = json.load(open(sys.argv[1]))
 got = [(r["port"], r.get("addr"), r.get("prefix_len"), r.get("src_port"), r["aid"]) for r in rules]
@@ -68,8 +67,8 @@ expect_eq "rules after deleting them all" 0 "$(r config --json | json rules)"
 subtest PASS cascade
 
 # At most 256 rules on one port; another port still has room.
-for i in $(seq 0 255); do echo "rule add --port 9000 --from 10.$i.0.0/16 --aid a"; done >/tmp/vpm-batch
-r batch /tmp/vpm-batch
+for i in $(seq 0 255); do echo "rule add --port 9000 --from 10.$i.0.0/16 --aid a"; done >$work/vpm-batch
+r batch $work/vpm-batch
 expect_fail 1 "this port already has 256 rules" r rule add --port 9000 --from 11.0.0.0/8 --aid a
 r add --aid a --port 9001 >/dev/null
 r rule add --port 9001 --from 11.0.0.0/8 --aid a

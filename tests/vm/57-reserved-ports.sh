@@ -4,10 +4,9 @@
 # reserved in net.ipv4.ip_local_reserved_ports (which covers IPv6 too),
 # even when the range overlaps the ephemeral range; releasing it, flushing
 # or unloading gives it back, and reservations vpm did not make survive.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmrp
-trap 'ip netns del vpmrp 2>/dev/null || true' EXIT
 load
 p() { ip netns exec vpmrp "$@"; }
 reserved() { p cat /proc/sys/net/ipv4/ip_local_reserved_ports; }

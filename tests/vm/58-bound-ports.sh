@@ -4,14 +4,9 @@
 # bound to (TCP or UDP, IPv4 or IPv6): an instance told to bind such a
 # port would fail.  An explicit --anon-port (restore, while the instances
 # keep their sockets) is still allowed.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmbp
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	ip netns del vpmbp 2>/dev/null || true
-}
-trap cleanup EXIT
 load
 p() { ip netns exec vpmbp "$@"; }
 p ip link set lo up
@@ -33,13 +28,13 @@ for kind, fam, port in ((socket.SOCK_STREAM, socket.AF_INET, 31000), (socket.SOC
     socks.append(s)
 print("bound", flush=True)
 time.sleep(300)
-' >/tmp/vpm-hold.out 2>&1 </dev/null &
+' >$work/vpm-hold.out 2>&1 </dev/null &
 holder=$!
 for _ in $(seq 300); do
-	grep -q bound /tmp/vpm-hold.out 2>/dev/null && break
+	grep -q bound $work/vpm-hold.out 2>/dev/null && break
 	sleep 0.1
 done
-expect "the sockets are bound (said: $(cat /tmp/vpm-hold.out))" grep -q bound /tmp/vpm-hold.out
+expect "the sockets are bound (said: $(cat $work/vpm-hold.out))" grep -q bound $work/vpm-hold.out
 
 # A fresh namespace's allocator starts at the range's first port, so each
 # add below would pick the bound port right after the last allocation.

@@ -6,10 +6,9 @@
 # --wait line of a batch waits too; and since vpmctl waits (not the
 # kernel, inside generic netlink's global lock), rmmod is not held off by
 # a pending wait, which then ends with a clear error.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmw
-trap 'ip netns del vpmw 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true' EXIT
 load
 w() { ip netns exec vpmw vpmctl "$@"; }
 # waited PID FILE WHAT: the background vpmctl PID succeeded (else show FILE).
@@ -39,14 +38,14 @@ gone_within() {
 # release's event.  Its fallback tick is set longer than its wait, so a
 # waiter that missed the event would try again only at its deadline, 60 s
 # after it began; woken by the event, it ends within seconds.
-VPMCTL_WAIT_TICK_MS=600000 ip netns exec vpmw vpmctl add --aid second --port 9000 --wait 60s --json >/tmp/vpm-waiter.json 2>&1 &
+VPMCTL_WAIT_TICK_MS=600000 ip netns exec vpmw vpmctl add --aid second --port 9000 --wait 60s --json >$work/vpm-waiter.json 2>&1 &
 waiter=$!
 sleep 3
 expect "the waiter is still waiting" kill -0 $waiter
 w del --aid first --port 9000
 expect "the release's event woke the waiter (its deadline was 57 s away)" gone_within 30 "aid second --port"
-waited $waiter /tmp/vpm-waiter.json "the waiter"
-expect_eq "the waiter got the released port" 31000 "$(json anon_port </tmp/vpm-waiter.json)"
+waited $waiter $work/vpm-waiter.json "the waiter"
+expect_eq "the waiter got the released port" 31000 "$(json anon_port <$work/vpm-waiter.json)"
 subtest PASS wait-success
 
 # Timeout: nobody releases; the add fails after about its wait.
@@ -62,13 +61,13 @@ expect "waited at least 2 s (${ms} ms)" test "$ms" -ge 2000
 subtest PASS wait-timeout
 
 # A --wait line of a batch waits like the command does.
-printf 'add --aid sixth --port 9000 --wait 20s --json\n' | w batch - >/tmp/vpm-batch-wait.json 2>&1 &
+printf 'add --aid sixth --port 9000 --wait 20s --json\n' | w batch - >$work/vpm-batch-wait.json 2>&1 &
 waiter=$!
 sleep 2
 expect "the batch is still waiting" kill -0 $waiter
 w del --aid second --port 9000
-waited $waiter /tmp/vpm-batch-wait.json "the batch"
-expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port </tmp/vpm-batch-wait.json)"
+waited $waiter $work/vpm-batch-wait.json "the batch"
+expect_eq "the batch's waiting line got the released port" 31000 "$(json anon_port <$work/vpm-batch-wait.json)"
 subtest PASS wait-batch
 
 # Unload: with the range full, a 60 s wait is pending while rmmod runs.
@@ -79,7 +78,7 @@ subtest PASS wait-batch
 # 2 s.)  The waiter must then end within a few seconds, saying the module
 # is gone.
 begin=$(date +%s%N)
-w add --aid seventh --port 9000 --wait 60s >/tmp/vpm-unload.out 2>&1 &
+w add --aid seventh --port 9000 --wait 60s >$work/vpm-unload.out 2>&1 &
 waiter=$!
 sleep 2
 expect "the seventh waiter is waiting" kill -0 $waiter
@@ -94,8 +93,8 @@ wait $waiter
 rc=$?
 set -e
 expect_eq "exit code of the waiter after rmmod" 3 "$rc"
-expect "the waiter says the module is gone (said: $(cat /tmp/vpm-unload.out))" \
-	grep -q "vpm kernel module not loaded" /tmp/vpm-unload.out
+expect "the waiter says the module is gone (said: $(cat $work/vpm-unload.out))" \
+	grep -q "vpm kernel module not loaded" $work/vpm-unload.out
 load
 expect "vpm works again after the reload" w status >/dev/null
 subtest PASS wait-unload
@@ -105,7 +104,7 @@ w config --range 31000-31000 >/dev/null
 w add --aid refill --port 9000 >/dev/null
 # SIGTERM ends a 60 s wait promptly, and vpm carries on normally.
 # (Background jobs of a script ignore SIGINT, so TERM stands in for Ctrl-C.)
-w add --aid fourth --port 9000 --wait 60s >/tmp/vpm-fourth.out 2>&1 &
+w add --aid fourth --port 9000 --wait 60s >$work/vpm-fourth.out 2>&1 &
 waiter=$!
 sleep 2
 expect "the fourth waiter is waiting" pgrep -f -- "--aid fourth" >/dev/null
@@ -113,7 +112,7 @@ pkill -TERM -f -- "--aid fourth"
 expect "the interrupted waiter ended within 5 s" gone_within 5 "--aid fourth"
 rc=0
 wait $waiter || rc=$?
-expect_eq "the waiter died of the signal (said: $(cat /tmp/vpm-fourth.out))" 143 "$rc"
+expect_eq "the waiter died of the signal (said: $(cat $work/vpm-fourth.out))" 143 "$rc"
 w del --aid refill --port 9000
 expect_eq "the range works after the interrupted wait" 31000 \
 	"$(w add --aid fifth --port 9000 --json | json anon_port)"

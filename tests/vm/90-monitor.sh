@@ -2,19 +2,13 @@
 # vpm-timeout: 180
 # vpmctl monitor sees every event of a scripted sequence, in order, and
 # only those of its own namespace.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmev vpmother
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	ip netns del vpmev 2>/dev/null || true
-	ip netns del vpmother 2>/dev/null || true
-}
-trap cleanup EXIT
 load
 e() { ip netns exec vpmev vpmctl "$@"; }
 
-ip netns exec vpmev vpmctl monitor --json >/tmp/vpm-events.json 2>&1 &
+ip netns exec vpmev vpmctl monitor --json >$work/vpm-events.json 2>&1 &
 sleep 2 # let it subscribe
 
 e add --aid a --port 9000 --proto tcp >/dev/null
@@ -31,7 +25,7 @@ e flush
 ip netns exec vpmother vpmctl add --aid elsewhere --port 1 >/dev/null
 sleep 2
 
-python3 - /tmp/vpm-events.json <<'PY'
+python3 - $work/vpm-events.json <<'PY'
 import json, sys
 got = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 kinds = [(e["event"], e.get("mapping", e.get("rule", {})).get("aid"), tuple(e.get("mapping", {}).get("proto", [])))
@@ -55,7 +49,7 @@ subtest PASS event-sequence
 # some (ENOBUFS), and the monitor must print "lost" and then the events
 # that follow, instead of quitting on the error.
 e config --range 20000-29999 >/dev/null
-ip netns exec vpmev vpmctl monitor >/tmp/vpm-lag.txt 2>&1 &
+ip netns exec vpmev vpmctl monitor >$work/vpm-lag.txt 2>&1 &
 lag=$!
 sleep 2
 kill -STOP $lag
@@ -64,8 +58,8 @@ kill -CONT $lag
 sleep 1
 e add --aid after --port 7001 >/dev/null
 sleep 2
-expect "the monitor said events were lost ($(grep -c . /tmp/vpm-lag.txt) lines)" grep -q "^lost: " /tmp/vpm-lag.txt
+expect "the monitor said events were lost ($(grep -c . $work/vpm-lag.txt) lines)" grep -q "^lost: " $work/vpm-lag.txt
 expect "the monitor still runs" kill -0 $lag
-expect "it printed the event after the loss" grep -q "^new after 7001 " /tmp/vpm-lag.txt
+expect "it printed the event after the loss" grep -q "^new after 7001 " $work/vpm-lag.txt
 e flush >/dev/null
 subtest PASS monitor-survives-overrun

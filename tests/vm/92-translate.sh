@@ -13,22 +13,12 @@
 #   | 10.201.2.1       |           |  "fixed": whatever listens on    |
 #   +------------------+           |  9000 itself                     |
 #                                  +----------------------------------+
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-work=$(mktemp -d)
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	ip netns del vpmc1 2>/dev/null || true
-	ip netns del vpmc2 2>/dev/null || true
-	ip netns del vpms 2>/dev/null || true
-	rmdir /sys/fs/cgroup/vpm-a /sys/fs/cgroup/vpm-b 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
 c1() { ip netns exec vpmc1 "$@"; }
 c2() { ip netns exec vpmc2 "$@"; }
 s() { ip netns exec vpms "$@"; }
-net() { python3 "$VPM_ROOT/tests/vm/vpmnet.py" "$@"; }
+net() { python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" "$@"; }
 
 load
 fresh_netns vpmc1 vpmc2 vpms
@@ -53,7 +43,7 @@ s vpmctl rule add --port 9000 --from 10.201.2.0/24 --aid b
 s vpmctl rule add --port 9000 --from fd00:201:2::/64 --aid b
 
 start_server() { # NAME PORT
-	s python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve "$1" "$2" >"$work/srv-$1" 2>&1 &
+	s python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" serve "$1" "$2" >"$work/srv-$1" 2>&1 &
 	for _ in $(seq 100); do grep -q ready "$work/srv-$1" && return; sleep 0.1; done
 	echo "server $1 did not start: $(cat "$work/srv-$1")" >&2
 	exit 1
@@ -63,9 +53,9 @@ start_server b "$B"
 start_server fixed 9000
 
 # ask NETNS-FN PROTO ADDR [ARGS...]: the name of the server that answered.
-ask() { local ns=$1; shift; $ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask "$1" "$2" 9000 "${@:3}"; }
+ask() { local ns=$1; shift; $ns python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" ask "$1" "$2" 9000 "${@:3}"; }
 # asks NETNS-FN PROTO/ADDR...: the names that answered, on one line.
-asks() { local ns=$1; shift; $ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks 9000 "$@"; }
+asks() { local ns=$1; shift; $ns python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" asks 9000 "$@"; }
 # Every protocol and family towards server network I.
 all_of() { echo tcp/10.201.$1.2 tcp/fd00:201:$1::2 udp/10.201.$1.2 udp/fd00:201:$1::2; }
 
@@ -156,7 +146,7 @@ subtest PASS unclaimed-and-default
 # (about 6 s) and a UDP flow (fixed source port) stay with a; new ones
 # follow the new rule to b.
 flows0=$(status_field vpms flows_new)
-ip netns exec vpmc1 python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp 10.201.1.2 9000 \
+ip netns exec vpmc1 python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" ask tcp 10.201.1.2 9000 \
 	--slow --size 2097152 >"$work/long" 2>&1 &
 long=$!
 expect_eq "UDP flow from port 45000 before the change" a "$(ask c1 udp 10.201.1.2 --sport 45000)"
@@ -175,12 +165,11 @@ s vpmctl rule add --port 9000 --from 10.201.1.0/24 --aid a
 subtest PASS rule-change-keeps-flows
 
 # 7: local clients reach the instance of their cgroup over loopback.
-mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
-mkdir -p /sys/fs/cgroup/vpm-a /sys/fs/cgroup/vpm-b
+make_cgroup vpm-a
+make_cgroup vpm-b
 s vpmctl add --aid a --port 9000 --cgroup /sys/fs/cgroup/vpm-a >/dev/null
 s vpmctl add --aid b --port 9000 --cgroup /vpm-b >/dev/null
-expect_eq "cgroup path shown" /vpm-a "$(s vpmctl show --json | python3 -c '
-import json, sys; print([m for m in json.load(sys.stdin) if m["aid"] == "a"][0]["cgroup"])')"
+expect_eq "cgroup path shown" /vpm-a "$(s vpmctl show --json | json_at aid=a cgroup)"
 in_cgroup() { # CGROUP CMD...: run CMD inside cgroup CGROUP
 	local cg=$1
 	shift
@@ -189,17 +178,16 @@ in_cgroup() { # CGROUP CMD...: run CMD inside cgroup CGROUP
 local_all="tcp/127.0.0.1 tcp/::1 udp/127.0.0.1 udp/::1"
 for cg in a b; do
 	expect_eq "loopback tcp/udp v4/v6 from cgroup vpm-$cg" "$cg $cg $cg $cg" \
-		"$(in_cgroup vpm-$cg ip netns exec vpms python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks 9000 $local_all)"
+		"$(in_cgroup vpm-$cg ip netns exec vpms python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" asks 9000 $local_all)"
 done
 expect_eq "local client outside both cgroups" fixed "$(asks s tcp/127.0.0.1)"
 # Any depth: a client ten levels below vpm-a is still a's (the ancestor
 # walk once stopped after 8 levels).
 deep=vpm-a
 for i in $(seq 10); do deep=$deep/d$i; done
-mkdir -p "/sys/fs/cgroup/$deep"
+make_cgroup "$deep"
 expect_eq "loopback from ten levels below cgroup vpm-a" a \
-	"$(in_cgroup "$deep" ip netns exec vpms python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks 9000 tcp/127.0.0.1)"
-for i in $(seq 10 -1 1); do rmdir "/sys/fs/cgroup/$deep" 2>/dev/null || true; deep=${deep%/*}; done
+	"$(in_cgroup "$deep" ip netns exec vpms python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" asks 9000 tcp/127.0.0.1)"
 subtest PASS loopback-by-cgroup
 
 # 8: the same with conntrack and an nftables NAT ruleset in the server's

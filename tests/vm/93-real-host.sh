@@ -10,21 +10,12 @@
 # The router vpmhr runs instances a and b behind port 9000 and forwards
 # between the client and the remote server, which has its own service on
 # port 9000 and one on the number that is a's anonymous port on vpmhr.
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-work=$(mktemp -d)
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	ip netns del vpmhc 2>/dev/null || true
-	ip netns del vpmhr 2>/dev/null || true
-	ip netns del vpmhs 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
 c() { ip netns exec vpmhc "$@"; }
 r() { ip netns exec vpmhr "$@"; }
 s() { ip netns exec vpmhs "$@"; }
-raw() { python3 "$VPM_ROOT/tests/vm/vpmraw.py" "$@"; }
+raw() { python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" "$@"; }
 
 load
 fresh_netns vpmhc vpmhr vpmhs
@@ -56,7 +47,7 @@ r vpmctl rule add --port 9000 --aid a
 start_server() { # NETNS-FN NAME PORT...
 	local ns=$1 name=$2
 	shift 2
-	$ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve "$name" "$@" >"$work/srv-$name" 2>&1 &
+	$ns python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" serve "$name" "$@" >"$work/srv-$name" 2>&1 &
 	for _ in $(seq 100); do grep -q ready "$work/srv-$name" && return; sleep 0.1; done
 	echo "server $name did not start: $(cat "$work/srv-$name")" >&2
 	exit 1
@@ -68,7 +59,7 @@ start_server s remote 9000 7000
 start_server s remote-anon "$A"
 
 # asks NETNS-FN PORT PROTO/ADDR...: the names that answered, on one line.
-asks() { local ns=$1 port=$2; shift 2; $ns python3 "$VPM_ROOT/tests/vm/vpmnet.py" asks "$port" "$@"; }
+asks() { local ns=$1 port=$2; shift 2; $ns python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" asks "$port" "$@"; }
 stat() { status_field vpmhr "$1"; }
 
 echo "== forwarding" >&2
@@ -100,11 +91,11 @@ echo "== unparsable" >&2
 # reaches the fixed port's own listener; an IPv4 first fragment cut inside
 # the TCP header is not translated.  Two extension headers are walked.
 mal0=$(stat pkts_malformed)
-expect_eq "9 extension headers: passed to the fixed listener" fixed "$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 9)"
-expect_eq "2 extension headers: translated" a "$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 2)"
+expect_eq "9 extension headers: passed to the fixed listener" fixed "$(c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 9)"
+expect_eq "2 extension headers: translated" a "$(c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" ext6 fd00:203:1::1 fd00:203:1::2 9000 2)"
 frag0=$(stat pkts_fragments)
 capture_start vpmhc veth-c "$work/frag.pcap" tcp port 47001
-c python3 "$VPM_ROOT/tests/vm/vpmraw.py" tinyfrag 10.203.1.1 10.203.1.2 9000 >/dev/null
+c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" tinyfrag 10.203.1.1 10.203.1.2 9000 >/dev/null
 sleep 2
 capture_stop
 expect_eq "malformed: the long chain and the tiny fragment" $((mal0 + 2)) "$(stat pkts_malformed)"
@@ -122,9 +113,9 @@ echo "== udp6 zero checksum" >&2
 c ethtool -K veth-c tx off >/dev/null
 r ethtool -K veth-rc tx off >/dev/null
 expect_eq "UDP/IPv6, zero checksum after translation, inbound" a \
-	"$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45123 in)"
+	"$(c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45123 in)"
 expect_eq "UDP/IPv6, zero checksum after translation, reply" a \
-	"$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45124 out)"
+	"$(c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" udp6-zero fd00:203:1::1 fd00:203:1::2 9000 "$A" 45124 out)"
 for ns in vpmhc vpmhr; do
 	expect_eq "UDP checksum errors in $ns" 0 "$(ip netns exec $ns nstat -asz Udp6InCsumErrors UdpInCsumErrors | awk 'NR > 1 { s += $2 } END { print s + 0 }')"
 done
@@ -139,13 +130,13 @@ echo "== syn flood" >&2
 # client, so they pass vpm like real ones), then the rule sends newcomers
 # to b: every established connection still talks to a.
 r ip route add 10.250.0.0/16 via 10.203.1.1
-c python3 "$VPM_ROOT/tests/vm/vpmraw.py" hold 10.203.1.2 9000 16 "$work/go" >"$work/hold" 2>&1 &
+c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" hold 10.203.1.2 9000 16 "$work/go" >"$work/hold" 2>&1 &
 holder=$!
 for _ in $(seq 200); do grep -q ready "$work/hold" && break; sleep 0.1; done
 expect_eq "16 established connections to a" "ready$(printf ' a%.0s' $(seq 16))" "$(head -n1 "$work/hold")"
 evicted0=$(stat flows_evicted)
 start=$(date +%s)
-sent=$(c python3 "$VPM_ROOT/tests/vm/vpmraw.py" synflood 10.250 10.203.1.2 9000 16384)
+sent=$(c python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" synflood 10.250 10.203.1.2 9000 16384)
 echo "sent $sent spoofed SYNs in $(($(date +%s) - start)) s"
 expect "the flood churned the flow table" test "$(stat flows_evicted)" -gt "$evicted0"
 r vpmctl rule del --port 9000

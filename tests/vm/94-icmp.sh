@@ -9,20 +9,11 @@
 #
 #   vpmic  10.202.1.1 --- 10.202.1.2  vpmir  10.202.2.2 --- 10.202.2.1  vpmis
 #          fd00:202:1::1  (MTU 1280 towards the client)      fd00:202:2::1
-. "$VPM_ROOT/tests/vm/lib.sh"
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
 
-work=$(mktemp -d)
-cleanup() {
-	kill $(jobs -p) 2>/dev/null || true
-	ip netns del vpmic 2>/dev/null || true
-	ip netns del vpmir 2>/dev/null || true
-	ip netns del vpmis 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
 c() { ip netns exec vpmic "$@"; }
 s() { ip netns exec vpmis "$@"; }
-net() { python3 "$VPM_ROOT/tests/vm/vpmnet.py" "$@"; }
+net() { python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" "$@"; }
 
 load
 fresh_netns vpmic vpmir vpmis
@@ -56,13 +47,13 @@ A=$(s vpmctl add --aid a --port 9000 --json | json anon_port)
 s vpmctl rule add --port 9000 --aid a
 s vpmctl add --aid gone --port 9100 >/dev/null
 s vpmctl rule add --port 9100 --aid gone
-s python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve a "$A" >"$work/srv" 2>&1 &
+s python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" serve a "$A" >"$work/srv" 2>&1 &
 for _ in $(seq 100); do grep -q ready "$work/srv" && break; sleep 0.1; done
 
 icmp0=$(status_field vpmis pkts_icmp_xlat)
 for addr in 10.202.2.1 fd00:202:2::1; do
 	expect_eq "1 MiB download through the small link from $addr" a \
-		"$(c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask tcp $addr 9000 --download --size 1048576)"
+		"$(c python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" ask tcp $addr 9000 --download --size 1048576)"
 done
 expect "the server translated the router's ICMP errors" \
 	test "$(status_field vpmis pkts_icmp_xlat)" -gt "$icmp0"

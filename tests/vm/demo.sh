@@ -32,7 +32,7 @@ demo_s vpmctl rule add --port 9000 --from 10.9.0.3 --aid green
 demo_s vpmctl rule show
 for aid in blue green; do
 	anon=$(s vpmctl show --json | python3 -c 'import json, sys; print(next(m["anon_port"] for m in json.load(sys.stdin) if m["aid"] == sys.argv[1]))' $aid)
-	s python3 "$VPM_ROOT/tests/vm/vpmnet.py" serve $aid "$anon" >/tmp/demo-$aid 2>&1 &
+	s python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" serve $aid "$anon" >/tmp/demo-$aid 2>&1 &
 	for _ in $(seq 100); do grep -q ready /tmp/demo-$aid && break; sleep 0.1; done
 done
 
@@ -42,7 +42,7 @@ ask() { # WANT ARGS...: ask and show who answered; the demo fails unless WANT di
 	local want=$1 got
 	shift
 	echo "| demo-c\$ python3 vpmnet.py ask $*"
-	got=$(ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/vpmnet.py" ask "$@" 2>&1)
+	got=$(ip netns exec demo-c python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" ask "$@" 2>&1)
 	echo "$got" | sed 's/^/| /'
 	[ "$got" = "$want" ] || { echo "| demo: expected $want to answer"; failed=1; }
 }

@@ -58,16 +58,92 @@ run_limited() {
 	return $rc
 }
 
+# user_pids: the processes of this harness's session alive now (what the
+# tests start stays in it, orphans included; the guest's own daemons and
+# kernel threads do not), this function's own subshell left out.  The
+# session is the 4th field after the command name in /proc/PID/stat (the
+# name itself may hold spaces and parentheses).  Builtins only: a fork per
+# process would be slow under emulation.
+user_pids() {
+	local p stat fields sid=
+	read -r stat <"/proc/$$/stat"
+	read -r -a fields <<<"${stat##*)}"
+	sid=${fields[3]}
+	for p in /proc/[0-9]*; do
+		read -r stat <"$p/stat" 2>/dev/null || continue
+		read -r -a fields <<<"${stat##*)}"
+		p=${p#/proc/}
+		[ "$p" != "$BASHPID" ] && [ "${fields[3]}" = "$sid" ] && echo "$p"
+	done
+	return 0
+}
+
+# left_behind BEFORE: what the test that just ran left behind, one line
+# per kind (nothing when clean): network namespaces, vpm cgroups,
+# processes that are not in BEFORE (the pids alive before it started),
+# and allocations or rules in the initial namespace.  Tests make all of
+# these through lib.sh, whose one cleanup removes them.
+left_behind() {
+	local before=" $(echo $1) " p new=() names
+	names=$(ip netns list | awk '{print $1}' | xargs)
+	[ -z "$names" ] || echo "network namespaces: $names"
+	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -printf '%P ' 2>/dev/null)
+	[ -z "$names" ] || echo "cgroups: $names"
+	for p in $(user_pids); do
+		case $before in
+		*" $p "*) ;;
+		*) new+=("$p($(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-50))") ;;
+		esac
+	done
+	[ ${#new[@]} = 0 ] || echo "processes: ${new[*]}"
+	if lsmod 2>/dev/null | grep -q '^vpm '; then
+		local n
+		for what in show "rule show"; do
+			n=$(vpmctl $what --json 2>/dev/null | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))' 2>/dev/null)
+			[ "${n:-0}" = 0 ] || echo "$n entries of 'vpmctl $what' in the initial namespace"
+		done
+	fi
+}
+
+# clean_up_after BEFORE: remove what left_behind reports, so that the next
+# test starts clean.
+clean_up_after() {
+	local before=" $(echo $1) " p n
+	for p in $(user_pids); do
+		case $before in *" $p "*) ;; *) kill -KILL "$p" 2>/dev/null ;; esac
+	done
+	for n in $(ip netns list | awk '{print $1}'); do ip netns del "$n" 2>/dev/null; done
+	find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' 2>/dev/null |
+		while read -r n; do find "$n" -depth -type d -exec rmdir {} + 2>/dev/null; done
+	lsmod 2>/dev/null | grep -q '^vpm ' && vpmctl flush 2>/dev/null
+	return 0
+}
+
+# check_clean NAME BEFORE: fail NAME:cleanup if the test left something
+# behind (processes get 15 s to finish exiting: reaping is slow on the
+# emulated debug kernel).
+check_clean() {
+	local name=$1 before=$2 left i
+	for i in $(seq 30); do
+		left=$(left_behind "$before")
+		[ -z "$left" ] && return 0
+		sleep 0.5
+	done
+	fail "$name:cleanup (left behind: $(echo "$left" | paste -sd ';'))"
+	clean_up_after "$before"
+}
+
 # run_tests DIR [reload]: each DIR/[0-9]*.sh (VPM_TESTS, e.g. "70-*",
 # narrows the run while developing) is one test; its "SUBTEST PASS|FAIL
 # name" lines count as tests of their own.  With "reload", the module is
 # loaded again after a test that left it unloaded.
 run_tests() {
-	local t name out
+	local t name out before
 	for t in "$1"/${VPM_TESTS:-[0-9]*}.sh; do
 		[ -e "$t" ] || continue
 		name=$(basename "$t" .sh)
 		out=$(mktemp)
+		before=$(user_pids)
 		if ! run_limited "$name" "$t" "$out"; then
 			grep -vE '^SUBTEST ' "$out" | tail -n 30 | sed 's/^/    /'
 		fi
@@ -78,6 +154,7 @@ run_tests() {
 		if [ "${2:-}" = reload ]; then
 			lsmod | grep -q '^vpm ' || insmod "$VPM_KO"
 		fi
+		check_clean "$name" "$before"
 	done
 }
 

@@ -49,12 +49,72 @@ timed_ms() {
 
 subtest() { echo "SUBTEST $1 $2"; }
 
-# fresh_netns NAME...: (re)create empty network namespaces.
+# ---- one cleanup for every test --------------------------------------------
+#
+# What a test makes through these helpers is removed when its script exits,
+# however it exits: background jobs, namespaces (fresh_netns), cgroups
+# (make_cgroup), the scratch directory $work, and whatever at_exit was
+# given.  Tests set no EXIT trap of their own.  After each test the
+# harness (guest.sh) fails it if anything is left behind anyway.
+
+VPM_NETNS=()
+VPM_CGROUPS=()
+VPM_AT_EXIT=()
+# Scratch space for captures, server logs and state files.
+work=$(mktemp -d)
+
+# at_exit CMD...: run CMD (a shell word list, eval'd) when the test exits,
+# before the namespaces and cgroups go; the last one given runs first.
+at_exit() { VPM_AT_EXIT+=("$*"); }
+
+vpm_cleanup() {
+	local rc=$? i n
+	set +e
+	for ((i = ${#VPM_AT_EXIT[@]} - 1; i >= 0; i--)); do
+		eval "${VPM_AT_EXIT[i]}" >/dev/null 2>&1
+	done
+	# Background jobs first: they may hold the namespaces and cgroups.
+	kill $(jobs -p) 2>/dev/null
+	for i in $(seq 50); do
+		[ -z "$(jobs -pr)" ] && break
+		sleep 0.1
+	done
+	kill -KILL $(jobs -pr) 2>/dev/null
+	wait 2>/dev/null
+	for n in "${VPM_NETNS[@]}"; do
+		ip netns del "$n" 2>/dev/null
+	done
+	for ((i = ${#VPM_CGROUPS[@]} - 1; i >= 0; i--)); do
+		rmdir "${VPM_CGROUPS[i]}" 2>/dev/null
+	done
+	rm -rf "$work"
+	exit "$rc"
+}
+trap vpm_cleanup EXIT
+
+# fresh_netns NAME...: (re)create empty network namespaces, removed when
+# the test exits.
 fresh_netns() {
 	local n
 	for n in "$@"; do
 		ip netns del "$n" 2>/dev/null || true
 		ip netns add "$n"
+		VPM_NETNS+=("$n")
+	done
+}
+
+# make_cgroup PATH: create cgroup v2 group PATH (below /sys/fs/cgroup,
+# every missing level), removed when the test exits.
+make_cgroup() {
+	local path=${1#/} at=/sys/fs/cgroup part
+	mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+	local IFS=/
+	for part in $path; do
+		at=$at/$part
+		if [ ! -d "$at" ]; then
+			mkdir "$at"
+			VPM_CGROUPS+=("$at")
+		fi
 	done
 }
 
@@ -65,6 +125,35 @@ unload() { ! loaded || rmmod vpm; }
 # json FIELD: read a top-level field of the JSON object on stdin.
 json() {
 	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+# json_at STEP...: walk the JSON on stdin and print where it ends: a
+# number indexes a list, KEY=VALUE picks a list's first object whose KEY
+# is VALUE, # is a list's length, anything else is an object's key.
+# Lists print as space-separated words.
+#   vpmctl show --json | json_at aid=a anon_port
+#   vpmctl show --json | json_at '#'
+json_at() {
+	python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for step in sys.argv[1:]:
+    if step == "#":
+        d = len(d)
+    elif step.lstrip("-").isdigit() and isinstance(d, list):
+        d = d[int(step)]
+    elif "=" in step and isinstance(d, list):
+        k, v = step.split("=", 1)
+        d = next(x for x in d if str(x.get(k)) == v)
+    else:
+        d = d[step]
+print(" ".join(map(str, d)) if isinstance(d, list) else d)' "$@"
+}
+
+# json_col KEY: the KEY of every object of the JSON list on stdin, on one
+# line.
+json_col() {
+	python3 -c 'import json, sys; print(" ".join(str(x[sys.argv[1]]) for x in json.load(sys.stdin)))' "$1"
 }
 
 # status_field [NETNS] FIELD: one field of `vpmctl status --json`.

@@ -117,10 +117,7 @@ impl fmt::Display for TableError {
             ),
             RuleExists { aid } => {
                 let aid = core::str::from_utf8(aid.as_bytes()).unwrap_or("?");
-                write!(
-                    f,
-                    "a rule with this source already exists (AID {aid}); delete it first"
-                )
+                write!(f, "a rule for this source exists (AID {aid}); delete it")
             }
             RuleNotFound => f.write_str("no rule with this port and source"),
             PortFullOfRules => write!(

@@ -229,3 +229,60 @@ mod flow {
         assert_eq!(t.lookup(&k, 104), None);
     }
 }
+
+#[kunit_tests(vpm_error)]
+mod error {
+    use crate::vpm_error::TableError::{self, *};
+    use crate::vpm_keys::Aid;
+    use core::fmt::{self, Write};
+
+    /// Counts what is written.
+    struct Len(usize);
+
+    impl Write for Len {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+
+    /// The extended ack holds 79 bytes and a NUL: every message, with its
+    /// numbers and AID at their longest, must fit, or users read half of it.
+    #[test]
+    fn messages_fit_the_extended_ack() {
+        let aid = Aid::new(b"a123456789012345678901234567890").expect("a 31-byte AID");
+        let (n, p) = (u32::MAX, u16::MAX);
+        let all: [TableError; 17] = [
+            RangeExhausted {
+                in_use: n,
+                lo: p,
+                hi: p,
+            },
+            TooManyEntries { max: n },
+            RangeBound {
+                in_use: n,
+                lo: p,
+                hi: p,
+            },
+            PortOutOfRange { lo: p, hi: p },
+            PortTaken,
+            OtherAnonPort { anon: p },
+            NotFound,
+            RangeInUse,
+            BadRange,
+            LimitBelowUse { entries: n },
+            RuleWithoutMapping,
+            RuleExists { aid },
+            RuleNotFound,
+            TooManyRules { max: n },
+            PortFullOfRules,
+            PortFullOfCgroups,
+            NoMemory,
+        ];
+        for e in all {
+            let mut len = Len(0);
+            write!(len, "{e}").expect("formats");
+            assert!(len.0 <= 79);
+        }
+    }
+}

@@ -483,10 +483,12 @@ impl Table {
     /// exhausted.  Work is bounded by the range's size.  `Taken`: every
     /// free port is bound by a socket.
     ///
-    /// The port is reserved before the bind tables are asked: from then on
-    /// no automatic bind (connect(), UDP autobind) can take it, so a port
-    /// found unbound stays unbound by them.  Checking first would leave a
-    /// window in which an autobind takes the port vpm then hands out.
+    /// The port is reserved before the bind tables are asked, so a port
+    /// found unbound stays clear of later automatic binds.  That closes
+    /// the window for UDP, whose autobind reads the reserved bit under the
+    /// hash-slot lock this check takes; TCP's connect() and bind(0) read
+    /// it before taking the bucket lock, which leaves a sub-microsecond
+    /// window when the range overlaps the ephemeral one (README).
     fn alloc_unbound(&mut self) -> Result<u16, AllocError> {
         let mut first_skipped = None;
         loop {

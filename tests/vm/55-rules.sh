@@ -23,9 +23,9 @@ r rule add --port 9000 --aid a
 subtest PASS add
 
 # A tie (the same source, whatever the AID) is refused and names the owner.
-expect_fail 1 "a rule with this source already exists (AID a)" \
+expect_fail 1 "a rule for this source exists (AID a); delete it" \
 	r rule add --port 9000 --from 10.0.0.0/8 --aid b
-expect_fail 1 "a rule with this source already exists (AID a)" \
+expect_fail 1 "a rule for this source exists (AID a); delete it" \
 	r rule add --port 9000 --aid b
 expect_fail 1 "File exists" r rule add --port 9000 --from 10.0.0.0/8 --aid a
 # Host bits, over-long prefixes.

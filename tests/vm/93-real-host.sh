@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 900
+# vpm-timeout: 1500
 # vpm on a real host (issue 8): it translates only this host's own streams,
 # and what a hostile or unlucky sender does cannot break them.
 #

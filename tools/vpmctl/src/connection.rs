@@ -431,7 +431,12 @@ impl Watch {
         let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         let mut woken = false;
         let mut wait = millis;
-        while self.readable(wait)? {
+        // Bounded, so that a steady stream of events cannot keep the
+        // caller here: whatever stays queued wakes the next wait at once.
+        for _ in 0..WATCH_DRAIN {
+            if !self.readable(wait)? {
+                break;
+            }
             woken = true;
             // One datagram (or the socket's overrun error): either way
             // something happened.
@@ -464,6 +469,9 @@ impl Watch {
         }
     }
 }
+
+/// Most datagrams one [`Watch::wait`] reads.
+const WATCH_DRAIN: usize = 64;
 
 /// How often a dump is retried after `NLM_F_DUMP_INTR`.
 const DUMP_TRIES: usize = 5;

@@ -148,13 +148,19 @@ const WAIT_TICK: Duration = Duration::from_secs(1);
 
 /// [`WAIT_TICK`], unless `VPMCTL_WAIT_TICK_MS` says otherwise: the VM test
 /// sets a tick longer than its wait, so that only the event can wake it.
+/// At least [`MIN_WAIT_TICK`]: a zero tick would hammer the kernel with
+/// back-to-back requests, each taking the table's lock.
 fn wait_tick() -> Duration {
     std::env::var("VPMCTL_WAIT_TICK_MS")
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis)
         .unwrap_or(WAIT_TICK)
+        .max(MIN_WAIT_TICK)
 }
+
+/// The shortest tick `VPMCTL_WAIT_TICK_MS` may set.
+const MIN_WAIT_TICK: Duration = Duration::from_millis(10);
 
 /// Queued allocation, done here rather than in the kernel (a request that
 /// slept there would hold generic netlink's global lock): listen for

@@ -60,10 +60,12 @@ run_limited() {
 
 # user_pids: the processes of this harness's session alive now (what the
 # tests start stays in it, orphans included; the guest's own daemons and
-# kernel threads do not), this function's own subshell left out.  The
-# session is the 4th field after the command name in /proc/PID/stat (the
-# name itself may hold spaces and parentheses).  Builtins only: a fork per
-# process would be slow under emulation.
+# kernel threads do not), the harness's own subshells left out (this
+# function's, and the children of the harness: a finished test has none
+# left, so any are command substitutions like the caller's).  The parent
+# and the session are the 2nd and 4th fields after the command name in
+# /proc/PID/stat (the name itself may hold spaces and parentheses).
+# Builtins only: a fork per process would be slow under emulation.
 user_pids() {
 	local p stat fields sid=
 	read -r stat <"/proc/$$/stat"
@@ -73,7 +75,8 @@ user_pids() {
 		read -r stat <"$p/stat" 2>/dev/null || continue
 		read -r -a fields <<<"${stat##*)}"
 		p=${p#/proc/}
-		[ "$p" != "$BASHPID" ] && [ "${fields[3]}" = "$sid" ] && echo "$p"
+		[ "$p" != "$BASHPID" ] && [ "${fields[1]}" != "$$" ] &&
+			[ "${fields[3]}" = "$sid" ] && echo "$p"
 	done
 	return 0
 }

@@ -72,7 +72,7 @@ user_pids() {
 	read -r -a fields <<<"${stat##*)}"
 	sid=${fields[3]}
 	for p in /proc/[0-9]*; do
-		read -r stat <"$p/stat" 2>/dev/null || continue
+		read -r stat 2>/dev/null <"$p/stat" || continue
 		read -r -a fields <<<"${stat##*)}"
 		p=${p#/proc/}
 		[ "$p" != "$BASHPID" ] && [ "${fields[1]}" != "$$" ] &&

@@ -67,20 +67,47 @@ work=$(mktemp -d)
 # before the namespaces and cgroups go; the last one given runs first.
 at_exit() { VPM_AT_EXIT+=("$*"); }
 
+# descendants PID: PID's children, their children, and so on.
+descendants() {
+	local c
+	for c in $(pgrep -P "$1"); do
+		echo "$c"
+		descendants "$c"
+	done
+}
+
+# running PID: PID exists and is not a zombie.
+running() {
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
 vpm_cleanup() {
-	local rc=$? i n
+	local rc=$? i n p pids=() left
 	set +e
 	for ((i = ${#VPM_AT_EXIT[@]} - 1; i >= 0; i--)); do
 		eval "${VPM_AT_EXIT[i]}" >/dev/null 2>&1
 	done
-	# Background jobs first: they may hold the namespaces and cgroups.
-	kill $(jobs -p) 2>/dev/null
-	for i in $(seq 50); do
-		[ -z "$(jobs -pr)" ] && break
-		sleep 0.1
+	# Background jobs first, with everything they started: they may hold
+	# the namespaces and cgroups.  A job started through a shell function
+	# (`s server &`) is a subshell; killing it alone would orphan the
+	# server it runs, which then outlives the test.
+	for p in $(jobs -p); do
+		pids+=("$p" $(descendants "$p"))
 	done
-	kill -KILL $(jobs -pr) 2>/dev/null
-	wait 2>/dev/null
+	if [ ${#pids[@]} -gt 0 ]; then
+		kill "${pids[@]}" 2>/dev/null
+		for i in $(seq 50); do
+			left=
+			for p in "${pids[@]}"; do running "$p" && left=1 && break; done
+			[ -z "$left" ] && break
+			sleep 0.1
+		done
+		kill -KILL "${pids[@]}" 2>/dev/null
+		wait 2>/dev/null
+	fi
 	for n in "${VPM_NETNS[@]}"; do
 		ip netns del "$n" 2>/dev/null
 	done

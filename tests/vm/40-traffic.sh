@@ -37,7 +37,8 @@ want=$(sha256sum <"$work/send")
 for addr in 10.200.0.2 fd00:200::2; do
 	case $addr in *:*) fam=tcp6; dst="[$addr]" ;; *) fam=tcp4; dst=$addr ;; esac
 	rm -f "$work/recv"
-	s socat -u "${fam^^}-LISTEN:9000,reuseaddr" "OPEN:$work/recv,creat,trunc" &
+	# Started directly (not through `s`), so that $! is socat itself.
+	ip netns exec vpms socat -u "${fam^^}-LISTEN:9000,reuseaddr" "OPEN:$work/recv,creat,trunc" &
 	srv=$!
 	for _ in $(seq 50); do s ss -Htln 'sport = :9000' | grep -q . && break; sleep 0.1; done
 	c socat -u "OPEN:$work/send" "${fam^^}:$dst:9000"
@@ -49,7 +50,9 @@ done
 # Exact counts: 100 UDP datagrams, IPv4 only, with the namespaces' IPv6
 # switched off so no neighbour discovery or MLD is counted alongside.
 for n in vpmc vpms; do ip netns exec $n sysctl -qw net.ipv6.conf.all.disable_ipv6=1; done
-s socat -u UDP4-RECV:9001 "OPEN:$work/udp,creat,trunc" &
+# Started directly, so that killing $! below ends socat, not a subshell
+# that would leave it running.
+ip netns exec vpms socat -u UDP4-RECV:9001 "OPEN:$work/udp,creat,trunc" &
 srv=$!
 for _ in $(seq 50); do s ss -Huln 'sport = :9001' | grep -q . && break; sleep 0.1; done
 c ping -q -c 1 -W 2 10.200.0.2 >/dev/null # resolve ARP first

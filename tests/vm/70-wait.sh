@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 240
+# vpm-timeout: 480
 # Queued allocation (--wait): an add on an exhausted range waits for a
 # release made by another process and gets the freed port; without a
 # release it fails after its timeout; a signal ends the wait at once; a

@@ -159,7 +159,9 @@ impl Pin {
     }
 }
 
-/// Where a pin stands (see the module documentation).
+/// Where a pin stands (see the module documentation).  Read by the tests
+/// (KUnit, host): a kernel without KUnit never names it.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PinState {
     /// Created by the client's first packet, not yet answered.
@@ -411,7 +413,8 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
         self.find(k, now).map(|(_, _, p, _)| p)
     }
 
-    /// The live pin of `k` and where it stands.
+    /// The live pin of `k` and where it stands (for the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn lookup_state(&self, k: &FlowKey, now: u32) -> Option<(Pin, PinState)> {
         self.find(k, now).map(|(_, _, p, l)| {
             let state = match state_of(l) {

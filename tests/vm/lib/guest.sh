@@ -67,13 +67,20 @@ run_limited() {
 # /proc/PID/stat (the name itself may hold spaces and parentheses).
 # Builtins only: a fork per process would be slow under emulation.
 user_pids() {
-	local p stat fields sid=
+	local p stat fields sid= arg0
 	read -r stat <"/proc/$$/stat"
 	read -r -a fields <<<"${stat##*)}"
 	sid=${fields[3]}
 	for p in /proc/[0-9]*; do
 		read -r stat 2>/dev/null <"$p/stat" || continue
 		read -r -a fields <<<"${stat##*)}"
+		# A zombie, or a process far enough into its exit to have
+		# dropped its memory (no command line), is no longer running:
+		# reaping it is slow on the emulated debug kernel.
+		case ${fields[0]} in Z | X) continue ;; esac
+		arg0=
+		IFS= read -r -d '' arg0 2>/dev/null <"$p/cmdline"
+		[ -n "$arg0" ] || continue
 		p=${p#/proc/}
 		[ "$p" != "$BASHPID" ] && [ "${fields[1]}" != "$$" ] &&
 			[ "${fields[3]}" = "$sid" ] && echo "$p"

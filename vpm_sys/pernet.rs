@@ -185,12 +185,14 @@ unsafe extern "C" fn net_init<T: PernetState>(net: *mut bindings::net) -> c_int 
         })
     };
     let mut ops = ptr::null_mut();
+    // SAFETY: `slot` is valid and initialised above; this only computes
+    // the address of its field.
+    let state = unsafe { ptr::addr_of_mut!((*slot).state) };
     // SAFETY: `net` is live.  The hooks' `priv` is the state in the slot,
     // which stays in place until `net_exit`, and exit runs only after
     // pre_exit unregistered the hooks and a grace period passed; the
     // hooks' entry point takes `priv` for a `T` (`T: HookState`).
-    let err =
-        unsafe { ffi::vpm_hooks_register(net, ptr::addr_of_mut!((*slot).state).cast(), &mut ops) };
+    let err = unsafe { ffi::vpm_hooks_register(net, state.cast(), &mut ops) };
     if err != 0 {
         // SAFETY: The slot was initialised above and no hook references it.
         unsafe { ptr::drop_in_place(slot) };

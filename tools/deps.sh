@@ -11,6 +11,9 @@ set -euo pipefail
 APT_PKGS=(
 	# kernel build
 	flex bison bc libelf-dev libssl-dev cpio kmod rsync xz-utils
+	# vpmctl's socket hooks: clang's BPF target (bookworm's main suite has
+	# clang-19), libbpf's headers, and libbpf-rs's build of libbpf
+	clang-19 libbpf-dev zlib1g-dev pkg-config
 	# VM
 	qemu-system-x86 busybox-static
 	# userspace test tools used by tests/vm

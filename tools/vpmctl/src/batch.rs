@@ -70,10 +70,14 @@ fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<C
     let cli = Cli::from_arg_matches(&matches).map_err(bad)?;
     if matches!(
         cli.command,
-        Command::Batch { .. } | Command::Restore { .. } | Command::Monitor
+        Command::Batch { .. }
+            | Command::Restore { .. }
+            | Command::Monitor
+            | Command::Exec { .. }
+            | Command::Keep { .. }
     ) {
         return Err(Error::Batch(format!(
-            "line {number}: batch, restore and monitor do not run inside a batch"
+            "line {number}: batch, restore, monitor and exec do not run inside a batch"
         )));
     }
     Ok(cli)
@@ -210,10 +214,17 @@ mod tests {
 
     #[test]
     fn refuses_commands_that_cannot_run_inside() {
-        for cmd in ["batch x", "restore x", "monitor"] {
+        for cmd in [
+            "batch x",
+            "restore x",
+            "monitor",
+            "exec --aid a --port 9000 -- true",
+            "keep --aid a --cgroup-parent /x",
+        ] {
             let e = parse(cmd, false).unwrap_err();
             assert!(
-                e.to_string().contains("line 1: batch, restore and monitor"),
+                e.to_string()
+                    .contains("line 1: batch, restore, monitor and exec do not run"),
                 "{e}"
             );
         }

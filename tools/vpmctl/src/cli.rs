@@ -99,6 +99,50 @@ pub enum Command {
     },
     /// Show the module version, hooks and counters of this network namespace.
     Status,
+    /// Run an unmodified program as AID: its binds of the fixed ports
+    /// become binds of the AID's anonymous ports (cgroup socket hooks),
+    /// and it is started only once that is in place.
+    Exec {
+        #[arg(long)]
+        aid: Aid,
+        /// A fixed port the program binds (repeat for more).
+        #[arg(long = "port", required = true, value_parser = clap::value_parser!(u16).range(1..))]
+        ports: Vec<u16>,
+        /// Protocols to multiplex.
+        #[arg(long, value_enum, default_value_t = proto::Proto::Both)]
+        proto: proto::Proto,
+        /// When no port is free, wait this long (at most 60s) instead of
+        /// failing; the program starts only once it has its ports.
+        #[arg(long, value_parser = mapping::parse_wait)]
+        wait: Option<u32>,
+        /// Release the allocations once the last process of the AID's
+        /// group has exited (without it they stay, as `add`'s do).
+        #[arg(long)]
+        release: bool,
+        /// The cgroup v2 directory AIDs' groups are made in (default:
+        /// vpm below the cgroup2 mount; a namespace other than the host's
+        /// gets a net-INODE level in between).
+        #[arg(long, env = "VPM_CGROUP_PARENT")]
+        cgroup_parent: Option<std::path::PathBuf>,
+        /// The program and its arguments, after "--".
+        #[arg(required = true, last = true, value_name = "CMD")]
+        cmd: Vec<std::ffi::OsString>,
+    },
+    /// The keeper `exec` leaves behind (internal).
+    #[command(hide = true)]
+    Keep {
+        #[arg(long)]
+        aid: Aid,
+        #[arg(long)]
+        cgroup_parent: std::path::PathBuf,
+        #[arg(long)]
+        release: bool,
+        #[arg(long = "port")]
+        ports: Vec<u16>,
+        /// Start the keeper in the background and return.
+        #[arg(long)]
+        detach: bool,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -183,8 +227,48 @@ mod tests {
             "rule add --port 9000 --from 10.0.0.0/8:5000 --aid a",
             "rule del --port 9000",
             "rule show --json",
+            "exec --aid blue --port 9000 -- python3 -m http.server 9000",
+            "exec --aid b --port 9000 --port 9001 --proto tcp --wait 5s --release -- srv -p 9000",
+            "exec --aid b --port 53 --cgroup-parent /sys/fs/cgroup/apps/vpm -- dnsd",
         ] {
             parse(line);
+        }
+    }
+
+    #[test]
+    fn exec_takes_ports_and_the_command_after_the_dashes() {
+        let Command::Exec {
+            aid,
+            ports,
+            proto,
+            release,
+            cmd,
+            ..
+        } = parse("exec --aid b --port 9000 --port 53 --proto udp --release -- srv --port 9000 -v")
+            .command
+        else {
+            panic!("not exec");
+        };
+        assert_eq!(aid.as_str(), "b");
+        assert_eq!(ports, [9000, 53]);
+        assert_eq!(proto, proto::Proto::Udp);
+        assert!(release);
+        assert_eq!(
+            cmd,
+            ["srv", "--port", "9000", "-v"].map(std::ffi::OsString::from)
+        );
+    }
+
+    #[test]
+    fn exec_needs_a_port_and_a_command() {
+        for line in [
+            "exec --aid b -- srv",
+            "exec --aid b --port 9000",
+            "exec --aid b --port 9000 srv",
+            "exec --aid b --port 0 -- srv",
+        ] {
+            let args = std::iter::once("vpmctl").chain(line.split_whitespace());
+            assert!(Cli::try_parse_from(args).is_err(), "{line}");
         }
     }
 

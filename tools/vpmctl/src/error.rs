@@ -13,6 +13,9 @@ pub mod exit {
     pub const NOT_LOADED: i32 = 3;
     /// Talking netlink failed, or the kernel's answer made no sense.
     pub const NETLINK: i32 = 4;
+    /// The host lacks what `exec` needs (cgroup v2, the BPF filesystem,
+    /// the kernel's cgroup-BPF support), or a hook could not be set.
+    pub const HOST: i32 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,8 @@ pub enum Error {
     Input(String),
     #[error("restore: {0}")]
     State(String),
+    #[error("{0}")]
+    Host(String),
     #[error("batch line {line}: {err}")]
     AtLine { line: usize, err: Box<Error> },
 }
@@ -45,6 +50,7 @@ impl Error {
             Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
             Error::Batch(_) | Error::Input(_) => exit::USAGE,
             Error::State(_) => exit::KERNEL,
+            Error::Host(_) => exit::HOST,
             Error::AtLine { err, .. } => err.exit_code(),
         }
     }

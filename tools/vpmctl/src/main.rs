@@ -9,8 +9,11 @@ mod cli;
 mod config;
 mod connection;
 mod error;
+mod exec;
+mod hooks;
 mod mapping;
 mod monitor;
+mod place;
 mod proto;
 mod rule;
 mod state;
@@ -27,8 +30,70 @@ use crate::error::Result;
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Batch { file } => batch::run(&file, cli.json),
-        cmd => run_one(&Connection::open()?, cmd, cli.json),
+        Command::Batch { file } => {
+            let r = batch::run(&file, cli.json);
+            // Even a batch that stopped midway changed what ran before.
+            let synced = Connection::open().and_then(|c| hooks::sync(&c));
+            r.and(synced)
+        }
+        Command::Exec {
+            aid,
+            ports,
+            proto,
+            wait,
+            release,
+            cgroup_parent,
+            cmd,
+        } => {
+            let opts = exec::ExecOpts {
+                aid,
+                ports,
+                proto,
+                wait_ms: wait,
+                release,
+                cgroup_parent,
+                cmd,
+            };
+            // Returns only when the command could not be started.
+            let code = exec::run(&opts)?;
+            std::process::exit(code);
+        }
+        Command::Keep {
+            aid,
+            cgroup_parent,
+            release,
+            ports,
+            detach,
+        } => {
+            if detach {
+                exec::detach(exec::keep_args(
+                    &aid,
+                    &cgroup_parent,
+                    release,
+                    &ports,
+                    false,
+                ))
+            } else {
+                exec::keep(&aid, &cgroup_parent, release, &ports)
+            }
+        }
+        cmd => {
+            let conn = Connection::open()?;
+            // Commands that change allocations: the socket hooks of
+            // `exec`'s AIDs follow them.
+            let changes = matches!(
+                cmd,
+                Command::Add { .. }
+                    | Command::Del { .. }
+                    | Command::Flush
+                    | Command::Restore { .. }
+            );
+            run_one(&conn, cmd, cli.json)?;
+            if changes {
+                hooks::sync(&conn)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -45,7 +110,9 @@ fn read_input(file: &std::path::Path) -> Result<String> {
 /// Runs one command; `json` is the global `--json`.
 fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
     match cmd {
-        Command::Batch { .. } => unreachable!("handled by run"),
+        Command::Batch { .. } | Command::Exec { .. } | Command::Keep { .. } => {
+            unreachable!("handled by run")
+        }
         Command::Add {
             aid,
             port,

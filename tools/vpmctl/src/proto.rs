@@ -53,6 +53,15 @@ impl Proto {
         }
     }
 
+    /// The IP protocol numbers (IPPROTO_TCP, IPPROTO_UDP) covered.
+    pub fn ip_protocols(self) -> &'static [u8] {
+        match self {
+            Proto::Tcp => &[6],
+            Proto::Udp => &[17],
+            Proto::Both => &[6, 17],
+        }
+    }
+
     /// The protocol names, in the JSON list's order.
     pub fn names(self) -> &'static [&'static str] {
         match self {

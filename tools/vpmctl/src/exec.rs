@@ -1,0 +1,391 @@
+//! `vpmctl exec`: run an unmodified program as an AID.
+//!
+//! The program binds its fixed port as it always does; the socket hooks
+//! attached to the AID's cgroup make that a bind of the AID's anonymous
+//! port (see [`crate::hooks`]).  Order of work, all of it before the
+//! program starts, so that a program is never started when vpm cannot
+//! serve it: allocate (or find) the anonymous ports, recording the AID's
+//! group as their cgroup; put the hooks in place; start the keeper; move
+//! into the group; exec.
+//!
+//! The keeper is a detached vpmctl (`vpmctl keep`, not in the AID's
+//! group, so it does not hold the group open) that lives as long as the
+//! group has processes.  It keeps the hooks' map equal to the kernel's
+//! allocations whoever changes them, removes the hooks if the module is
+//! unloaded, and, with `--release`, releases the allocations once the
+//! group's last process has exited.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::aid::Aid;
+use crate::connection::Connection;
+use crate::error::{Error, KernelError, Result};
+use crate::hooks::{self, Lock};
+use crate::mapping::{self, AddOpts};
+use crate::place::{self, Place};
+use crate::proto::Proto;
+
+/// What `exec` was asked for.
+#[derive(Debug, Clone)]
+pub struct ExecOpts {
+    pub aid: Aid,
+    pub ports: Vec<u16>,
+    pub proto: Proto,
+    pub wait_ms: Option<u32>,
+    pub release: bool,
+    pub cgroup_parent: Option<PathBuf>,
+    pub cmd: Vec<OsString>,
+}
+
+/// Exit codes of a command that could not be started, as shells use them.
+const NOT_EXECUTABLE: i32 = 126;
+const NOT_FOUND: i32 = 127;
+
+/// An AID that cannot name a directory of its own.
+pub fn check_aid_is_a_name(aid: &Aid) -> Result<()> {
+    if matches!(aid.as_str(), "." | "..") {
+        return Err(Error::Input(format!(
+            "AID '{aid}' cannot name a cgroup: exec needs an AID other than . and .."
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `opts.cmd` as the AID; returns only on failure, or with the exit
+/// code to use when the command could not be started.
+pub fn run(opts: &ExecOpts) -> Result<i32> {
+    check_aid_is_a_name(&opts.aid)?;
+    let conn = Connection::open()?;
+    let place = Place::current(opts.cgroup_parent.as_deref())?;
+    let group = place.group(&opts.aid);
+    make_group(&group)?;
+    let created = match allocate(&conn, &place, &group, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing of ours runs in the group: a group made for
+            // nothing goes again (an existing AID's stays).
+            tidy(&conn, &place, &opts.aid);
+            return Err(e);
+        }
+    };
+    if let Err(e) = hook(&conn, &place, &group, &opts.aid) {
+        undo(&conn, &opts.aid, &created);
+        tidy(&conn, &place, &opts.aid);
+        return Err(e);
+    }
+    if let Err(e) = start_keeper(&place, opts) {
+        undo(&conn, &opts.aid, &created);
+        tidy(&conn, &place, &opts.aid);
+        return Err(e);
+    }
+    drop(conn);
+    enter(&group)?;
+    // Only returns if the command could not be started.
+    let err = Command::new(&opts.cmd[0]).args(&opts.cmd[1..]).exec();
+    let name = opts.cmd[0].to_string_lossy();
+    eprintln!("vpmctl: exec: cannot run {name}: {err}");
+    Ok(if err.kind() == std::io::ErrorKind::NotFound {
+        NOT_FOUND
+    } else {
+        NOT_EXECUTABLE
+    })
+}
+
+/// Creates the AID's group (and its parents) on cgroup v2.
+fn make_group(group: &Path) -> Result<()> {
+    std::fs::create_dir_all(group).map_err(|e| {
+        Error::Host(format!(
+            "cannot create cgroup {}: {e} (exec needs root, or a delegated cgroup \
+             v2 subtree given as --cgroup-parent)",
+            group.display()
+        ))
+    })?;
+    if !place::is_cgroup2(group) {
+        return Err(Error::Host(format!(
+            "{} is not on cgroup v2: give --cgroup-parent below the cgroup2 mount",
+            group.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Allocates each port for the AID, with the group as its cgroup; returns
+/// the ports whose allocation this call created.  On failure, what it
+/// created is released again.
+fn allocate(conn: &Connection, place: &Place, group: &Path, opts: &ExecOpts) -> Result<Vec<u16>> {
+    let before = mapping::list(conn)?;
+    let add = AddOpts {
+        proto: Some(opts.proto),
+        anon: None,
+        wait_ms: opts.wait_ms,
+        cgroup: Some(place.kernel_path(group)),
+    };
+    let mut created = Vec::new();
+    for &port in &opts.ports {
+        let existed = before.iter().any(|m| m.aid == opts.aid && m.port == port);
+        match mapping::add(conn, &opts.aid, port, &add) {
+            Ok(_) => {
+                if !existed {
+                    created.push(port);
+                }
+            }
+            Err(e) => {
+                undo(conn, &opts.aid, &created);
+                return Err(e);
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Installs the AID's hooks, or brings installed ones up to date.
+fn hook(conn: &Connection, place: &Place, group: &Path, aid: &Aid) -> Result<()> {
+    let _lock = Lock::take(place)?;
+    let maps = mapping::list(conn)?;
+    if hooks::installed(place, aid) {
+        hooks::sync_aid(place, aid, &maps)
+    } else {
+        hooks::install(place, aid, group, &hooks::desired(&maps, aid))
+    }
+}
+
+/// Releases the allocations `ports` of `aid` (best effort: a failure
+/// here must not hide the error being reported).
+fn undo(conn: &Connection, aid: &Aid, ports: &[u16]) {
+    for &p in ports {
+        let _ = mapping::del(conn, aid, p);
+    }
+}
+
+/// After a failed exec: the AID's hooks follow what is left, which
+/// removes them, and the group, when the AID has nothing and nobody runs.
+fn tidy(conn: &Connection, place: &Place, aid: &Aid) {
+    let Ok(_lock) = Lock::take(place) else {
+        return;
+    };
+    if let Ok(maps) = mapping::list(conn) {
+        if hooks::installed(place, aid) {
+            let _ = hooks::sync_aid(place, aid, &maps);
+        } else if !maps.iter().any(|m| &m.aid == aid) && !place::populated(&place.group(aid)) {
+            let _ = hooks::remove(place, aid);
+        }
+    }
+}
+
+/// Moves the calling process into `group`; its future children follow.
+fn enter(group: &Path) -> Result<()> {
+    let procs = group.join("cgroup.procs");
+    // "0" is the writing process itself.
+    std::fs::write(&procs, "0")
+        .map_err(|e| Error::Host(format!("cannot move into cgroup {}: {e}", group.display())))
+}
+
+/// Starts the keeper, detached: `vpmctl keep --detach` starts the real
+/// keeper in a process group of its own and exits at once, so the keeper
+/// is not a child of the command about to be exec'd (which would have to
+/// reap it).
+fn start_keeper(place: &Place, opts: &ExecOpts) -> Result<()> {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(keeper_args(place, opts, true))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = cmd
+        .status()
+        .map_err(|e| Error::Host(format!("cannot start the keeper (vpmctl keep): {e}")))?;
+    if !status.success() {
+        return Err(Error::Host(format!(
+            "the keeper (vpmctl keep) failed to start: {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// The keeper's command line (after the program name).
+pub fn keeper_args(place: &Place, opts: &ExecOpts, detach: bool) -> Vec<OsString> {
+    let ports: &[u16] = if opts.release { &opts.ports } else { &[] };
+    keep_args(&opts.aid, &place_parent(place), opts.release, ports, detach)
+}
+
+/// `vpmctl keep`'s arguments.
+pub fn keep_args(
+    aid: &Aid,
+    parent: &Path,
+    release: bool,
+    ports: &[u16],
+    detach: bool,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["keep".into(), "--aid".into(), aid.as_str().into()];
+    a.push("--cgroup-parent".into());
+    a.push(parent.as_os_str().to_owned());
+    if release {
+        a.push("--release".into());
+        for p in ports {
+            a.push("--port".into());
+            a.push(p.to_string().into());
+        }
+    }
+    if detach {
+        a.push("--detach".into());
+    }
+    a
+}
+
+/// The cgroup parent a [`Place`] was made from (its groups directory
+/// without the scope).
+fn place_parent(place: &Place) -> PathBuf {
+    let g = &place.groups;
+    match g.file_name().and_then(|n| n.to_str()) {
+        Some(n) if n.starts_with("net-") => g.parent().unwrap_or(g).to_path_buf(),
+        _ => g.clone(),
+    }
+}
+
+/// `vpmctl keep --detach`: start the keeper in its own process group and
+/// return.
+pub fn detach(args: Vec<OsString>) -> Result<()> {
+    Command::new("/proc/self/exe")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Host(format!("cannot start the keeper: {e}")))?;
+    Ok(())
+}
+
+/// How often the keeper looks at the group when no event wakes it.
+const KEEPER_TICK: Duration = Duration::from_secs(1);
+
+/// Least time between two of the keeper's syncs: a namespace busy with
+/// changes costs it a dump per this, not per change.
+const KEEPER_SPACING: Duration = Duration::from_millis(200);
+
+/// How long the keeper waits for `exec` to enter the group: it starts
+/// before, so that it is not in the group itself.  A command that ends
+/// before the keeper looks counts as an emptied group.
+const KEEPER_GRACE: Duration = Duration::from_secs(10);
+
+/// The keeper (see the module's documentation).
+pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16]) -> Result<()> {
+    let place = Place::current(Some(parent))?;
+    let group = place.group(aid);
+    let conn = Connection::open()?;
+    let watch = conn.watch()?;
+    let start = std::time::Instant::now();
+    while !place::populated(&group) && start.elapsed() < KEEPER_GRACE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while place::populated(&group) {
+        if !watch.wait(KEEPER_TICK)? {
+            continue;
+        }
+        // Something changed: follow it, or, if vpm went away, take the
+        // hooks away too (binds of the fixed port are then the kernel's
+        // own again).
+        let maps = match conn.family_alive() {
+            Ok(true) => mapping::list(&conn),
+            Ok(false) => Err(Error::NotLoaded),
+            Err(e) => Err(e),
+        };
+        let _lock = Lock::take(&place)?;
+        match maps {
+            Ok(maps) => hooks::sync_aid(&place, aid, &maps)?,
+            Err(_) => return hooks::remove(&place, aid),
+        }
+        drop(_lock);
+        std::thread::sleep(KEEPER_SPACING);
+    }
+    if release {
+        for &p in ports {
+            match mapping::del(&conn, aid, p) {
+                Ok(()) => {}
+                Err(Error::Kernel(KernelError { errno, .. })) if errno == libc::ENOENT => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let _lock = Lock::take(&place)?;
+    let maps = mapping::list(&conn)?;
+    hooks::sync_aid(&place, aid, &maps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(release: bool) -> ExecOpts {
+        ExecOpts {
+            aid: "blue".parse().unwrap(),
+            ports: vec![9000, 53],
+            proto: Proto::Both,
+            wait_ms: None,
+            release,
+            cgroup_parent: None,
+            cmd: vec!["true".into()],
+        }
+    }
+
+    fn place(scope: Option<&str>) -> Place {
+        Place::new(
+            "/sys/fs/cgroup".into(),
+            Path::new("/sys/fs/cgroup/vpm"),
+            Path::new("/sys/fs/bpf"),
+            scope,
+        )
+    }
+
+    #[test]
+    fn keeper_gets_the_parent_without_the_scope() {
+        for scope in [None, Some("net-42")] {
+            let a = keeper_args(&place(scope), &opts(false), false);
+            assert_eq!(
+                a,
+                [
+                    "keep",
+                    "--aid",
+                    "blue",
+                    "--cgroup-parent",
+                    "/sys/fs/cgroup/vpm"
+                ]
+                .map(OsString::from)
+            );
+        }
+    }
+
+    #[test]
+    fn keeper_releases_only_when_asked() {
+        let a = keeper_args(&place(None), &opts(true), true);
+        let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        assert_eq!(
+            a,
+            [
+                "keep",
+                "--aid",
+                "blue",
+                "--cgroup-parent",
+                "/sys/fs/cgroup/vpm",
+                "--release",
+                "--port",
+                "9000",
+                "--port",
+                "53",
+                "--detach"
+            ]
+        );
+    }
+
+    #[test]
+    fn dot_aids_cannot_name_a_group() {
+        for bad in [".", ".."] {
+            let e = check_aid_is_a_name(&bad.parse().unwrap()).unwrap_err();
+            assert!(e.to_string().contains("other than . and .."), "{e}");
+        }
+        check_aid_is_a_name(&"..a".parse().unwrap()).unwrap();
+    }
+}

@@ -1,0 +1,599 @@
+//! The socket hooks of `vpmctl exec` (bpf/vpm_sock.bpf.c): cgroup-BPF
+//! programs that turn an unmodified server's bind of its fixed port into a
+//! bind of its AID's anonymous port, and show it the fixed port again.
+//!
+//! Per hooked AID, in its pin directory (see [`crate::place`]): the map
+//! `vpm_ports` and one bpf_link per program, pinned so that they outlive
+//! vpmctl.  Removing the pins detaches the programs and frees the map.
+//!
+//! The map follows the kernel's allocations of the AID ([`sync`]): every
+//! vpmctl command that changes allocations calls it, and so does the
+//! keeper that `exec` leaves behind, for changes made by anyone else.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder};
+
+use crate::aid::Aid;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::mapping::{self, Mapping};
+use crate::place::{self, Place};
+
+/// The compiled programs (build.rs builds them with clang -target bpf).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vpm_sock.bpf.o"));
+
+/// The programs, by the names of their functions, which are also their
+/// pins' names.
+pub const PROGRAMS: [&str; 4] = [
+    "vpm_bind4",
+    "vpm_bind6",
+    "vpm_getsockname4",
+    "vpm_getsockname6",
+];
+
+/// The map's name, which is also its pin's name.
+pub const MAP: &str = "vpm_ports";
+
+/// `struct vpm_hook_key` of the BPF program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HookKey {
+    /// A fixed port ([`Dir::Bind`]) or an anonymous port ([`Dir::Name`]).
+    pub port: u16,
+    pub proto: u8,
+    pub dir: Dir,
+}
+
+/// What a key looks up (`enum vpm_hook_dir`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dir {
+    /// bind(): fixed port -> anonymous port.
+    Bind = 0,
+    /// getsockname(): anonymous port -> fixed port.
+    Name = 1,
+}
+
+/// `struct vpm_hook_val` of the BPF program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookVal {
+    pub port: u16,
+    /// [`REVOKED`] or 0.
+    pub flags: u16,
+}
+
+/// `VPM_HOOK_REVOKED`: the allocation is gone and a bind fails with
+/// EADDRNOTAVAIL.
+pub const REVOKED: u16 = 1;
+
+impl HookKey {
+    pub const SIZE: usize = 4;
+
+    /// The key's bytes as the BPF program lays them out (native order).
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let p = self.port.to_ne_bytes();
+        [p[0], p[1], self.proto, self.dir as u8]
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: [u8; Self::SIZE] = b.try_into().ok()?;
+        let dir = match b[3] {
+            0 => Dir::Bind,
+            1 => Dir::Name,
+            _ => return None,
+        };
+        Some(HookKey {
+            port: u16::from_ne_bytes([b[0], b[1]]),
+            proto: b[2],
+            dir,
+        })
+    }
+}
+
+impl HookVal {
+    pub const SIZE: usize = 4;
+
+    pub fn to_bytes(self) -> [u8; Self::SIZE] {
+        let p = self.port.to_ne_bytes();
+        let f = self.flags.to_ne_bytes();
+        [p[0], p[1], f[0], f[1]]
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        let b: [u8; Self::SIZE] = b.try_into().ok()?;
+        Some(HookVal {
+            port: u16::from_ne_bytes([b[0], b[1]]),
+            flags: u16::from_ne_bytes([b[2], b[3]]),
+        })
+    }
+}
+
+pub type Entries = BTreeMap<HookKey, HookVal>;
+
+/// The entries that AID `aid`'s allocations call for.
+pub fn desired(maps: &[Mapping], aid: &Aid) -> Entries {
+    let mut out = Entries::new();
+    for m in maps.iter().filter(|m| &m.aid == aid) {
+        for &proto in m.proto.ip_protocols() {
+            let bind = HookKey {
+                port: m.port,
+                proto,
+                dir: Dir::Bind,
+            };
+            let name = HookKey {
+                port: m.anon_port,
+                proto,
+                dir: Dir::Name,
+            };
+            out.insert(
+                bind,
+                HookVal {
+                    port: m.anon_port,
+                    flags: 0,
+                },
+            );
+            out.insert(
+                name,
+                HookVal {
+                    port: m.port,
+                    flags: 0,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// One change to a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Set(HookKey, HookVal),
+    Delete(HookKey),
+}
+
+/// What turns `current` into what `want` calls for.  A bind entry that
+/// is no longer wanted is kept, revoked, so that a running instance's
+/// next bind of that port fails instead of taking the fixed port itself;
+/// a name entry that is no longer wanted is deleted (getsockname of a
+/// socket still bound to the old anonymous port then shows that port).
+pub fn plan(current: &Entries, want: &Entries) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (k, v) in want {
+        if current.get(k) != Some(v) {
+            out.push(Change::Set(*k, *v));
+        }
+    }
+    for (k, v) in current {
+        if want.contains_key(k) {
+            continue;
+        }
+        match k.dir {
+            Dir::Bind if v.flags & REVOKED == 0 => out.push(Change::Set(
+                *k,
+                HookVal {
+                    flags: v.flags | REVOKED,
+                    ..*v
+                },
+            )),
+            Dir::Bind => {}
+            Dir::Name => out.push(Change::Delete(*k)),
+        }
+    }
+    out
+}
+
+/// A failure of the BPF side, with what to do.
+fn bpf_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Host(format!("{what}: {e}"))
+}
+
+/// Reads a pinned map's entries.
+fn read_entries(map: &MapHandle) -> Result<Entries> {
+    let mut out = Entries::new();
+    for k in map.keys() {
+        let Some(key) = HookKey::from_bytes(&k) else {
+            continue;
+        };
+        let v = map
+            .lookup(&k, MapFlags::ANY)
+            .map_err(|e| bpf_err("reading the hooks' map", e))?;
+        if let Some(val) = v.as_deref().and_then(HookVal::from_bytes) {
+            out.insert(key, val);
+        }
+    }
+    Ok(out)
+}
+
+fn apply(map: &MapHandle, changes: &[Change]) -> Result<()> {
+    for c in changes {
+        match c {
+            Change::Set(k, v) => map
+                .update(&k.to_bytes(), &v.to_bytes(), MapFlags::ANY)
+                .map_err(|e| bpf_err("updating the hooks' map", e))?,
+            Change::Delete(k) => match map.delete(&k.to_bytes()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(e) => return Err(bpf_err("updating the hooks' map", e)),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Whether AID `aid` has hooks here.
+pub fn installed(place: &Place, aid: &Aid) -> bool {
+    let dir = place.pin_dir(aid);
+    dir.join(MAP).exists() && PROGRAMS.iter().all(|p| dir.join(p).exists())
+}
+
+/// Loads the programs for AID `aid`, fills their map with `entries`,
+/// attaches them to `group` and pins map and links in the AID's pin
+/// directory.  On failure nothing stays pinned.
+pub fn install(place: &Place, aid: &Aid, group: &Path, entries: &Entries) -> Result<()> {
+    quiet_libbpf();
+    let dir = place.pin_dir(aid);
+    // A directory left half-done by a crash is redone from scratch.
+    remove_pins(&dir)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| bpf_err(format!("cannot create {}", dir.display()), e))?;
+    let r = install_pins(&dir, group, entries);
+    if r.is_err() {
+        let _ = remove_pins(&dir);
+    }
+    r
+}
+
+fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
+    let cg = File::open(group)
+        .map_err(|e| bpf_err(format!("cannot open cgroup {}", group.display()), e))?;
+    let open = ObjectBuilder::default()
+        .open_memory(OBJECT)
+        .map_err(|e| bpf_err("cannot read vpmctl's own BPF object", e))?;
+    let mut obj = open.load().map_err(|e| {
+        bpf_err(
+            "the kernel refused the socket hooks' BPF programs (it needs \
+             CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF, and vpmctl needs \
+             CAP_BPF or root)",
+            e,
+        )
+    })?;
+    let mut map = obj
+        .maps_mut()
+        .find(|m| m.name() == MAP)
+        .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {MAP}")))?;
+    for (k, v) in entries {
+        map.update(&k.to_bytes(), &v.to_bytes(), MapFlags::ANY)
+            .map_err(|e| bpf_err("filling the hooks' map", e))?;
+    }
+    map.pin(dir.join(MAP))
+        .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(MAP).display()), e))?;
+    for name in PROGRAMS {
+        let prog = obj
+            .progs_mut()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no program {name}")))?;
+        let mut link = prog.attach_cgroup(cg.as_raw_fd()).map_err(|e| {
+            bpf_err(
+                format!(
+                    "cannot attach {name} to {} (the kernel needs CONFIG_CGROUP_BPF)",
+                    group.display()
+                ),
+                e,
+            )
+        })?;
+        link.pin(dir.join(name))
+            .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(name).display()), e))?;
+    }
+    Ok(())
+}
+
+/// Removes AID's pins (detaching its programs) and its pin directory.
+fn remove_pins(dir: &Path) -> Result<()> {
+    for name in PROGRAMS.iter().chain(std::iter::once(&MAP)) {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(bpf_err(
+                    format!("cannot remove {}", dir.join(name).display()),
+                    e,
+                ))
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(bpf_err(format!("cannot remove {}", dir.display()), e)),
+    }
+}
+
+/// Removes AID `aid`'s hooks, and its group and the scope's directories
+/// when they are empty.  A group that still has processes stays.
+pub fn remove(place: &Place, aid: &Aid) -> Result<()> {
+    remove_pins(&place.pin_dir(aid))?;
+    let _ = std::fs::remove_dir(place.group(aid));
+    // The scope's and vpm's own directories go with their last AID.
+    let _ = std::fs::remove_dir(&place.pins);
+    if let Some(vpm) = place.pins.parent().filter(|p| p.ends_with("vpm")) {
+        let _ = std::fs::remove_dir(vpm);
+    }
+    let _ = std::fs::remove_dir(&place.groups);
+    Ok(())
+}
+
+/// Serialises vpmctl processes that change hooks (exec, sync, the
+/// keepers): a lock on the bpffs directory, released when dropped.
+pub struct Lock {
+    _dir: File,
+}
+
+impl Lock {
+    pub fn take(place: &Place) -> Result<Self> {
+        let dir = place
+            .pins
+            .ancestors()
+            .find(|p| p.ends_with("vpm"))
+            .unwrap_or(&place.pins)
+            .to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| bpf_err(format!("cannot create {}", dir.display()), e))?;
+        let f =
+            File::open(&dir).map_err(|e| bpf_err(format!("cannot open {}", dir.display()), e))?;
+        loop {
+            // SAFETY: `f` is an open file for the duration of the call.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Lock { _dir: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(bpf_err(format!("cannot lock {}", dir.display()), e));
+            }
+        }
+    }
+}
+
+/// Brings AID `aid`'s hooks in line with `maps` (the namespace's
+/// allocations): the map gets what they call for, and an AID without
+/// allocations whose group has no process left loses its hooks and
+/// group.  Expects the [`Lock`] held.
+pub fn sync_aid(place: &Place, aid: &Aid, maps: &[Mapping]) -> Result<()> {
+    if !installed(place, aid) {
+        // Half a pin directory: a crash mid-install; nothing to follow.
+        if place.pin_dir(aid).exists() && !place::populated(&place.group(aid)) {
+            remove(place, aid)?;
+        }
+        return Ok(());
+    }
+    let want = desired(maps, aid);
+    if want.is_empty() && !place::populated(&place.group(aid)) {
+        return remove(place, aid);
+    }
+    let map = MapHandle::from_pinned_path(place.pin_dir(aid).join(MAP))
+        .map_err(|e| bpf_err("cannot open the hooks' map", e))?;
+    let current = read_entries(&map)?;
+    apply(&map, &plan(&current, &want))
+}
+
+/// [`sync_aid`] for every hooked AID of this namespace; does nothing (and
+/// asks the kernel nothing) when there are none.
+pub fn sync(conn: &Connection) -> Result<()> {
+    let Some(place) = Place::existing() else {
+        return Ok(());
+    };
+    if place.hooked_aids().is_empty() {
+        return Ok(());
+    }
+    let _lock = Lock::take(&place)?;
+    let maps = mapping::list(conn)?;
+    for aid in place.hooked_aids() {
+        sync_aid(&place, &aid, &maps).map_err(|e| {
+            Error::Host(format!(
+                "the allocations changed, but the socket hooks of AID {aid} could not follow: {e}"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// libbpf prints its progress on stderr; vpmctl reports its errors itself.
+fn quiet_libbpf() {
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, |_, msg: String| {
+        eprint!("vpmctl: libbpf: {msg}")
+    })));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Proto;
+
+    fn mapping(aid: &str, port: u16, proto: Proto, anon: u16) -> Mapping {
+        Mapping {
+            aid: aid.parse().unwrap(),
+            port,
+            proto,
+            anon_port: anon,
+            cgroup: None,
+            cgroup_id: None,
+            pkts_in: 0,
+            bytes_in: 0,
+            pkts_out: 0,
+            bytes_out: 0,
+        }
+    }
+
+    fn key(port: u16, proto: u8, dir: Dir) -> HookKey {
+        HookKey { port, proto, dir }
+    }
+
+    #[test]
+    fn layout_matches_the_bpf_program() {
+        // struct vpm_hook_key { __u16 port; __u8 proto; __u8 dir; }
+        let k = key(9000, 17, Dir::Name);
+        let b = k.to_bytes();
+        assert_eq!(&b[..2], &9000u16.to_ne_bytes());
+        assert_eq!(b[2..], [17, 1]);
+        assert_eq!(HookKey::from_bytes(&b), Some(k));
+        assert_eq!(HookKey::from_bytes(&[0, 0, 6, 2]), None);
+        // struct vpm_hook_val { __u16 port; __u16 flags; }
+        let v = HookVal {
+            port: 20001,
+            flags: REVOKED,
+        };
+        assert_eq!(HookVal::from_bytes(&v.to_bytes()), Some(v));
+        assert_eq!(HookVal::from_bytes(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn the_object_has_the_programs_and_the_map() {
+        let text = String::from_utf8_lossy(OBJECT);
+        for name in PROGRAMS.iter().chain([MAP].iter()) {
+            assert!(text.contains(name), "{name} missing from the BPF object");
+        }
+        for sec in [
+            "cgroup/bind4",
+            "cgroup/bind6",
+            "cgroup/getsockname4",
+            "cgroup/getsockname6",
+        ] {
+            assert!(text.contains(sec), "section {sec} missing");
+        }
+    }
+
+    #[test]
+    fn desired_entries_per_protocol_and_direction() {
+        let maps = [
+            mapping("blue", 9000, Proto::Both, 20000),
+            mapping("green", 9000, Proto::Both, 20001),
+            mapping("blue", 53, Proto::Udp, 20002),
+        ];
+        let d = desired(&maps, &"blue".parse().unwrap());
+        let want: Entries = [
+            (
+                key(9000, 6, Dir::Bind),
+                HookVal {
+                    port: 20000,
+                    flags: 0,
+                },
+            ),
+            (
+                key(9000, 17, Dir::Bind),
+                HookVal {
+                    port: 20000,
+                    flags: 0,
+                },
+            ),
+            (
+                key(20000, 6, Dir::Name),
+                HookVal {
+                    port: 9000,
+                    flags: 0,
+                },
+            ),
+            (
+                key(20000, 17, Dir::Name),
+                HookVal {
+                    port: 9000,
+                    flags: 0,
+                },
+            ),
+            (
+                key(53, 17, Dir::Bind),
+                HookVal {
+                    port: 20002,
+                    flags: 0,
+                },
+            ),
+            (key(20002, 17, Dir::Name), HookVal { port: 53, flags: 0 }),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(d, want);
+        assert!(desired(&maps, &"red".parse().unwrap()).is_empty());
+    }
+
+    /// Applies `plan` to a model map.
+    fn run(current: &Entries, want: &Entries) -> Entries {
+        let mut m = current.clone();
+        for c in plan(current, want) {
+            match c {
+                Change::Set(k, v) => {
+                    m.insert(k, v);
+                }
+                Change::Delete(k) => {
+                    m.remove(&k);
+                }
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn a_deleted_allocation_revokes_the_bind_and_forgets_the_name() {
+        let before = desired(
+            &[mapping("a", 9000, Proto::Tcp, 20000)],
+            &"a".parse().unwrap(),
+        );
+        let after = run(&before, &Entries::new());
+        assert_eq!(
+            after,
+            [(
+                key(9000, 6, Dir::Bind),
+                HookVal {
+                    port: 20000,
+                    flags: REVOKED
+                }
+            )]
+            .into_iter()
+            .collect()
+        );
+        // Once revoked, nothing more to do.
+        assert!(plan(&after, &Entries::new()).is_empty());
+    }
+
+    #[test]
+    fn a_restored_allocation_clears_the_revocation() {
+        let a: Aid = "a".parse().unwrap();
+        let live = desired(&[mapping("a", 9000, Proto::Tcp, 20000)], &a);
+        let revoked = run(&live, &Entries::new());
+        // Restored on another anonymous port.
+        let again = desired(&[mapping("a", 9000, Proto::Tcp, 20005)], &a);
+        assert_eq!(run(&revoked, &again), again);
+    }
+
+    #[test]
+    fn plan_reaches_the_wanted_state_from_any_state() {
+        let a: Aid = "a".parse().unwrap();
+        let states = [
+            vec![],
+            vec![mapping("a", 9000, Proto::Both, 20000)],
+            vec![
+                mapping("a", 9000, Proto::Udp, 20001),
+                mapping("a", 80, Proto::Tcp, 20002),
+            ],
+            vec![mapping("a", 80, Proto::Both, 20000)],
+        ];
+        for from in &states {
+            for to in &states {
+                let cur = desired(from, &a);
+                let want = desired(to, &a);
+                let got = run(&cur, &want);
+                // Everything wanted is there, exactly.
+                for (k, v) in &want {
+                    assert_eq!(got.get(k), Some(v), "{from:?} -> {to:?}");
+                }
+                // Everything else is a revoked bind.
+                for (k, v) in &got {
+                    if !want.contains_key(k) {
+                        assert_eq!((k.dir, v.flags & REVOKED), (Dir::Bind, REVOKED));
+                    }
+                }
+                // And a second plan has nothing left to do.
+                assert!(plan(&got, &want).is_empty());
+            }
+        }
+    }
+}

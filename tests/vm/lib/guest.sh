@@ -21,6 +21,10 @@ cd "$VPM_ROOT"
 export VPM_ROOT VPMCTL VPM_KO
 export PATH="$(dirname "$VPMCTL"):$PATH"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
+# What a host's init mounts: the unified cgroup hierarchy and the BPF
+# filesystem (vpmctl exec makes groups and pins hooks there).
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
 passed=0
 failed=0
@@ -99,6 +103,8 @@ left_behind() {
 	[ -z "$names" ] || echo "network namespaces: $names"
 	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -printf '%P ' 2>/dev/null)
 	[ -z "$names" ] || echo "cgroups: $names"
+	names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
+	[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"
 	for p in $(user_pids); do
 		case $before in
 		*" $p "*) ;;
@@ -134,6 +140,7 @@ clean_up_after() {
 	for n in $(ip netns list | awk '{print $1}'); do ip netns del "$n" 2>/dev/null; done
 	find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' 2>/dev/null |
 		while read -r n; do find "$n" -depth -type d -exec rmdir {} + 2>/dev/null; done
+	rm -rf /sys/fs/bpf/vpm 2>/dev/null
 	lsmod 2>/dev/null | grep -q '^vpm ' && vpmctl flush 2>/dev/null
 	return 0
 }

@@ -54,6 +54,20 @@ struct {
 	__type(value, struct vpm_hook_val);
 } vpm_ports SEC(".maps");
 
+/* The cgroup this copy is attached to (its absolute path, NUL-terminated),
+ * written once by vpmctl and read back when it tidies up; the programs
+ * never look at it. */
+struct vpm_group_path {
+	char path[4096];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vpm_group_path);
+} vpm_group SEC(".maps");
+
 static __always_inline struct vpm_hook_val *
 vpm_lookup(struct bpf_sock_addr *ctx, __u8 dir)
 {

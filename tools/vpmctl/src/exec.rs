@@ -170,7 +170,9 @@ fn tidy(conn: &Connection, place: &Place, aid: &Aid) {
     if let Ok(maps) = mapping::list(conn) {
         if hooks::installed(place, aid) {
             let _ = hooks::sync_aid(place, aid, &maps);
-        } else if !maps.iter().any(|m| &m.aid == aid) && !place::populated(&place.group(aid)) {
+        } else if !maps.iter().any(|m| &m.aid == aid)
+            && !place::populated(&hooks::group_of(place, aid))
+        {
             let _ = hooks::remove(place, aid);
         }
     }
@@ -208,7 +210,7 @@ fn start_keeper(place: &Place, opts: &ExecOpts) -> Result<()> {
 /// The keeper's command line (after the program name).
 pub fn keeper_args(place: &Place, opts: &ExecOpts, detach: bool) -> Vec<OsString> {
     let ports: &[u16] = if opts.release { &opts.ports } else { &[] };
-    keep_args(&opts.aid, &place_parent(place), opts.release, ports, detach)
+    keep_args(&opts.aid, &place.parent, opts.release, ports, detach)
 }
 
 /// `vpmctl keep`'s arguments.
@@ -233,16 +235,6 @@ pub fn keep_args(
         a.push("--detach".into());
     }
     a
-}
-
-/// The cgroup parent a [`Place`] was made from (its groups directory
-/// without the scope).
-fn place_parent(place: &Place) -> PathBuf {
-    let g = &place.groups;
-    match g.file_name().and_then(|n| n.to_str()) {
-        Some(n) if n.starts_with("net-") => g.parent().unwrap_or(g).to_path_buf(),
-        _ => g.clone(),
-    }
 }
 
 /// `vpmctl keep --detach`: start the keeper in its own process group and
@@ -293,12 +285,16 @@ pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16]) -> Result<()
             Ok(false) => Err(Error::NotLoaded),
             Err(e) => Err(e),
         };
-        let _lock = Lock::take(&place)?;
+        let lock = Lock::take(&place)?;
         match maps {
             Ok(maps) => hooks::sync_aid(&place, aid, &maps)?,
-            Err(_) => return hooks::remove(&place, aid),
+            Err(_) => {
+                hooks::remove(&place, aid)?;
+                drop(lock);
+                return outlive_unload(&place, aid, &group);
+            }
         }
-        drop(_lock);
+        drop(lock);
         std::thread::sleep(KEEPER_SPACING);
     }
     if release {
@@ -313,6 +309,22 @@ pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16]) -> Result<()
     let _lock = Lock::take(&place)?;
     let maps = mapping::list(&conn)?;
     hooks::sync_aid(&place, aid, &maps)
+}
+
+/// After the module went away (and the hooks with it): the group, which
+/// still has processes, is removed once they are gone, with the
+/// directories above it that vpm made.
+fn outlive_unload(place: &Place, aid: &Aid, group: &Path) -> Result<()> {
+    while place::populated(group) {
+        std::thread::sleep(KEEPER_TICK);
+    }
+    let _lock = Lock::take(place)?;
+    // No pins left, so this only removes the empty directories, unless a
+    // new exec of this AID has hooked it again meanwhile.
+    if !hooks::installed(place, aid) {
+        hooks::remove(place, aid)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,6 +38,13 @@ pub const PROGRAMS: [&str; 4] = [
 /// The map's name, which is also its pin's name.
 pub const MAP: &str = "vpm_ports";
 
+/// The map that records which cgroup the programs are attached to (so
+/// that tidying up finds the group whatever parent exec was given).
+pub const GROUP_MAP: &str = "vpm_group";
+
+/// Size of `struct vpm_group_path`.
+const GROUP_PATH_SIZE: usize = 4096;
+
 /// `struct vpm_hook_key` of the BPF program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HookKey {
@@ -225,7 +232,41 @@ fn apply(map: &MapHandle, changes: &[Change]) -> Result<()> {
 /// Whether AID `aid` has hooks here.
 pub fn installed(place: &Place, aid: &Aid) -> bool {
     let dir = place.pin_dir(aid);
-    dir.join(MAP).exists() && PROGRAMS.iter().all(|p| dir.join(p).exists())
+    [MAP, GROUP_MAP]
+        .iter()
+        .chain(PROGRAMS.iter())
+        .all(|p| dir.join(p).exists())
+}
+
+/// The cgroup AID `aid`'s hooks are attached to, as recorded when they
+/// were installed; the default place's group if that cannot be read.
+pub fn group_of(place: &Place, aid: &Aid) -> std::path::PathBuf {
+    let recorded = MapHandle::from_pinned_path(place.pin_dir(aid).join(GROUP_MAP))
+        .ok()
+        .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
+        .and_then(|v| {
+            let end = v.iter().position(|&b| b == 0)?;
+            String::from_utf8(v[..end].to_vec()).ok()
+        })
+        .filter(|p| p.starts_with('/'));
+    recorded
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| place.group(aid))
+}
+
+/// A group's path as `struct vpm_group_path`.
+fn group_record(group: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = group.as_os_str().as_bytes();
+    if p.len() >= GROUP_PATH_SIZE || p.contains(&0) {
+        return Err(Error::Host(format!(
+            "cgroup path {} is too long for the hooks' record",
+            group.display()
+        )));
+    }
+    let mut v = vec![0u8; GROUP_PATH_SIZE];
+    v[..p.len()].copy_from_slice(p);
+    Ok(v)
 }
 
 /// Loads the programs for AID `aid`, fills their map with `entries`,
@@ -269,6 +310,14 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
     }
     map.pin(dir.join(MAP))
         .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(MAP).display()), e))?;
+    let mut rec = obj
+        .maps_mut()
+        .find(|m| m.name() == GROUP_MAP)
+        .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {GROUP_MAP}")))?;
+    rec.update(&0u32.to_ne_bytes(), &group_record(group)?, MapFlags::ANY)
+        .map_err(|e| bpf_err("recording the hooks' cgroup", e))?;
+    rec.pin(dir.join(GROUP_MAP))
+        .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(GROUP_MAP).display()), e))?;
     for name in PROGRAMS {
         let prog = obj
             .progs_mut()
@@ -291,7 +340,7 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
 
 /// Removes AID's pins (detaching its programs) and its pin directory.
 fn remove_pins(dir: &Path) -> Result<()> {
-    for name in PROGRAMS.iter().chain(std::iter::once(&MAP)) {
+    for name in PROGRAMS.iter().chain([MAP, GROUP_MAP].iter()) {
         match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -310,17 +359,29 @@ fn remove_pins(dir: &Path) -> Result<()> {
     }
 }
 
-/// Removes AID `aid`'s hooks, and its group and the scope's directories
-/// when they are empty.  A group that still has processes stays.
+/// Removes AID `aid`'s hooks, and its group and the directories above it
+/// that vpm made, when they are empty.  A group that still has processes
+/// stays.
 pub fn remove(place: &Place, aid: &Aid) -> Result<()> {
+    let group = group_of(place, aid);
     remove_pins(&place.pin_dir(aid))?;
-    let _ = std::fs::remove_dir(place.group(aid));
-    // The scope's and vpm's own directories go with their last AID.
+    // rmdir fails on a directory that is not empty (or, for a group, has
+    // processes), which is what keeps what is still used.
+    let _ = std::fs::remove_dir(&group);
+    if let Some(scope) = group.parent().filter(|d| {
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("net-"))
+    }) {
+        let _ = std::fs::remove_dir(scope);
+    }
+    if place.default_parent {
+        let _ = std::fs::remove_dir(&place.parent);
+    }
     let _ = std::fs::remove_dir(&place.pins);
     if let Some(vpm) = place.pins.parent().filter(|p| p.ends_with("vpm")) {
         let _ = std::fs::remove_dir(vpm);
     }
-    let _ = std::fs::remove_dir(&place.groups);
     Ok(())
 }
 
@@ -360,15 +421,16 @@ impl Lock {
 /// allocations whose group has no process left loses its hooks and
 /// group.  Expects the [`Lock`] held.
 pub fn sync_aid(place: &Place, aid: &Aid, maps: &[Mapping]) -> Result<()> {
+    let group = group_of(place, aid);
     if !installed(place, aid) {
         // Half a pin directory: a crash mid-install; nothing to follow.
-        if place.pin_dir(aid).exists() && !place::populated(&place.group(aid)) {
+        if place.pin_dir(aid).exists() && !place::populated(&group) {
             remove(place, aid)?;
         }
         return Ok(());
     }
     let want = desired(maps, aid);
-    if want.is_empty() && !place::populated(&place.group(aid)) {
+    if want.is_empty() && !place::populated(&group) {
         return remove(place, aid);
     }
     let map = MapHandle::from_pinned_path(place.pin_dir(aid).join(MAP))
@@ -450,7 +512,7 @@ mod tests {
     #[test]
     fn the_object_has_the_programs_and_the_map() {
         let text = String::from_utf8_lossy(OBJECT);
-        for name in PROGRAMS.iter().chain([MAP].iter()) {
+        for name in PROGRAMS.iter().chain([MAP, GROUP_MAP].iter()) {
             assert!(text.contains(name), "{name} missing from the BPF object");
         }
         for sec in [
@@ -461,6 +523,15 @@ mod tests {
         ] {
             assert!(text.contains(sec), "section {sec} missing");
         }
+    }
+
+    #[test]
+    fn the_group_record_is_a_nul_terminated_path() {
+        let r = group_record(Path::new("/sys/fs/cgroup/vpm/blue")).unwrap();
+        assert_eq!(r.len(), GROUP_PATH_SIZE);
+        assert!(r.starts_with(b"/sys/fs/cgroup/vpm/blue\0"));
+        let long = format!("/{}", "x".repeat(GROUP_PATH_SIZE));
+        assert!(group_record(Path::new(&long)).is_err());
     }
 
     #[test]

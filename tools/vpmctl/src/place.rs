@@ -25,6 +25,11 @@ const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 pub struct Place {
     /// Where cgroup v2 is mounted.
     pub cgroup2: PathBuf,
+    /// The directory AIDs' groups are made in (without the scope).
+    pub parent: PathBuf,
+    /// Whether `parent` is vpm's default, which vpm made and may remove
+    /// when it is empty (a parent the operator chose stays).
+    pub default_parent: bool,
     /// The scope's cgroup directory: AIDs' groups are its children.
     pub groups: PathBuf,
     /// The scope's bpffs directory: AIDs' pin directories are its children.
@@ -45,11 +50,12 @@ impl Place {
                     .into(),
             )
         })?;
+        let default = cgroup2.join("vpm");
         let parent = match parent {
             Some(p) => p.to_path_buf(),
             None => std::env::var_os("VPM_CGROUP_PARENT")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| cgroup2.join("vpm")),
+                .unwrap_or_else(|| default.clone()),
         };
         if !parent.starts_with(&cgroup2) || !parent.is_absolute() {
             return Err(Error::Input(format!(
@@ -85,6 +91,8 @@ impl Place {
         }
         Place {
             cgroup2,
+            parent: parent.to_path_buf(),
+            default_parent: false,
             groups,
             pins,
         }

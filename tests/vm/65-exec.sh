@@ -99,7 +99,7 @@ s vpmctl del --aid hog2 --port 9500
 s vpmctl config --range 20000-29999 >/dev/null
 expect_fail 2 "cannot name a cgroup" s vpmctl exec --aid .. --port 9500 -- true
 expect_fail 127 "cannot run" s vpmctl exec --aid nocmd --port 9501 --release -- /nonexistent/cmd
-subtest PASS exec-refuses
+subtest PASS "exec-refuses-T$SECONDS"
 
 # ---- two unmodified servers on 9000, TCP and UDP, dual-stack [::] --------
 start blue "$work/blue" vpmctl exec --aid blue --port 9000 -- $NET serve blue 9000
@@ -121,7 +121,7 @@ expect "blue listens on its anonymous port" listening "$B"
 expect "green listens on its anonymous port" listening "$G"
 expect "nothing listens on 9000 itself" test -z "$(s ss -Hlntu 'sport = :9000')"
 expect "hooks pinned for blue and green" test -e "$pins/blue/vpm_bind4" -a -e "$pins/green/vpm_bind6"
-subtest PASS exec-two-instances
+subtest PASS "exec-two-instances-T$SECONDS"
 
 # ---- what a server sees: getsockname says 9000 -----------------------------
 # bindprobe binds TCP and UDP on [::]:9100 and 0.0.0.0:9101 and prints what
@@ -133,13 +133,13 @@ expect_eq "the socket table has the anonymous ports" \
 	"$(anon probe 9100) $(anon probe 9100) $(anon probe 9101) $(anon probe 9101)" "$(xargs <"$work/held")"
 s vpmctl del --aid probe --port 9100
 s vpmctl del --aid probe --port 9101
-subtest PASS exec-getsockname-shows-the-fixed-port
+subtest PASS "exec-getsockname-shows-the-fixed-port-T$SECONDS"
 
 # ---- a port that is not listed is untouched --------------------------------
 out=$(s vpmctl exec --aid probe2 --port 9100 --release -- $PROBE 9102 --hold "$work/held-unlisted")
 expect_eq "an unlisted port binds as itself" "tcp6 9102 udp6 9102" "$out"
 expect_eq "... in the socket table too" "9102 9102" "$(xargs <"$work/held-unlisted")"
-subtest PASS exec-unlisted-port-untouched
+subtest PASS "exec-unlisted-port-untouched-T$SECONDS"
 
 # ---- a static binary, a forking server, a child of CMD ---------------------
 mkdir -p "$work/www-a" "$work/www-b"
@@ -166,7 +166,7 @@ expect_eq "net 2 gets httpd-b's page" "page of httpd-b" "$(fetch c2 http://10.20
 HA=$(anon httpd-a 8080)
 expect "httpd-a (a child of sh) listens on httpd-a's anonymous port" listening "$HA"
 expect "busybox is statically linked" sh -c "! ldd $(command -v busybox) >/dev/null 2>&1"
-subtest PASS exec-static-binary-and-child
+subtest PASS "exec-static-binary-and-child-T$SECONDS"
 
 start fork "$work/fork" vpmctl exec --aid fork --port 9200 -- python3 -c '
 import socketserver
@@ -187,7 +187,7 @@ wait_for 30 "the threaded server serves net 2" fetch c2 http://10.203.2.2:9200/
 expect_eq "net 1 reaches the forking server" "fork" \
 	"$(c1 python3 -c 'import socket; s = socket.create_connection(("10.203.1.2", 9200), 10); print(s.recv(64).decode().strip())')"
 expect_eq "net 2 reaches the threaded server" "page of httpd-a" "$(fetch c2 http://10.203.2.2:9200/)"
-subtest PASS exec-forking-and-threaded
+subtest PASS "exec-forking-and-threaded-T$SECONDS"
 
 # ---- deleting a running AID's allocation: its next bind fails -------------
 s vpmctl del --aid blue --port 9000
@@ -199,14 +199,14 @@ B2=$(s vpmctl add --aid blue --port 9000 --cgroup "/vpm/$scope/blue" --json | js
 out=$(in_group blue $PROBE 9000 --tcp-only --hold "$work/held2")
 expect_eq "bind after re-add" "tcp6 9000" "$out"
 expect_eq "... on the new anonymous port" "$B2" "$(cat "$work/held2")"
-subtest PASS exec-del-revokes-binds
+subtest PASS "exec-del-revokes-binds-T$SECONDS"
 
 # ---- the keeper follows a change vpmctl's own sync did not see -----------
 # VPM_BPFFS points this vpmctl elsewhere, so only blue's keeper can follow.
 VPM_BPFFS=/nonexistent s vpmctl del --aid blue --port 9000
 wait_for 10 "the keeper revoked blue's bind of 9000" \
 	sh -c "! nsenter --net=/run/netns/vpms sh -c 'echo \$\$ >$groups/blue/cgroup.procs && exec $PROBE 9000 --tcp-only'"
-subtest PASS exec-keeper-follows-changes
+subtest PASS "exec-keeper-follows-changes-T$SECONDS"
 
 # ---- --release: the allocation goes with the last process -----------------
 s vpmctl exec --aid brief --port 9400 --release -- sleep 1
@@ -220,7 +220,7 @@ expect "stays keeps its hooks" test -e "$pins/stays/vpm_ports"
 s vpmctl del --aid stays --port 9401
 expect "del of an AID nobody runs removes its hooks and group" \
 	sh -c "! test -e $pins/stays && ! test -e $groups/stays"
-subtest PASS exec-release
+subtest PASS "exec-release-T$SECONDS"
 
 # ---- unload with hooks attached --------------------------------------------
 # blue and green still run.  rmmod; their keepers take the hooks away, so
@@ -234,4 +234,4 @@ expect "... in the socket table too" grep -qx 9000 "$work/held3"
 expect_fail 3 "not loaded" s vpmctl exec --aid blue --port 9000 -- touch "$work/started2"
 expect "CMD did not start without the module" test ! -e "$work/started2"
 load
-subtest PASS exec-unload
+subtest PASS "exec-unload-T$SECONDS"

@@ -101,7 +101,8 @@ left_behind() {
 	local before=" $(echo $1) " p new=() names
 	names=$(ip netns list | awk '{print $1}' | xargs)
 	[ -z "$names" ] || echo "network namespaces: $names"
-	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -printf '%P ' 2>/dev/null)
+	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -exec find {} -type d \; 2>/dev/null |
+		sed 's|^/sys/fs/cgroup/||' | xargs)
 	[ -z "$names" ] || echo "cgroups: $names"
 	names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
 	[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"

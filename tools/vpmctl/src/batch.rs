@@ -219,7 +219,7 @@ mod tests {
             "restore x",
             "monitor",
             "exec --aid a --port 9000 -- true",
-            "keep --aid a --cgroup-parent /x",
+            "keep --aid a --cgroup-parent /x --pid 1",
         ] {
             let e = parse(cmd, false).unwrap_err();
             assert!(

@@ -139,6 +139,9 @@ pub enum Command {
         release: bool,
         #[arg(long = "port")]
         ports: Vec<u16>,
+        /// The process that execs the command.
+        #[arg(long)]
+        pid: u32,
         /// Start the keeper in the background and return.
         #[arg(long)]
         detach: bool,

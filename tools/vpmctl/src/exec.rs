@@ -194,8 +194,7 @@ fn start_keeper(place: &Place, opts: &ExecOpts) -> Result<()> {
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(keeper_args(place, opts, true))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null());
     let status = cmd
         .status()
         .map_err(|e| Error::Host(format!("cannot start the keeper (vpmctl keep): {e}")))?;
@@ -210,20 +209,31 @@ fn start_keeper(place: &Place, opts: &ExecOpts) -> Result<()> {
 /// The keeper's command line (after the program name).
 pub fn keeper_args(place: &Place, opts: &ExecOpts, detach: bool) -> Vec<OsString> {
     let ports: &[u16] = if opts.release { &opts.ports } else { &[] };
-    keep_args(&opts.aid, &place.parent, opts.release, ports, detach)
+    keep_args(
+        &opts.aid,
+        &place.parent,
+        opts.release,
+        ports,
+        std::process::id(),
+        detach,
+    )
 }
 
-/// `vpmctl keep`'s arguments.
+/// `vpmctl keep`'s arguments.  `pid` is the process about to exec the
+/// command.
 pub fn keep_args(
     aid: &Aid,
     parent: &Path,
     release: bool,
     ports: &[u16],
+    pid: u32,
     detach: bool,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["keep".into(), "--aid".into(), aid.as_str().into()];
     a.push("--cgroup-parent".into());
     a.push(parent.as_os_str().to_owned());
+    a.push("--pid".into());
+    a.push(pid.to_string().into());
     if release {
         a.push("--release".into());
         for p in ports {
@@ -238,13 +248,13 @@ pub fn keep_args(
 }
 
 /// `vpmctl keep --detach`: start the keeper in its own process group and
-/// return.
+/// return.  The keeper keeps standard error, so that what goes wrong
+/// shows where the command's own errors do.
 pub fn detach(args: Vec<OsString>) -> Result<()> {
     Command::new("/proc/self/exe")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| Error::Host(format!("cannot start the keeper: {e}")))?;
@@ -258,61 +268,96 @@ const KEEPER_TICK: Duration = Duration::from_secs(1);
 /// changes costs it a dump per this, not per change.
 const KEEPER_SPACING: Duration = Duration::from_millis(200);
 
-/// How long the keeper waits for `exec` to enter the group: it starts
-/// before, so that it is not in the group itself.  A command that ends
-/// before the keeper looks counts as an emptied group.
-const KEEPER_GRACE: Duration = Duration::from_secs(10);
+/// The longest the keeper waits for `exec` to enter the group (it starts
+/// before, so that it is not in the group itself).
+const KEEPER_GRACE: Duration = Duration::from_secs(30);
 
-/// The keeper (see the module's documentation).
-pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16]) -> Result<()> {
+/// The keeper (see the module's documentation).  Errors while it follows
+/// are reported and it carries on: giving up would leave the hooks and
+/// the group behind for good.
+pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16], pid: u32) -> Result<()> {
     let place = Place::current(Some(parent))?;
     let group = place.group(aid);
     let conn = Connection::open()?;
     let watch = conn.watch()?;
-    let start = std::time::Instant::now();
-    while !place::populated(&group) && start.elapsed() < KEEPER_GRACE {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_entry(&place, &group, pid);
+    let report = |e: Error| eprintln!("vpmctl: keeper of AID {aid}: {e}");
     while place::populated(&group) {
-        if !watch.wait(KEEPER_TICK)? {
-            continue;
-        }
-        // Something changed: follow it, or, if vpm went away, take the
-        // hooks away too (binds of the fixed port are then the kernel's
-        // own again).
-        let maps = match conn.family_alive() {
-            Ok(true) => mapping::list(&conn),
-            Ok(false) => Err(Error::NotLoaded),
-            Err(e) => Err(e),
-        };
-        let lock = Lock::take(&place)?;
-        match maps {
-            Ok(maps) => hooks::sync_aid(&place, aid, &maps)?,
-            Err(_) => {
-                hooks::remove(&place, aid)?;
-                drop(lock);
-                return outlive_unload(&place, aid, &group);
+        match watch.wait(KEEPER_TICK) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                report(e);
+                std::thread::sleep(KEEPER_TICK);
+                continue;
             }
         }
-        drop(lock);
+        match follow(&conn, &place, aid) {
+            Ok(true) => {}
+            // vpm went away, and the hooks with it: binds of the fixed
+            // port are the kernel's own again.
+            Ok(false) => return outlive_unload(&place, aid, &group),
+            Err(e) => report(e),
+        }
         std::thread::sleep(KEEPER_SPACING);
     }
-    if release {
+    if release && alive(&conn) {
         for &p in ports {
             match mapping::del(&conn, aid, p) {
                 Ok(()) => {}
                 Err(Error::Kernel(KernelError { errno, .. })) if errno == libc::ENOENT => {}
-                Err(e) => return Err(e),
+                Err(e) => report(e),
             }
         }
     }
-    let _lock = Lock::take(&place)?;
-    let maps = mapping::list(&conn)?;
-    hooks::sync_aid(&place, aid, &maps)
+    match follow(&conn, &place, aid) {
+        Ok(true) => Ok(()),
+        Ok(false) => outlive_unload(&place, aid, &group),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until process `pid` (the exec) has entered `group`, or is gone.
+fn wait_for_entry(place: &Place, group: &Path, pid: u32) {
+    let want = format!("0::{}", place.kernel_path(group));
+    let start = std::time::Instant::now();
+    while start.elapsed() < KEEPER_GRACE && !place::populated(group) {
+        match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+            Ok(t) if t.lines().any(|l| l == want) => return,
+            Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Whether the vpm family `conn` resolved is still there.
+fn alive(conn: &Connection) -> bool {
+    matches!(conn.family_alive(), Ok(true))
+}
+
+/// Brings the AID's hooks in line with the kernel (see
+/// [`hooks::sync_aid`]); `Ok(false)` if vpm is gone, in which case the
+/// hooks are removed.
+fn follow(conn: &Connection, place: &Place, aid: &Aid) -> Result<bool> {
+    let maps = if alive(conn) {
+        mapping::list(conn).map(Some)
+    } else {
+        Ok(None)
+    };
+    let _lock = Lock::take(place)?;
+    match maps {
+        Ok(Some(maps)) => hooks::sync_aid(place, aid, &maps).map(|()| true),
+        Ok(None) => hooks::remove(place, aid).map(|()| false),
+        Err(e) if !alive(conn) => {
+            let _ = e;
+            hooks::remove(place, aid).map(|()| false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// After the module went away (and the hooks with it): the group, which
-/// still has processes, is removed once they are gone, with the
+/// may still have processes, is removed once they are gone, with the
 /// directories above it that vpm made.
 fn outlive_unload(place: &Place, aid: &Aid, group: &Path) -> Result<()> {
     while place::populated(group) {
@@ -356,17 +401,17 @@ mod tests {
     fn keeper_gets_the_parent_without_the_scope() {
         for scope in [None, Some("net-42")] {
             let a = keeper_args(&place(scope), &opts(false), false);
-            assert_eq!(
-                a,
-                [
-                    "keep",
-                    "--aid",
-                    "blue",
-                    "--cgroup-parent",
-                    "/sys/fs/cgroup/vpm"
-                ]
-                .map(OsString::from)
-            );
+            let pid = std::process::id().to_string();
+            let want = [
+                "keep",
+                "--aid",
+                "blue",
+                "--cgroup-parent",
+                "/sys/fs/cgroup/vpm",
+                "--pid",
+                &pid,
+            ];
+            assert_eq!(a, want.map(OsString::from));
         }
     }
 
@@ -374,6 +419,7 @@ mod tests {
     fn keeper_releases_only_when_asked() {
         let a = keeper_args(&place(None), &opts(true), true);
         let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
+        let pid = std::process::id().to_string();
         assert_eq!(
             a,
             [
@@ -382,6 +428,8 @@ mod tests {
                 "blue",
                 "--cgroup-parent",
                 "/sys/fs/cgroup/vpm",
+                "--pid",
+                &pid,
                 "--release",
                 "--port",
                 "9000",

@@ -63,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
             cgroup_parent,
             release,
             ports,
+            pid,
             detach,
         } => {
             if detach {
@@ -71,10 +72,11 @@ fn run(cli: Cli) -> Result<()> {
                     &cgroup_parent,
                     release,
                     &ports,
+                    pid,
                     false,
                 ))
             } else {
-                exec::keep(&aid, &cgroup_parent, release, &ports)
+                exec::keep(&aid, &cgroup_parent, release, &ports, pid)
             }
         }
         cmd => {

@@ -92,6 +92,18 @@ user_pids() {
 	return 0
 }
 
+# vpm_loaded: vpm is in /proc/modules (what lsmod lists).  The checks
+# between tests read what they need with shell builtins where they can:
+# each process started costs about a second under emulation, and they
+# run after every test.
+vpm_loaded() {
+	local name _
+	while read -r name _; do
+		[ "$name" = vpm ] && return 0
+	done </proc/modules
+	return 1
+}
+
 # left_behind BEFORE: what the test that just ran left behind, one line
 # per kind (nothing when clean): network namespaces, vpm cgroups,
 # processes that are not in BEFORE (the pids alive before it started),
@@ -99,13 +111,19 @@ user_pids() {
 # these through lib.sh, whose one cleanup removes them.
 left_behind() {
 	local before=" $(echo $1) " p new=() names
-	names=$(ip netns list | awk '{print $1}' | xargs)
+	# `ip netns list` lists /run/netns, the directory `ip netns add` names
+	# namespaces in; a glob reads it without starting a process.
+	names=$(shopt -s nullglob; n=(/run/netns/*); echo "${n[@]##*/}")
 	[ -z "$names" ] || echo "network namespaces: $names"
-	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -exec find {} -type d \; 2>/dev/null |
-		sed 's|^/sys/fs/cgroup/||' | xargs)
-	[ -z "$names" ] || echo "cgroups: $names"
-	names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
-	[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"
+	if compgen -G '/sys/fs/cgroup/vpm*/' >/dev/null; then
+		names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -exec find {} -type d \; 2>/dev/null |
+			sed 's|^/sys/fs/cgroup/||' | xargs)
+		[ -z "$names" ] || echo "cgroups: $names"
+	fi
+	if [ -d /sys/fs/bpf/vpm ]; then
+		names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
+		[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"
+	fi
 	for p in $(user_pids); do
 		case $before in
 		*" $p "*) ;;
@@ -113,12 +131,14 @@ left_behind() {
 		esac
 	done
 	[ ${#new[@]} = 0 ] || echo "processes: ${new[*]}"
-	if lsmod 2>/dev/null | grep -q '^vpm '; then
+	if vpm_loaded; then
 		# The counts, not a dump: a test stopped by its time limit may
-		# leave tens of thousands of entries.
-		local n
-		n=$(vpmctl config --json 2>/dev/null |
-			python3 -c 'import json, sys; c = json.load(sys.stdin); print(c["entries"], c["rules"])' 2>/dev/null)
+		# leave tens of thousands of entries.  vpmctl prints the config
+		# as one flat JSON object, e.g. {...,"entries":2,"rules":1}.
+		local n= conf
+		conf=$(vpmctl config --json 2>/dev/null)
+		[[ $conf =~ \"entries\":([0-9]+) ]] && n=${BASH_REMATCH[1]} &&
+			[[ $conf =~ \"rules\":([0-9]+) ]] && n="$n ${BASH_REMATCH[1]}" || n=
 		[ "${n:-0 0}" = "0 0" ] || echo "allocations and rules in the initial namespace: $n"
 	fi
 }
@@ -142,7 +162,7 @@ clean_up_after() {
 	find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' 2>/dev/null |
 		while read -r n; do find "$n" -depth -type d -exec rmdir {} + 2>/dev/null; done
 	rm -rf /sys/fs/bpf/vpm 2>/dev/null
-	lsmod 2>/dev/null | grep -q '^vpm ' && vpmctl flush 2>/dev/null
+	vpm_loaded && vpmctl flush 2>/dev/null
 	return 0
 }
 
@@ -180,7 +200,7 @@ run_tests() {
 		done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
 		rm -f "$out"
 		if [ "${2:-}" = reload ]; then
-			lsmod | grep -q '^vpm ' || insmod "$VPM_KO"
+			vpm_loaded || insmod "$VPM_KO"
 		fi
 		check_clean "$name" "$before"
 	done

@@ -11,14 +11,16 @@
 # it prints count as tests of their own (KUnit cases, for instance).
 #
 # Each script runs under its own time limit, declared in its first lines as
-# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent), times
+# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent), or with
+# VPM_LONG=1 (make stress: the tests' long forms) as
+# "# vpm-timeout-long: SECONDS" when the script has that line, times
 # VPM_TIMEOUT_SCALE (default 1); tests/vm.sh
 # sizes the whole VM's limit from the same lines, so a slow test fails
 # alone, by name, instead of the VM run as a whole.
 set -u
 mode=$1
 cd "$VPM_ROOT"
-export VPM_ROOT VPMCTL VPM_KO
+export VPM_ROOT VPMCTL VPM_KO VPM_LONG="${VPM_LONG:-0}"
 export PATH="$(dirname "$VPMCTL"):$PATH"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
 # What a host's init mounts: the unified cgroup hierarchy and the BPF
@@ -31,11 +33,15 @@ failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 
-# test_limit SCRIPT: its "# vpm-timeout: N" header (same rule as
+# test_limit SCRIPT: its "# vpm-timeout: N" header, or in the long form
+# its "# vpm-timeout-long: N" one if it has it (same rule as
 # vpm_test_limit in tools/env.sh, which tests/vm.sh uses on the host).
 test_limit() {
-	local n
-	n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	local n=
+	[ "${VPM_LONG:-0}" = 1 ] &&
+		n=$(sed -n '1,15s/^# vpm-timeout-long: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	[ -n "$n" ] ||
+		n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
 	echo $((${n:-${VPM_TEST_TIMEOUT:-600}} * ${VPM_TIMEOUT_SCALE:-1}))
 }
 

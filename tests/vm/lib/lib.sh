@@ -49,6 +49,20 @@ timed_ms() {
 
 subtest() { echo "SUBTEST $1 $2"; }
 
+# ---- short and long forms ----------------------------------------------------
+#
+# `make check` runs every test in its short form: the fewest repetitions
+# and the smallest sizes that still assert each of its behaviours once.
+# `make stress` sets VPM_LONG=1 for the long form: more repetitions,
+# bigger transfers and tables, longer floods (a script's limit is then its
+# "# vpm-timeout-long:" line, when it has one).
+
+# long: true in the long form.
+long() { [ "${VPM_LONG:-0}" = 1 ]; }
+
+# pick SHORT LONG: print SHORT in the short form, LONG in the long one.
+pick() { if long; then echo "$2"; else echo "$1"; fi; }
+
 # ---- one cleanup for every test --------------------------------------------
 #
 # What a test makes through these helpers is removed when its script exits,

@@ -253,7 +253,8 @@ done < <(echo "$kunit" | awk '
 [ "$ncases" -gt 0 ] || fail "kunit: no vpm KUnit results in the kernel log (CONFIG_KUNIT, kunit.enable=1?)"
 
 # KUnit once: with kunit.autorun=1 the kernel runs a module's suites at
-# every load, and 10-load-unload alone loads vpm 20 times.  kunit.filter_glob
+# every load, and 10-load-unload alone loads vpm 3 times (20 in the long
+# form).  kunit.filter_glob
 # is read at each module load (lib/kunit/executor.c, kunit_module_init) and
 # is writable at run time: a glob that matches no suite makes every later
 # insmod skip them.  (The debugfs "run" files would need

@@ -3,8 +3,11 @@
 # vpm: virtual port multiplexing, a Rust-for-Linux kernel module.
 #
 #   make run      build what is missing, boot the test VM, show the demo
-#   make check    all tests: spec drift, host tests, VM tests on a debug kernel,
-#                 benchmarks on a lean kernel
+#   make check    all tests: spec drift, host tests, VM tests on a debug kernel
+#                 (each in its short form), benchmarks on a lean kernel
+#   make stress   the VM tests in their long forms (VPM_LONG=1: more
+#                 repetitions, bigger transfers, tables and floods, longer
+#                 time limits), then the benchmarks; not part of make check
 #   make bench    the benchmarks alone (lean kernel, timing assertions)
 #   make          vpm.ko against KDIR (default: the cached test kernel)
 #   make deps     install build and test prerequisites (idempotent, root)
@@ -49,7 +52,7 @@ endif
 BENCH_DIR = $(shell . $(ROOT)/tools/env.sh && echo $$VPM_CACHE)/bench-build
 
 .PHONY: all module deps kernel kernel-dir spec check-spec vpmctl host-test \
-	vm-test bench check run clean fmt check-fmt clippy
+	vm-test bench check stress run clean fmt check-fmt clippy
 
 all: module
 
@@ -120,6 +123,13 @@ bench: deps vpmctl
 check: deps check-spec check-fmt host-test
 	@$(MAKE) --no-print-directory clippy
 	@$(MAKE) --no-print-directory vm-test
+	@$(MAKE) --no-print-directory bench
+
+# The long forms of the VM tests (tests/vm/lib/lib.sh: long, pick), which
+# make check leaves out to stay within its time.  VPM_LONG reaches the
+# guest through tests/vm.sh.
+stress: deps
+	@VPM_LONG=1 $(MAKE) --no-print-directory vm-test
 	@$(MAKE) --no-print-directory bench
 
 # The sub-make builds the kernel if needed; only then is its directory asked

@@ -19,6 +19,11 @@
 # test's own limit would; VPM_VM_TIMEOUT replaces that sum when set.
 # VPM_TIMEOUT_SCALE=N multiplies every test's limit (a slow or busy machine).
 #
+# Short and long forms: by default every VM test runs in its short form
+# (what make check runs); VPM_LONG=1 (make stress) runs their long forms,
+# with more repetitions and bigger sizes, under their "# vpm-timeout-long:"
+# limits where they declare one.
+#
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
 # VPM_TESTS='70-*' runs only the matching test scripts (for development).
 set -euo pipefail
@@ -43,6 +48,14 @@ command -v qemu-system-x86_64 >/dev/null || vpm_die "qemu-system-x86_64 not foun
 [ -f "$VPM_ROOT/vpm.ko" ] || vpm_die "vpm.ko not built: run 'make module'"
 [ -x "$vpmctl" ] || vpm_die "$vpmctl not built: run 'make vpmctl'"
 
+# Anything but 1 is the short form, here and in the guest.
+[ "${VPM_LONG:-0}" = 1 ] || VPM_LONG=0
+form=
+if [ "$mode" = check ]; then
+	form="short forms, "
+	[ "$VPM_LONG" = 0 ] || form="long forms, "
+fi
+
 VM_MARGIN=$((600 * ${VPM_TIMEOUT_SCALE:-1}))
 vm_limit=$VM_MARGIN
 for t in "${tests[@]}"; do
@@ -66,8 +79,8 @@ autorun=1
 [ "$mode" = run ] && autorun=0
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
-vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, limit ${vm_limit}s); console log: $log"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
+vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s); console log: $log"
 set +e
 timeout --kill-after=30 "$vm_limit" \
 	vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \

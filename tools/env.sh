@@ -33,11 +33,15 @@ fi
 # vpm_test_limit SCRIPT: the time limit in seconds a VM test declares in its
 # first lines as "# vpm-timeout: N" (VPM_TEST_TIMEOUT, default 600, when it
 # declares none), times VPM_TIMEOUT_SCALE (an integer, default 1, for a
-# machine known to be slow).  tests/vm/lib/guest.sh applies the same rule
-# inside the VM.
+# machine known to be slow).  With VPM_LONG=1 (make stress: the tests' long
+# forms) a "# vpm-timeout-long: N" line takes its place when the script
+# has one.  tests/vm/lib/guest.sh applies the same rule inside the VM.
 vpm_test_limit() {
-	local n
-	n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	local n=
+	[ "${VPM_LONG:-0}" = 1 ] &&
+		n=$(sed -n '1,15s/^# vpm-timeout-long: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	[ -n "$n" ] ||
+		n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
 	echo $((${n:-${VPM_TEST_TIMEOUT:-600}} * ${VPM_TIMEOUT_SCALE:-1}))
 }
 

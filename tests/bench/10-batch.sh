@@ -4,7 +4,8 @@
 # under 10 s in the TCG VM, on the lean kernel: the debug kernel's
 # per-allocation instrumentation (kmemleak, SLUB debugging, KFENCE)
 # multiplies the cost of every request and says nothing about vpm's.
-# The debug kernel's figure is printed by tests/vm/50-mappings.sh.
+# The debug kernel's figure for the same batch is printed by
+# tests/vm/50-mappings.sh in its long form (make stress).
 . "$VPM_ROOT/tests/vm/lib/lib.sh"
 
 fresh_netns vpmbench

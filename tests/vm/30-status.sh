@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 180
+# vpm-timeout: 90
 # vpmctl status in the initial and in a child namespace: version, hooks,
 # per-namespace counters, human and JSON output, no privilege needed.
 . "$VPM_ROOT/tests/vm/lib/lib.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 240
+# vpm-timeout: 180
 # Anonymous ports never go to other sockets: each allocated port is
 # reserved in net.ipv4.ip_local_reserved_ports (which covers IPv6 too),
 # even when the range overlaps the ephemeral range; releasing it, flushing

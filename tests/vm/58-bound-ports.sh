@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 600
+# vpm-timeout: 180
 # Automatic allocation skips ports a socket of the namespace is already
 # bound to (TCP or UDP, IPv4 or IPv6): an instance told to bind such a
 # port would fail.  An explicit --anon-port (restore, while the instances

@@ -11,14 +11,16 @@
 # it prints count as tests of their own (KUnit cases, for instance).
 #
 # Each script runs under its own time limit, declared in its first lines as
-# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent), times
+# "# vpm-timeout: SECONDS" (VPM_TEST_TIMEOUT, 600, when absent), or with
+# VPM_LONG=1 (make stress: the tests' long forms) as
+# "# vpm-timeout-long: SECONDS" when the script has that line, times
 # VPM_TIMEOUT_SCALE (default 1); tests/vm.sh
 # sizes the whole VM's limit from the same lines, so a slow test fails
 # alone, by name, instead of the VM run as a whole.
 set -u
 mode=$1
 cd "$VPM_ROOT"
-export VPM_ROOT VPMCTL VPM_KO
+export VPM_ROOT VPMCTL VPM_KO VPM_LONG="${VPM_LONG:-0}"
 export PATH="$(dirname "$VPMCTL"):$PATH"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
 # What a host's init mounts: the unified cgroup hierarchy and the BPF
@@ -31,11 +33,15 @@ failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 
-# test_limit SCRIPT: its "# vpm-timeout: N" header (same rule as
+# test_limit SCRIPT: its "# vpm-timeout: N" header, or in the long form
+# its "# vpm-timeout-long: N" one if it has it (same rule as
 # vpm_test_limit in tools/env.sh, which tests/vm.sh uses on the host).
 test_limit() {
-	local n
-	n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	local n=
+	[ "${VPM_LONG:-0}" = 1 ] &&
+		n=$(sed -n '1,15s/^# vpm-timeout-long: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
+	[ -n "$n" ] ||
+		n=$(sed -n '1,15s/^# vpm-timeout: *\([0-9][0-9]*\) *$/\1/p' "$1" | head -n1)
 	echo $((${n:-${VPM_TEST_TIMEOUT:-600}} * ${VPM_TIMEOUT_SCALE:-1}))
 }
 
@@ -92,6 +98,18 @@ user_pids() {
 	return 0
 }
 
+# vpm_loaded: vpm is in /proc/modules (what lsmod lists).  The checks
+# between tests read what they need with shell builtins where they can:
+# each process started costs about a second under emulation, and they
+# run after every test.
+vpm_loaded() {
+	local name _
+	while read -r name _; do
+		[ "$name" = vpm ] && return 0
+	done </proc/modules
+	return 1
+}
+
 # left_behind BEFORE: what the test that just ran left behind, one line
 # per kind (nothing when clean): network namespaces, vpm cgroups,
 # processes that are not in BEFORE (the pids alive before it started),
@@ -99,13 +117,19 @@ user_pids() {
 # these through lib.sh, whose one cleanup removes them.
 left_behind() {
 	local before=" $(echo $1) " p new=() names
-	names=$(ip netns list | awk '{print $1}' | xargs)
+	# `ip netns list` lists /run/netns, the directory `ip netns add` names
+	# namespaces in; a glob reads it without starting a process.
+	names=$(shopt -s nullglob; n=(/run/netns/*); echo "${n[@]##*/}")
 	[ -z "$names" ] || echo "network namespaces: $names"
-	names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -exec find {} -type d \; 2>/dev/null |
-		sed 's|^/sys/fs/cgroup/||' | xargs)
-	[ -z "$names" ] || echo "cgroups: $names"
-	names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
-	[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"
+	if compgen -G '/sys/fs/cgroup/vpm*/' >/dev/null; then
+		names=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' -exec find {} -type d \; 2>/dev/null |
+			sed 's|^/sys/fs/cgroup/||' | xargs)
+		[ -z "$names" ] || echo "cgroups: $names"
+	fi
+	if [ -d /sys/fs/bpf/vpm ]; then
+		names=$(find /sys/fs/bpf/vpm -mindepth 1 -printf '%P ' 2>/dev/null)
+		[ -z "$names" ] || echo "socket hooks pinned in /sys/fs/bpf/vpm: $names"
+	fi
 	for p in $(user_pids); do
 		case $before in
 		*" $p "*) ;;
@@ -113,12 +137,14 @@ left_behind() {
 		esac
 	done
 	[ ${#new[@]} = 0 ] || echo "processes: ${new[*]}"
-	if lsmod 2>/dev/null | grep -q '^vpm '; then
+	if vpm_loaded; then
 		# The counts, not a dump: a test stopped by its time limit may
-		# leave tens of thousands of entries.
-		local n
-		n=$(vpmctl config --json 2>/dev/null |
-			python3 -c 'import json, sys; c = json.load(sys.stdin); print(c["entries"], c["rules"])' 2>/dev/null)
+		# leave tens of thousands of entries.  vpmctl prints the config
+		# as one flat JSON object, e.g. {...,"entries":2,"rules":1}.
+		local n= conf
+		conf=$(vpmctl config --json 2>/dev/null)
+		[[ $conf =~ \"entries\":([0-9]+) ]] && n=${BASH_REMATCH[1]} &&
+			[[ $conf =~ \"rules\":([0-9]+) ]] && n="$n ${BASH_REMATCH[1]}" || n=
 		[ "${n:-0 0}" = "0 0" ] || echo "allocations and rules in the initial namespace: $n"
 	fi
 }
@@ -142,7 +168,7 @@ clean_up_after() {
 	find /sys/fs/cgroup -mindepth 1 -maxdepth 1 -type d -name 'vpm*' 2>/dev/null |
 		while read -r n; do find "$n" -depth -type d -exec rmdir {} + 2>/dev/null; done
 	rm -rf /sys/fs/bpf/vpm 2>/dev/null
-	lsmod 2>/dev/null | grep -q '^vpm ' && vpmctl flush 2>/dev/null
+	vpm_loaded && vpmctl flush 2>/dev/null
 	return 0
 }
 
@@ -180,7 +206,7 @@ run_tests() {
 		done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
 		rm -f "$out"
 		if [ "${2:-}" = reload ]; then
-			lsmod | grep -q '^vpm ' || insmod "$VPM_KO"
+			vpm_loaded || insmod "$VPM_KO"
 		fi
 		check_clean "$name" "$before"
 	done
@@ -227,7 +253,8 @@ done < <(echo "$kunit" | awk '
 [ "$ncases" -gt 0 ] || fail "kunit: no vpm KUnit results in the kernel log (CONFIG_KUNIT, kunit.enable=1?)"
 
 # KUnit once: with kunit.autorun=1 the kernel runs a module's suites at
-# every load, and 10-load-unload alone loads vpm 20 times.  kunit.filter_glob
+# every load, and 10-load-unload alone loads vpm 3 times (20 in the long
+# form).  kunit.filter_glob
 # is read at each module load (lib/kunit/executor.c, kunit_module_init) and
 # is writable at run time: a glob that matches no suite makes every later
 # insmod skip them.  (The debugfs "run" files would need

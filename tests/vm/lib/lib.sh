@@ -49,6 +49,20 @@ timed_ms() {
 
 subtest() { echo "SUBTEST $1 $2"; }
 
+# ---- short and long forms ----------------------------------------------------
+#
+# `make check` runs every test in its short form: the fewest repetitions
+# and the smallest sizes that still assert each of its behaviours once.
+# `make stress` sets VPM_LONG=1 for the long form: more repetitions,
+# bigger transfers and tables, longer floods (a script's limit is then its
+# "# vpm-timeout-long:" line, when it has one).
+
+# long: true in the long form.
+long() { [ "${VPM_LONG:-0}" = 1 ]; }
+
+# pick SHORT LONG: print SHORT in the short form, LONG in the long one.
+pick() { if long; then echo "$2"; else echo "$1"; fi; }
+
 # ---- one cleanup for every test --------------------------------------------
 #
 # What a test makes through these helpers is removed when its script exits,
@@ -131,27 +145,58 @@ fresh_netns() {
 }
 
 # make_cgroup PATH: create cgroup v2 group PATH (below /sys/fs/cgroup,
-# every missing level), removed when the test exits.
+# every missing level, with one mkdir), removed when the test exits.
 make_cgroup() {
-	local path=${1#/} at=/sys/fs/cgroup part
+	local path=${1#/} at=/sys/fs/cgroup part new=()
 	mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
 	local IFS=/
 	for part in $path; do
 		at=$at/$part
-		if [ ! -d "$at" ]; then
-			mkdir "$at"
-			VPM_CGROUPS+=("$at")
-		fi
+		[ -d "$at" ] || new+=("$at")
 	done
+	[ ${#new[@]} = 0 ] && return 0
+	mkdir "${new[@]}"
+	VPM_CGROUPS+=("${new[@]}")
 }
 
-loaded() { lsmod | grep -q '^vpm '; }
+# loaded: vpm is in /proc/modules (what lsmod lists), read by the shell
+# itself: every process started costs about a second under emulation.
+loaded() {
+	local name _
+	while read -r name _; do
+		[ "$name" = vpm ] && return 0
+	done </proc/modules
+	return 1
+}
 load() { loaded || insmod "$VPM_KO"; }
 unload() { ! loaded || rmmod vpm; }
 
 # json FIELD: read a top-level field of the JSON object on stdin.
+#
+# What vpmctl prints for a status, a config or one allocation is a flat
+# object on one line; when FIELD's value there is an integer or a string,
+# the shell reads it itself (a python3 start costs 4-5 s under emulation
+# on the debug kernel, and status_field runs in loops).  The shortcut
+# needs a document without backslashes (then every quote delimits a
+# string, so ,"FIELD": can only be a key) and without braces inside (a
+# flat object); anything else, a missing field included, goes to python3,
+# whose output and errors are the reference.
 json() {
-	python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+	local doc inner v re
+	IFS= read -r -d '' doc || true
+	doc=${doc%$'\n'}
+	inner=${doc#\{}
+	inner=${inner%\}}
+	re='^.*,"'"$1"'":(-?[0-9]+|"[^"]*"),'
+	if [ "{$inner}" = "$doc" ] && [[ $1 =~ ^[A-Za-z0-9_]+$ ]] &&
+		[[ $inner != *[{}\\]* && $inner != *$'\n'* && ",$inner," =~ $re ]]; then
+		v=${BASH_REMATCH[1]}
+		v=${v#\"}
+		printf '%s\n' "${v%\"}"
+		return 0
+	fi
+	printf '%s\n' "$doc" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
 # json_at STEP...: walk the JSON on stdin and print where it ends: a

@@ -9,6 +9,9 @@ serve NAME PORT...   TCP and UDP, IPv4 and IPv6, on each PORT (anonymous
                      the data itself; in mode D the data is a byte count
                      and the server sends that many random bytes.  UDP: answers each datagram with
                      b"NAME " + datagram.
+serves NAME:PORT[,PORT...]...
+                     Several such servers in one process (one interpreter
+                     start for many servers: TCG is slow).
 ask PROTO ADDR PORT [--size N] [--count N] [--echo | --download | --slow]
     [--sport P] [--src ADDR]
                      Sends N random bytes (COUNT times for UDP), checks the
@@ -79,10 +82,24 @@ def serve_udp(name, port):
 
 
 def serve(args):
+    run_servers([(args.name, port) for port in args.ports])
+
+
+def serves(args):
+    servers = []
+    for spec in args.servers:
+        name, sep, ports = spec.partition(":")
+        if not name or not sep:
+            sys.exit(f"serves: {spec!r} is not NAME:PORT[,PORT...]")
+        servers += [(name, int(port)) for port in ports.split(",")]
+    run_servers(servers)
+
+
+def run_servers(servers):
     threads = []
-    for port in args.ports:
+    for name, port in servers:
         for fn in (serve_tcp, serve_udp):
-            t = threading.Thread(target=fn, args=(args.name, port), daemon=True)
+            t = threading.Thread(target=fn, args=(name, port), daemon=True)
             t.start()
             threads.append(t)
     print("ready", flush=True)
@@ -172,6 +189,8 @@ def main():
     sp = sub.add_parser("serve")
     sp.add_argument("name")
     sp.add_argument("ports", type=int, nargs="+")
+    ssp = sub.add_parser("serves")
+    ssp.add_argument("servers", nargs="+", help="NAME:PORT[,PORT...]")
     ap = sub.add_parser("ask")
     ap.add_argument("proto", choices=["tcp", "udp"])
     ap.add_argument("addr")
@@ -187,7 +206,7 @@ def main():
     mp.add_argument("port", type=int)
     mp.add_argument("targets", nargs="+", help="PROTO/ADDR")
     args = p.parse_args()
-    {"serve": serve, "ask": ask, "asks": asks}[args.cmd](args)
+    {"serve": serve, "serves": serves, "ask": ask, "asks": asks}[args.cmd](args)
 
 
 if __name__ == "__main__":

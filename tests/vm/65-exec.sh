@@ -75,8 +75,12 @@ in_group() {
 	shift
 	s sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$g" "$@"
 }
-# The groups, for lib.sh's cleanup to remove should a keeper not.
-VPM_CGROUPS+=(/sys/fs/cgroup/vpm "$groups")
+# No cleanup of the groups here: the keepers must remove them (guest.sh
+# fails the test if any is left).
+# nothing_left AID: no allocation, hooks or group of AID remain.
+nothing_left() {
+	! s vpmctl show --json | grep -q "\"aid\":\"$1\"" && test ! -e "$pins/$1" -a ! -e "$groups/$1"
+}
 
 # ---- exec refuses to start what cannot work --------------------------------
 # (First, while the namespace is empty: the range can only shrink then.)
@@ -85,7 +89,13 @@ s vpmctl add --aid hog1 --port 9500 >/dev/null
 s vpmctl add --aid hog2 --port 9500 >/dev/null
 expect_fail 1 "no free port" s vpmctl exec --aid late --port 9500 -- touch "$work/started"
 expect "CMD did not start on an exhausted range" test ! -e "$work/started"
-expect "no group or hooks left for the refused AID" test ! -e "$groups/late" -a ! -e "$pins/late"
+expect "nothing left of the refused AID" nothing_left late
+# Two ports, the second one refused: the first one's allocation goes too.
+s vpmctl config --range 31000-31002 >/dev/null
+expect_fail 1 "no free port" s vpmctl exec --aid late --port 9501 --port 9500 -- touch "$work/started"
+expect "CMD did not start when its second port failed" test ! -e "$work/started"
+expect "nothing left of the refused AID (two ports)" nothing_left late
+s vpmctl config --range 31000-31001 >/dev/null
 # With --wait it starts once a port is released.
 s vpmctl exec --aid late --port 9500 --wait 30s -- touch "$work/started" &
 waiter=$!
@@ -98,8 +108,11 @@ s vpmctl del --aid late --port 9500
 s vpmctl del --aid hog2 --port 9500
 s vpmctl config --range 20000-29999 >/dev/null
 expect_fail 2 "cannot name a cgroup" s vpmctl exec --aid .. --port 9500 -- true
-expect_fail 127 "cannot run" s vpmctl exec --aid nocmd --port 9501 --release -- /nonexistent/cmd
-subtest PASS "exec-refuses-T$SECONDS"
+expect_fail 127 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- /nonexistent/cmd
+expect "a missing command allocates nothing" nothing_left nocmd
+expect_fail 126 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- /etc/hostname
+expect "a file that is not executable allocates nothing" nothing_left nocmd
+subtest PASS exec-refuses
 
 # ---- two unmodified servers on 9000, TCP and UDP, dual-stack [::] --------
 start blue "$work/blue" vpmctl exec --aid blue --port 9000 -- $NET serve blue 9000
@@ -121,7 +134,7 @@ expect "blue listens on its anonymous port" listening "$B"
 expect "green listens on its anonymous port" listening "$G"
 expect "nothing listens on 9000 itself" test -z "$(s ss -Hlntu 'sport = :9000')"
 expect "hooks pinned for blue and green" test -e "$pins/blue/vpm_bind4" -a -e "$pins/green/vpm_bind6"
-subtest PASS "exec-two-instances-T$SECONDS"
+subtest PASS exec-two-instances
 
 # ---- what a server sees: getsockname says 9000 -----------------------------
 # bindprobe binds TCP and UDP on [::]:9100 and 0.0.0.0:9101 and prints what
@@ -133,13 +146,16 @@ expect_eq "the socket table has the anonymous ports" \
 	"$(anon probe 9100) $(anon probe 9100) $(anon probe 9101) $(anon probe 9101)" "$(xargs <"$work/held")"
 s vpmctl del --aid probe --port 9100
 s vpmctl del --aid probe --port 9101
-subtest PASS "exec-getsockname-shows-the-fixed-port-T$SECONDS"
+subtest PASS exec-getsockname-shows-the-fixed-port
 
 # ---- a port that is not listed is untouched --------------------------------
 out=$(s vpmctl exec --aid probe2 --port 9100 --release -- $PROBE 9102 --hold "$work/held-unlisted")
 expect_eq "an unlisted port binds as itself" "tcp6 9102 udp6 9102" "$out"
 expect_eq "... in the socket table too" "9102 9102" "$(xargs <"$work/held-unlisted")"
-subtest PASS "exec-unlisted-port-untouched-T$SECONDS"
+out=$(s $PROBE 9000 --v4 --hold "$work/held-outside")
+expect_eq "outside any AID's group a bind of 9000 is 9000" "tcp4 9000 udp4 9000" "$out"
+expect_eq "... in the socket table too" "9000 9000" "$(xargs <"$work/held-outside")"
+subtest PASS exec-unlisted-port-untouched
 
 # ---- a static binary, a forking server, a child of CMD ---------------------
 mkdir -p "$work/www-a" "$work/www-b"
@@ -165,8 +181,16 @@ wait_for 30 "httpd-b serves net 2" fetch c2 http://10.203.2.2:8080/
 expect_eq "net 2 gets httpd-b's page" "page of httpd-b" "$(fetch c2 http://10.203.2.2:8080/)"
 HA=$(anon httpd-a 8080)
 expect "httpd-a (a child of sh) listens on httpd-a's anonymous port" listening "$HA"
+out=$(in_group httpd-b $PROBE 8080 --v4 --hold "$work/held-udp" 2>&1 || true)
+expect "httpd-b's group binds TCP 8080 to its anonymous port (taken by httpd, so EADDRINUSE)" \
+	grep -q "errno 98" <<<"$out"
+out=$(in_group httpd-b python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 8080))
+print(s.getsockname()[1])')
+expect_eq "--proto tcp: a UDP bind of 8080 in the group is 8080 itself" 8080 "$out"
 expect "busybox is statically linked" sh -c "! ldd $(command -v busybox) >/dev/null 2>&1"
-subtest PASS "exec-static-binary-and-child-T$SECONDS"
+subtest PASS exec-static-binary-and-child
 
 start fork "$work/fork" vpmctl exec --aid fork --port 9200 -- python3 -c '
 import socketserver
@@ -187,7 +211,7 @@ wait_for 30 "the threaded server serves net 2" fetch c2 http://10.203.2.2:9200/
 expect_eq "net 1 reaches the forking server" "fork" \
 	"$(c1 python3 -c 'import socket; s = socket.create_connection(("10.203.1.2", 9200), 10); print(s.recv(64).decode().strip())')"
 expect_eq "net 2 reaches the threaded server" "page of httpd-a" "$(fetch c2 http://10.203.2.2:9200/)"
-subtest PASS "exec-forking-and-threaded-T$SECONDS"
+subtest PASS exec-forking-and-threaded
 
 # ---- deleting a running AID's allocation: its next bind fails -------------
 s vpmctl del --aid blue --port 9000
@@ -199,14 +223,14 @@ B2=$(s vpmctl add --aid blue --port 9000 --cgroup "/vpm/$scope/blue" --json | js
 out=$(in_group blue $PROBE 9000 --tcp-only --hold "$work/held2")
 expect_eq "bind after re-add" "tcp6 9000" "$out"
 expect_eq "... on the new anonymous port" "$B2" "$(cat "$work/held2")"
-subtest PASS "exec-del-revokes-binds-T$SECONDS"
+subtest PASS exec-del-revokes-binds
 
 # ---- the keeper follows a change vpmctl's own sync did not see -----------
 # VPM_BPFFS points this vpmctl elsewhere, so only blue's keeper can follow.
 VPM_BPFFS=/nonexistent s vpmctl del --aid blue --port 9000
-wait_for 10 "the keeper revoked blue's bind of 9000" \
-	sh -c "! nsenter --net=/run/netns/vpms sh -c 'echo \$\$ >$groups/blue/cgroup.procs && exec $PROBE 9000 --tcp-only'"
-subtest PASS "exec-keeper-follows-changes-T$SECONDS"
+revoked() { in_group blue $PROBE 9000 --tcp-only --v4 2>&1 | grep -q "errno 99"; }
+wait_for 10 "the keeper revoked blue's bind of 9000 (bind4 this time)" revoked
+subtest PASS exec-keeper-follows-changes
 
 # ---- --release: the allocation goes with the last process -----------------
 s vpmctl exec --aid brief --port 9400 --release -- sleep 1
@@ -220,7 +244,15 @@ expect "stays keeps its hooks" test -e "$pins/stays/vpm_ports"
 s vpmctl del --aid stays --port 9401
 expect "del of an AID nobody runs removes its hooks and group" \
 	sh -c "! test -e $pins/stays && ! test -e $groups/stays"
-subtest PASS "exec-release-T$SECONDS"
+subtest PASS exec-release
+
+# ---- the host's own namespace -----------------------------------------------
+out=$(vpmctl exec --aid hostapp --port 9600 --release -- sh -c "cat /proc/self/cgroup; $PROBE 9600 --tcp-only")
+expect_eq "in the host namespace the group is vpm/host/AID" "0::/vpm/host/hostapp" "$(head -n1 <<<"$out")"
+expect_eq "... and the hooks work there too" "tcp6 9600" "$(tail -n1 <<<"$out")"
+wait_for 15 "hostapp released, its hooks and group removed" \
+	sh -c "! vpmctl show --json | grep -q hostapp && test ! -e /sys/fs/bpf/vpm/host && test ! -e /sys/fs/cgroup/vpm/host"
+subtest PASS exec-host-namespace
 
 # ---- unload with hooks attached --------------------------------------------
 # blue and green still run.  rmmod; their keepers take the hooks away, so
@@ -234,4 +266,4 @@ expect "... in the socket table too" grep -qx 9000 "$work/held3"
 expect_fail 3 "not loaded" s vpmctl exec --aid blue --port 9000 -- touch "$work/started2"
 expect "CMD did not start without the module" test ! -e "$work/started2"
 load
-subtest PASS "exec-unload-T$SECONDS"
+subtest PASS exec-unload

@@ -54,11 +54,13 @@ struct {
 	__type(value, struct vpm_hook_val);
 } vpm_ports SEC(".maps");
 
-/* The cgroup this copy is attached to (its absolute path, NUL-terminated),
- * written once by vpmctl and read back when it tidies up; the programs
- * never look at it. */
+/* The cgroup this copy is attached to: its id (the directory's inode) and
+ * absolute path, NUL-terminated.  Written once by vpmctl, read back to
+ * tell whether the hooks are on the group an exec is about to enter and
+ * when tidying up; the programs never look at it. */
 struct vpm_group_path {
-	char path[4096];
+	__u64 id;
+	char path[4088];
 };
 
 struct {
@@ -75,7 +77,9 @@ vpm_lookup(struct bpf_sock_addr *ctx, __u8 dir)
 		/* user_port holds the port in network byte order, in its
 		 * first two bytes. */
 		.port = bpf_ntohs((__u16)ctx->user_port),
-		.proto = (__u8)ctx->protocol,
+		/* An MPTCP socket's own hooks (getsockname) see
+		 * IPPROTO_MPTCP; its subflows, which bind, see TCP. */
+		.proto = ctx->protocol == IPPROTO_MPTCP ? IPPROTO_TCP : (__u8)ctx->protocol,
 		.dir = dir,
 	};
 

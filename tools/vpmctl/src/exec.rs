@@ -59,31 +59,53 @@ pub fn check_aid_is_a_name(aid: &Aid) -> Result<()> {
 /// code to use when the command could not be started.
 pub fn run(opts: &ExecOpts) -> Result<i32> {
     check_aid_is_a_name(&opts.aid)?;
+    // A command that cannot run is found out before anything is made.
+    if let Err(code) = resolve(&opts.cmd[0]) {
+        return Ok(code);
+    }
     let conn = Connection::open()?;
     let place = Place::current(opts.cgroup_parent.as_deref())?;
     let group = place.group(&opts.aid);
-    make_group(&group)?;
-    let created = match allocate(&conn, &place, &group, opts) {
-        Ok(c) => c,
-        Err(e) => {
-            // Nothing of ours runs in the group: a group made for
-            // nothing goes again (an existing AID's stays).
-            tidy(&conn, &place, &opts.aid);
+    let before = mapping::list(&conn)?;
+    check_cgroups(&place, &group, &opts.aid, &opts.ports, &before)?;
+    let mut created = Vec::new();
+    // A wait for free ports happens before the lock (a release it waits
+    // for needs the lock) and before the group exists (an interrupted
+    // wait leaves nothing behind).
+    if let Some(ms) = opts.wait_ms.filter(|&ms| ms > 0) {
+        let wait = AddOpts {
+            proto: Some(opts.proto),
+            wait_ms: Some(ms),
+            ..AddOpts::default()
+        };
+        if let Err(e) = add_all(&conn, opts, &wait, &before, &mut created) {
+            undo(&conn, &opts.aid, &created);
             return Err(e);
         }
-    };
-    if let Err(e) = hook(&conn, &place, &group, &opts.aid) {
+    }
+    // From here to the exec, no keeper or other vpmctl changes hooks,
+    // groups or releases: the allocations, the hooks and the group this
+    // exec checks stay as they are until it has entered the group.
+    let lock = Lock::take(&place)?;
+    let prepared = make_group(&group)
+        .and_then(|()| {
+            let add = AddOpts {
+                proto: Some(opts.proto),
+                cgroup: Some(place.kernel_path(&group)),
+                ..AddOpts::default()
+            };
+            add_all(&conn, opts, &add, &before, &mut created)
+        })
+        .and_then(|()| hook(&conn, &place, &group, &opts.aid))
+        .and_then(|()| start_keeper(&place, opts))
+        .and_then(|()| enter(&group));
+    if let Err(e) = prepared {
         undo(&conn, &opts.aid, &created);
         tidy(&conn, &place, &opts.aid);
         return Err(e);
     }
-    if let Err(e) = start_keeper(&place, opts) {
-        undo(&conn, &opts.aid, &created);
-        tidy(&conn, &place, &opts.aid);
-        return Err(e);
-    }
+    drop(lock);
     drop(conn);
-    enter(&group)?;
     // Only returns if the command could not be started.
     let err = Command::new(&opts.cmd[0]).args(&opts.cmd[1..]).exec();
     let name = opts.cmd[0].to_string_lossy();
@@ -93,6 +115,57 @@ pub fn run(opts: &ExecOpts) -> Result<i32> {
     } else {
         NOT_EXECUTABLE
     })
+}
+
+/// Finds CMD as execvp would; `Err` is the exit code (after saying why)
+/// when it cannot be run.
+fn resolve(cmd: &std::ffi::OsStr) -> std::result::Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = cmd.to_string_lossy();
+    let candidates: Vec<PathBuf> = if cmd.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(cmd)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).collect())
+            .unwrap_or_default()
+    };
+    let executable = |p: &PathBuf| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if candidates.iter().any(executable) {
+        return Ok(());
+    }
+    if candidates.iter().any(|p| p.exists()) {
+        eprintln!("vpmctl: exec: cannot run {name}: Permission denied (not an executable file)");
+        return Err(NOT_EXECUTABLE);
+    }
+    eprintln!("vpmctl: exec: cannot run {name}: No such file or directory (nothing was allocated)");
+    Err(NOT_FOUND)
+}
+
+/// An allocation that another cgroup steers is not exec's to take over.
+fn check_cgroups(
+    place: &Place,
+    group: &Path,
+    aid: &Aid,
+    ports: &[u16],
+    live: &[crate::mapping::Mapping],
+) -> Result<()> {
+    let want = place.kernel_path(group);
+    for m in live
+        .iter()
+        .filter(|m| &m.aid == aid && ports.contains(&m.port))
+    {
+        if let Some(c) = m.cgroup.as_deref().filter(|c| *c != want) {
+            return Err(Error::Input(format!(
+                "AID {aid}'s allocation of port {} is steered by cgroup {c}, not {want}: \
+                 delete it (vpmctl del) or run exec with the --cgroup-parent it was made with",
+                m.port
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates the AID's group (and its parents) on cgroup v2.
@@ -113,44 +186,47 @@ fn make_group(group: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Allocates each port for the AID, with the group as its cgroup; returns
-/// the ports whose allocation this call created.  On failure, what it
-/// created is released again.
-fn allocate(conn: &Connection, place: &Place, group: &Path, opts: &ExecOpts) -> Result<Vec<u16>> {
-    let before = mapping::list(conn)?;
-    let add = AddOpts {
-        proto: Some(opts.proto),
-        anon: None,
-        wait_ms: opts.wait_ms,
-        cgroup: Some(place.kernel_path(group)),
-    };
-    let mut created = Vec::new();
+/// Allocates each port for the AID as `add` says; adds to `created` the
+/// ports whose allocation did not exist before (`before`).
+fn add_all(
+    conn: &Connection,
+    opts: &ExecOpts,
+    add: &AddOpts,
+    before: &[crate::mapping::Mapping],
+    created: &mut Vec<u16>,
+) -> Result<()> {
     for &port in &opts.ports {
+        mapping::add(conn, &opts.aid, port, add)?;
         let existed = before.iter().any(|m| m.aid == opts.aid && m.port == port);
-        match mapping::add(conn, &opts.aid, port, &add) {
-            Ok(_) => {
-                if !existed {
-                    created.push(port);
-                }
-            }
-            Err(e) => {
-                undo(conn, &opts.aid, &created);
-                return Err(e);
-            }
+        if !existed && !created.contains(&port) {
+            created.push(port);
         }
     }
-    Ok(created)
+    Ok(())
 }
 
-/// Installs the AID's hooks, or brings installed ones up to date.
+/// Installs the AID's hooks on `group`, or brings installed ones up to
+/// date.  Hooks on another group (exec was given another parent, or the
+/// group was removed and made again) are moved if nobody runs there, and
+/// refused otherwise: the command would run unhooked.  Expects the
+/// [`Lock`] held.
 fn hook(conn: &Connection, place: &Place, group: &Path, aid: &Aid) -> Result<()> {
-    let _lock = Lock::take(place)?;
     let maps = mapping::list(conn)?;
     if hooks::installed(place, aid) {
-        hooks::sync_aid(place, aid, &maps)
-    } else {
-        hooks::install(place, aid, group, &hooks::desired(&maps, aid))
+        if hooks::attached_to(place, aid, group) {
+            return hooks::sync_aid(place, aid, &maps);
+        }
+        let old = hooks::group_of(place, aid);
+        if old != group && place::populated(&old) {
+            return Err(Error::Input(format!(
+                "AID {aid}'s socket hooks are on cgroup {}, which still runs processes: \
+                 run exec with the --cgroup-parent of that group",
+                old.display()
+            )));
+        }
+        hooks::remove(place, aid)?;
     }
+    hooks::install(place, aid, group, &hooks::desired(&maps, aid))
 }
 
 /// Releases the allocations `ports` of `aid` (best effort: a failure
@@ -161,18 +237,14 @@ fn undo(conn: &Connection, aid: &Aid, ports: &[u16]) {
     }
 }
 
-/// After a failed exec: the AID's hooks follow what is left, which
-/// removes them, and the group, when the AID has nothing and nobody runs.
+/// After a failed exec, with the [`Lock`] held: the AID's hooks follow
+/// what is left, which removes them, and the group, when the AID has
+/// nothing and nobody runs.
 fn tidy(conn: &Connection, place: &Place, aid: &Aid) {
-    let Ok(_lock) = Lock::take(place) else {
-        return;
-    };
     if let Ok(maps) = mapping::list(conn) {
         if hooks::installed(place, aid) {
             let _ = hooks::sync_aid(place, aid, &maps);
-        } else if !maps.iter().any(|m| &m.aid == aid)
-            && !place::populated(&hooks::group_of(place, aid))
-        {
+        } else if !maps.iter().any(|m| &m.aid == aid) && !place::populated(&place.group(aid)) {
             let _ = hooks::remove(place, aid);
         }
     }
@@ -278,28 +350,39 @@ const KEEPER_GRACE: Duration = Duration::from_secs(30);
 pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16], pid: u32) -> Result<()> {
     let place = Place::current(Some(parent))?;
     let group = place.group(aid);
+    leave_vpm_groups(&place);
     let conn = Connection::open()?;
     let watch = conn.watch()?;
     wait_for_entry(&place, &group, pid);
     let report = |e: Error| eprintln!("vpmctl: keeper of AID {aid}: {e}");
+    // Whatever changed between exec's look and the subscription.
+    let mut woken = true;
     while place::populated(&group) {
-        match watch.wait(KEEPER_TICK) {
-            Ok(false) => continue,
-            Ok(true) => {}
+        if woken {
+            match follow(&conn, &place, aid) {
+                Ok(true) => {}
+                // vpm went away, and the hooks with it: binds of the
+                // fixed port are the kernel's own again.
+                Ok(false) => return outlive_unload(&place, aid, &group),
+                Err(e) => report(e),
+            }
+            std::thread::sleep(KEEPER_SPACING);
+        }
+        woken = match watch.wait(KEEPER_TICK) {
+            Ok(w) => w,
             Err(e) => {
                 report(e);
                 std::thread::sleep(KEEPER_TICK);
-                continue;
+                false
             }
-        }
-        match follow(&conn, &place, aid) {
-            Ok(true) => {}
-            // vpm went away, and the hooks with it: binds of the fixed
-            // port are the kernel's own again.
-            Ok(false) => return outlive_unload(&place, aid, &group),
-            Err(e) => report(e),
-        }
-        std::thread::sleep(KEEPER_SPACING);
+        };
+    }
+    let lock = Lock::take(&place)?;
+    // Under the lock, a new exec of the AID has either entered the group
+    // already or will find what this leaves.
+    if place::populated(&group) {
+        drop(lock);
+        return keep(aid, parent, release, ports, 0);
     }
     if release && alive(&conn) {
         for &p in ports {
@@ -310,10 +393,26 @@ pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16], pid: u32) ->
             }
         }
     }
-    match follow(&conn, &place, aid) {
+    match follow_locked(&conn, &place, aid) {
         Ok(true) => Ok(()),
-        Ok(false) => outlive_unload(&place, aid, &group),
+        Ok(false) => {
+            drop(lock);
+            outlive_unload(&place, aid, &group)
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// A keeper started from inside one of vpm's groups (a command that runs
+/// exec again) would keep that group populated for as long as it lives:
+/// it moves to the cgroup2 root instead.
+fn leave_vpm_groups(place: &Place) {
+    let Some(own) = place::own_cgroup() else {
+        return;
+    };
+    let own = place.cgroup2.join(own.trim_start_matches('/'));
+    if own.starts_with(&place.parent) {
+        let _ = std::fs::write(place.cgroup2.join("cgroup.procs"), "0");
     }
 }
 
@@ -339,19 +438,22 @@ fn alive(conn: &Connection) -> bool {
 /// [`hooks::sync_aid`]); `Ok(false)` if vpm is gone, in which case the
 /// hooks are removed.
 fn follow(conn: &Connection, place: &Place, aid: &Aid) -> Result<bool> {
+    let _lock = Lock::take(place)?;
+    follow_locked(conn, place, aid)
+}
+
+/// [`follow`] with the [`Lock`] held: the allocations are read under it,
+/// so no exec's newer hooks are overwritten with an older list.
+fn follow_locked(conn: &Connection, place: &Place, aid: &Aid) -> Result<bool> {
     let maps = if alive(conn) {
         mapping::list(conn).map(Some)
     } else {
         Ok(None)
     };
-    let _lock = Lock::take(place)?;
     match maps {
         Ok(Some(maps)) => hooks::sync_aid(place, aid, &maps).map(|()| true),
         Ok(None) => hooks::remove(place, aid).map(|()| false),
-        Err(e) if !alive(conn) => {
-            let _ = e;
-            hooks::remove(place, aid).map(|()| false)
-        }
+        Err(_) if !alive(conn) => hooks::remove(place, aid).map(|()| false),
         Err(e) => Err(e),
     }
 }
@@ -388,7 +490,7 @@ mod tests {
         }
     }
 
-    fn place(scope: Option<&str>) -> Place {
+    fn place(scope: &str) -> Place {
         Place::new(
             "/sys/fs/cgroup".into(),
             Path::new("/sys/fs/cgroup/vpm"),
@@ -399,7 +501,7 @@ mod tests {
 
     #[test]
     fn keeper_gets_the_parent_without_the_scope() {
-        for scope in [None, Some("net-42")] {
+        for scope in ["host", "net-42"] {
             let a = keeper_args(&place(scope), &opts(false), false);
             let pid = std::process::id().to_string();
             let want = [
@@ -417,7 +519,7 @@ mod tests {
 
     #[test]
     fn keeper_releases_only_when_asked() {
-        let a = keeper_args(&place(None), &opts(true), true);
+        let a = keeper_args(&place("host"), &opts(true), true);
         let a: Vec<_> = a.iter().map(|s| s.to_str().unwrap()).collect();
         let pid = std::process::id().to_string();
         assert_eq!(

@@ -42,8 +42,8 @@ pub const MAP: &str = "vpm_ports";
 /// that tidying up finds the group whatever parent exec was given).
 pub const GROUP_MAP: &str = "vpm_group";
 
-/// Size of `struct vpm_group_path`.
-const GROUP_PATH_SIZE: usize = 4096;
+/// Size of `struct vpm_group_path` (a u64 id, then the path).
+const GROUP_RECORD_SIZE: usize = 4096;
 
 /// `struct vpm_hook_key` of the BPF program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -238,34 +238,54 @@ pub fn installed(place: &Place, aid: &Aid) -> bool {
         .all(|p| dir.join(p).exists())
 }
 
-/// The cgroup AID `aid`'s hooks are attached to, as recorded when they
-/// were installed; the default place's group if that cannot be read.
+/// The cgroup AID `aid`'s hooks were attached to, as recorded when they
+/// were installed: its path and id (inode).
+pub fn recorded(place: &Place, aid: &Aid) -> Option<(std::path::PathBuf, u64)> {
+    let v = MapHandle::from_pinned_path(place.pin_dir(aid).join(GROUP_MAP))
+        .ok()?
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .ok()??;
+    parse_record(&v)
+}
+
+fn parse_record(v: &[u8]) -> Option<(std::path::PathBuf, u64)> {
+    let id = u64::from_ne_bytes(v.get(..8)?.try_into().ok()?);
+    let path = &v[8..];
+    let end = path.iter().position(|&b| b == 0)?;
+    let path = String::from_utf8(path[..end].to_vec()).ok()?;
+    path.starts_with('/').then(|| (path.into(), id))
+}
+
+/// The cgroup AID `aid`'s hooks are attached to; the place's group for
+/// the AID if no record can be read.
 pub fn group_of(place: &Place, aid: &Aid) -> std::path::PathBuf {
-    let recorded = MapHandle::from_pinned_path(place.pin_dir(aid).join(GROUP_MAP))
-        .ok()
-        .and_then(|m| m.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok().flatten())
-        .and_then(|v| {
-            let end = v.iter().position(|&b| b == 0)?;
-            String::from_utf8(v[..end].to_vec()).ok()
-        })
-        .filter(|p| p.starts_with('/'));
-    recorded
-        .map(std::path::PathBuf::from)
+    recorded(place, aid)
+        .map(|(p, _)| p)
         .unwrap_or_else(|| place.group(aid))
 }
 
-/// A group's path as `struct vpm_group_path`.
-fn group_record(group: &Path) -> Result<Vec<u8>> {
+/// Whether AID `aid`'s hooks are attached to `group` as it is now (the
+/// same path, and not a group removed and made again since).
+pub fn attached_to(place: &Place, aid: &Aid, group: &Path) -> bool {
+    match recorded(place, aid) {
+        Some((p, id)) => p == group && place::inode(group) == Some(id),
+        None => false,
+    }
+}
+
+/// A group's path and id as `struct vpm_group_path`.
+fn group_record(group: &Path, id: u64) -> Result<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let p = group.as_os_str().as_bytes();
-    if p.len() >= GROUP_PATH_SIZE || p.contains(&0) {
+    if p.len() >= GROUP_RECORD_SIZE - 8 || p.contains(&0) {
         return Err(Error::Host(format!(
             "cgroup path {} is too long for the hooks' record",
             group.display()
         )));
     }
-    let mut v = vec![0u8; GROUP_PATH_SIZE];
-    v[..p.len()].copy_from_slice(p);
+    let mut v = vec![0u8; GROUP_RECORD_SIZE];
+    v[..8].copy_from_slice(&id.to_ne_bytes());
+    v[8..8 + p.len()].copy_from_slice(p);
     Ok(v)
 }
 
@@ -314,8 +334,14 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
         .maps_mut()
         .find(|m| m.name() == GROUP_MAP)
         .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {GROUP_MAP}")))?;
-    rec.update(&0u32.to_ne_bytes(), &group_record(group)?, MapFlags::ANY)
-        .map_err(|e| bpf_err("recording the hooks' cgroup", e))?;
+    let id = place::inode(group)
+        .ok_or_else(|| Error::Host(format!("cgroup {} is gone", group.display())))?;
+    rec.update(
+        &0u32.to_ne_bytes(),
+        &group_record(group, id)?,
+        MapFlags::ANY,
+    )
+    .map_err(|e| bpf_err("recording the hooks' cgroup", e))?;
     rec.pin(dir.join(GROUP_MAP))
         .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(GROUP_MAP).display()), e))?;
     for name in PROGRAMS {
@@ -326,7 +352,9 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
         let mut link = prog.attach_cgroup(cg.as_raw_fd()).map_err(|e| {
             bpf_err(
                 format!(
-                    "cannot attach {name} to {} (the kernel needs CONFIG_CGROUP_BPF)",
+                    "cannot attach {name} to {} (the kernel needs CONFIG_CGROUP_BPF; \
+                     'Operation not permitted' can also mean a program attached \
+                     to a parent group forbids others: see bpftool cgroup tree)",
                     group.display()
                 ),
                 e,
@@ -368,41 +396,32 @@ pub fn remove(place: &Place, aid: &Aid) -> Result<()> {
     // rmdir fails on a directory that is not empty (or, for a group, has
     // processes), which is what keeps what is still used.
     let _ = std::fs::remove_dir(&group);
-    if let Some(scope) = group.parent().filter(|d| {
-        d.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("net-"))
-    }) {
+    if let Some(scope) = group
+        .parent()
+        .filter(|d| d.file_name() == place.groups.file_name())
+    {
         let _ = std::fs::remove_dir(scope);
     }
     if place.default_parent {
         let _ = std::fs::remove_dir(&place.parent);
     }
     let _ = std::fs::remove_dir(&place.pins);
-    if let Some(vpm) = place.pins.parent().filter(|p| p.ends_with("vpm")) {
-        let _ = std::fs::remove_dir(vpm);
-    }
+    let _ = std::fs::remove_dir(place.bpffs.join("vpm"));
     Ok(())
 }
 
-/// Serialises vpmctl processes that change hooks (exec, sync, the
-/// keepers): a lock on the bpffs directory, released when dropped.
+/// Serialises vpmctl processes that change hooks, groups or, around an
+/// exec, allocations (exec, sync, the keepers): a lock on the BPF
+/// filesystem's root, which is never removed; released when dropped.
 pub struct Lock {
     _dir: File,
 }
 
 impl Lock {
     pub fn take(place: &Place) -> Result<Self> {
-        let dir = place
-            .pins
-            .ancestors()
-            .find(|p| p.ends_with("vpm"))
-            .unwrap_or(&place.pins)
-            .to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| bpf_err(format!("cannot create {}", dir.display()), e))?;
+        let dir = &place.bpffs;
         let f =
-            File::open(&dir).map_err(|e| bpf_err(format!("cannot open {}", dir.display()), e))?;
+            File::open(dir).map_err(|e| bpf_err(format!("cannot open {}", dir.display()), e))?;
         loop {
             // SAFETY: `f` is an open file for the duration of the call.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -527,11 +546,15 @@ mod tests {
 
     #[test]
     fn the_group_record_is_a_nul_terminated_path() {
-        let r = group_record(Path::new("/sys/fs/cgroup/vpm/blue")).unwrap();
-        assert_eq!(r.len(), GROUP_PATH_SIZE);
-        assert!(r.starts_with(b"/sys/fs/cgroup/vpm/blue\0"));
-        let long = format!("/{}", "x".repeat(GROUP_PATH_SIZE));
-        assert!(group_record(Path::new(&long)).is_err());
+        let r = group_record(Path::new("/sys/fs/cgroup/vpm/blue"), 77).unwrap();
+        assert_eq!(r.len(), GROUP_RECORD_SIZE);
+        assert_eq!(
+            parse_record(&r),
+            Some(("/sys/fs/cgroup/vpm/blue".into(), 77))
+        );
+        let long = format!("/{}", "x".repeat(GROUP_RECORD_SIZE));
+        assert!(group_record(Path::new(&long), 1).is_err());
+        assert_eq!(parse_record(&[0; 8]), None);
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! vpm's allocations are per network namespace, cgroups and BPF pins are
 //! not: the same AID in two namespaces is two different applications.  So
 //! everything lives under a *scope* directory named after the namespace:
-//! none for the host's own namespace (the one PID 1 is in), `net-<inode>`
-//! for any other.  For AID `blue`:
+//! `host` for the host's own namespace (the one PID 1 is in),
+//! `net-<inode>` for any other.  For AID `blue`:
 //!
-//! - its group: `<parent>/[net-N/]blue`, parent `$VPM_CGROUP_PARENT` or
+//! - its group: `<parent>/<scope>/blue`, parent `$VPM_CGROUP_PARENT` or
 //!   `<cgroup2 mount>/vpm`;
-//! - its hooks: `<bpffs>/vpm/[net-N/]blue/{ports,bind4,bind6,...}`, bpffs
-//!   `$VPM_BPFFS` or `/sys/fs/bpf`.
+//! - its hooks: `<bpffs>/vpm/<scope>/blue/{vpm_ports,vpm_bind4,...}`,
+//!   bpffs `$VPM_BPFFS` or `/sys/fs/bpf`.
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,8 @@ pub struct Place {
     pub groups: PathBuf,
     /// The scope's bpffs directory: AIDs' pin directories are its children.
     pub pins: PathBuf,
+    /// The BPF filesystem's root: vpmctl's lock (never removed).
+    pub bpffs: PathBuf,
 }
 
 impl Place {
@@ -57,7 +59,13 @@ impl Place {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| default.clone()),
         };
-        if !parent.starts_with(&cgroup2) || !parent.is_absolute() {
+        let dotted = parent.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
+        if !parent.starts_with(&cgroup2) || !parent.is_absolute() || dotted {
             return Err(Error::Input(format!(
                 "the vpm cgroup parent {} is not below the cgroup v2 mount {}",
                 parent.display(),
@@ -78,23 +86,21 @@ impl Place {
             netns_inode("/proc/self/ns/net"),
             netns_inode("/proc/1/ns/net"),
         );
-        Ok(Self::new(cgroup2, &parent, &bpffs, scope.as_deref()))
+        let mut place = Self::new(cgroup2, &parent, &bpffs, &scope);
+        place.default_parent = parent == default;
+        Ok(place)
     }
 
     /// The place for the given directories and scope (see the module's
     /// documentation).
-    pub fn new(cgroup2: PathBuf, parent: &Path, bpffs: &Path, scope: Option<&str>) -> Self {
-        let (mut groups, mut pins) = (parent.to_path_buf(), bpffs.join("vpm"));
-        if let Some(s) = scope {
-            groups.push(s);
-            pins.push(s);
-        }
+    pub fn new(cgroup2: PathBuf, parent: &Path, bpffs: &Path, scope: &str) -> Self {
         Place {
             cgroup2,
             parent: parent.to_path_buf(),
             default_parent: false,
-            groups,
-            pins,
+            groups: parent.join(scope),
+            pins: bpffs.join("vpm").join(scope),
+            bpffs: bpffs.to_path_buf(),
         }
     }
 
@@ -153,14 +159,27 @@ pub fn events_populated(text: &str) -> bool {
     text.lines().any(|l| l.trim() == "populated 1")
 }
 
-/// The scope directory's name: none for the host's namespace (PID 1's),
+/// The scope directory's name: `host` for the host's namespace (PID 1's),
 /// `net-<inode>` for any other.  An unreadable inode is "other".
-pub fn scope_name(own: Option<u64>, init: Option<u64>) -> Option<String> {
+pub fn scope_name(own: Option<u64>, init: Option<u64>) -> String {
     match (own, init) {
-        (Some(a), Some(b)) if a == b => None,
-        (Some(a), _) => Some(format!("net-{a}")),
-        (None, _) => Some("net-unknown".into()),
+        (Some(a), Some(b)) if a == b => "host".into(),
+        (Some(a), _) => format!("net-{a}"),
+        (None, _) => "net-unknown".into(),
     }
+}
+
+/// The cgroup (relative to the cgroup2 root) of the calling process.
+pub fn own_cgroup() -> Option<String> {
+    let t = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+/// The inode of a directory (a cgroup's id), if it exists.
+pub fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Where the cgroup v2 hierarchy is mounted, from /proc/self/mounts (the
@@ -199,8 +218,7 @@ fn unescape_mount(s: &str) -> String {
 
 /// The inode of a namespace file: the namespace's identity.
 fn netns_inode(path: &str) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.ino())
+    inode(Path::new(path))
 }
 
 /// The filesystem type of `path`, or `None` if it cannot be read.
@@ -230,31 +248,42 @@ mod tests {
     }
 
     #[test]
-    fn host_namespace_has_no_scope_directory() {
+    fn host_namespace_is_the_host_scope() {
         let p = Place::new(
             "/sys/fs/cgroup".into(),
             Path::new("/sys/fs/cgroup/vpm"),
             Path::new("/sys/fs/bpf"),
-            scope_name(Some(7), Some(7)).as_deref(),
+            &scope_name(Some(7), Some(7)),
         );
-        assert_eq!(p.group(&aid("blue")), Path::new("/sys/fs/cgroup/vpm/blue"));
-        assert_eq!(p.pin_dir(&aid("blue")), Path::new("/sys/fs/bpf/vpm/blue"));
-        assert_eq!(p.kernel_path(&p.group(&aid("blue"))), "/vpm/blue");
+        assert_eq!(
+            p.group(&aid("blue")),
+            Path::new("/sys/fs/cgroup/vpm/host/blue")
+        );
+        assert_eq!(
+            p.pin_dir(&aid("blue")),
+            Path::new("/sys/fs/bpf/vpm/host/blue")
+        );
+        assert_eq!(p.kernel_path(&p.group(&aid("blue"))), "/vpm/host/blue");
+        // An AID named like a scope stays one level down.
+        assert_eq!(
+            p.group(&aid("net-5")),
+            Path::new("/sys/fs/cgroup/vpm/host/net-5")
+        );
     }
 
     #[test]
     fn other_namespaces_are_scoped_by_inode() {
         assert_eq!(
-            scope_name(Some(4026532290), Some(4026531840)).as_deref(),
-            Some("net-4026532290")
+            scope_name(Some(4026532290), Some(4026531840)),
+            "net-4026532290"
         );
-        assert_eq!(scope_name(None, Some(1)).as_deref(), Some("net-unknown"));
-        assert_eq!(scope_name(Some(5), None).as_deref(), Some("net-5"));
+        assert_eq!(scope_name(None, Some(1)), "net-unknown");
+        assert_eq!(scope_name(Some(5), None), "net-5");
         let p = Place::new(
             "/sys/fs/cgroup/unified".into(),
             Path::new("/sys/fs/cgroup/unified/apps/vpm"),
             Path::new("/sys/fs/bpf"),
-            Some("net-9"),
+            "net-9",
         );
         assert_eq!(
             p.group(&aid("g")),

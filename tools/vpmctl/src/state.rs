@@ -208,6 +208,29 @@ pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
 }
 
 /// Restores `want`; on any failure the namespace is left as it was.
+/// The groups `vpmctl exec` made (below the vpm cgroup parent) that a
+/// saved allocation names but that are gone (a flush removed an idle
+/// AID's group, or the host rebooted) are made again, so the kernel can
+/// find them.  Other cgroups are the operator's to make.
+fn recreate_exec_groups(want: &State) {
+    let Ok(place) = crate::place::Place::current(None) else {
+        return;
+    };
+    for c in want.mappings.iter().filter_map(|m| m.cgroup.as_deref()) {
+        let dir = place.cgroup2.join(c.trim_start_matches('/'));
+        let ours = dir.starts_with(&place.parent)
+            && dir.components().all(|p| {
+                matches!(
+                    p,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+        if ours && !dir.exists() {
+            let _ = std::fs::create_dir_all(&dir);
+        }
+    }
+}
+
 pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     if want.version != STATE_VERSION {
         return Err(Error::State(format!(
@@ -215,6 +238,7 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
             want.version
         )));
     }
+    recreate_exec_groups(want);
     let live = mapping::list(conn)?;
     if let Some(c) = first_conflict(want, &live) {
         return Err(Error::State(format!("nothing restored: {c}")));

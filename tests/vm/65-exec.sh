@@ -110,7 +110,7 @@ s vpmctl config --range 20000-29999 >/dev/null
 expect_fail 2 "cannot name a cgroup" s vpmctl exec --aid .. --port 9500 -- true
 expect_fail 127 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- /nonexistent/cmd
 expect "a missing command allocates nothing" nothing_left nocmd
-expect_fail 126 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- /etc/hostname
+expect_fail 126 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- "$VPM_ROOT/README.md"
 expect "a file that is not executable allocates nothing" nothing_left nocmd
 subtest PASS exec-refuses
 

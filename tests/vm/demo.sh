@@ -21,7 +21,7 @@ print(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode().strip())' 
 # ask NETNS-FN WANT URL: fetch and show it; the demo fails unless WANT answered.
 ask() {
 	local got
-	echo "| $1\$ curl http://10.9.0.2:9000/"
+	echo "| demo-$1\$ curl http://10.9.0.2:9000/"
 	got=$(fetch "$1" "$3")
 	echo "|   $got"
 	[ "$got" = "$2" ] || fail "expected '$2'"
@@ -52,13 +52,15 @@ say "The host: server 10.9.0.2 (netns demo-s); client 10.9.1.1 (demo-c1) and cli
 say "Start two unmodified web servers on port 9000, as AIDs blue and green"
 for aid in blue green; do
 	echo "| demo-s\$ vpmctl exec --aid $aid --port 9000 --release -- python3 -m http.server 9000 -d $aid/ &"
-	s vpmctl exec --aid "$aid" --port 9000 --release -- \
+	# nsenter itself is the background job (not a shell function's
+	# subshell), so that killing the job stops the server.
+	nsenter --net=/run/netns/demo-s vpmctl exec --aid "$aid" --port 9000 --release -- \
 		python3 -m http.server 9000 --directory "$www/$aid" >/dev/null 2>&1 &
 done
 say "... and two copies of a UDP echo server on port 7000"
 for aid in blue green; do
 	echo "| demo-s\$ vpmctl exec --aid $aid --port 7000 --proto udp --release -- udp-echo $aid 7000 &"
-	s vpmctl exec --aid "$aid" --port 7000 --proto udp --release -- \
+	nsenter --net=/run/netns/demo-s vpmctl exec --aid "$aid" --port 7000 --proto udp --release -- \
 		python3 -c 'import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[2])))
@@ -100,6 +102,7 @@ done
 say "A rule change moves new connections; a download in progress stays with blue"
 c1 python3 -c 'import hashlib, sys, time, urllib.request
 r = urllib.request.urlopen(sys.argv[1], timeout=60)
+open(sys.argv[2], "w").write("started")
 h, n = hashlib.sha256(), 0
 while True:
     chunk = r.read(65536)
@@ -108,10 +111,10 @@ while True:
     h.update(chunk)
     n += len(chunk)
     time.sleep(0.05)
-print(n, h.hexdigest())' http://10.9.0.2:9000/big.bin >"$www/download" 2>&1 &
+print(n, h.hexdigest())' http://10.9.0.2:9000/big.bin "$www/started" >"$www/download" 2>&1 &
 download=$!
 echo "| demo-c1\$ curl http://10.9.0.2:9000/big.bin   (4 MiB, read slowly, in the background)"
-sleep 2
+for _ in $(seq 300); do [ -e "$www/started" ] && break; sleep 0.1; done
 show demo-s s vpmctl rule del --port 9000 --from 10.9.1.0/24
 show demo-s s vpmctl rule add --port 9000 --from 10.9.1.0/24 --aid green
 ask c1 "Hello from green" http://10.9.0.2:9000/
@@ -121,7 +124,7 @@ want_hash=$(sha256sum "$www/blue/big.bin" | cut -d' ' -f1)
 if [ "${n:-}" = 4194304 ] && [ "${hash:-}" = "$want_hash" ]; then
 	echo "|   the download finished: 4194304 bytes, sha256 equal to blue's big.bin"
 else
-	fail "the download broke: $(cat "$www/download")"
+	fail "the download broke: $(tail -n1 "$www/download")"
 fi
 
 say "Counters: what vpm translated for each instance"
@@ -130,7 +133,7 @@ show demo-s s vpmctl show
 say "Stop the servers: --release gives the ports back, the hooks go"
 kill $(jobs -p) 2>/dev/null
 wait 2>/dev/null
-for _ in $(seq 150); do
+for _ in $(seq 300); do
 	[ ! -e /sys/fs/bpf/vpm ] && [ "$(s vpmctl show --json)" = "[]" ] && break
 	sleep 0.1
 done

@@ -75,7 +75,8 @@ impl Proto {
 /// The text form of `show` and `monitor`: `tcp`, `udp` or `tcp,udp`.
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.names().join(","))
+        // pad, not write_str: the table in `show` gives it a width.
+        f.pad(&self.names().join(","))
     }
 }
 

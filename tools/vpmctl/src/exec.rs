@@ -87,21 +87,26 @@ pub fn run(opts: &ExecOpts) -> Result<i32> {
     // groups or releases: the allocations, the hooks and the group this
     // exec checks stay as they are until it has entered the group.
     let lock = Lock::take(&place)?;
-    let prepared = make_group(&group)
-        .and_then(|()| {
+    // Looked at again under the lock: another exec of this AID may have
+    // run since (what a wait above made stays in `created`).
+    let prepared = mapping::list(&conn)
+        .and_then(|now| {
+            check_cgroups(&place, &group, &opts.aid, &opts.ports, &now)?;
+            check_hooks(&place, &group, &opts.aid)?;
+            make_group(&group)?;
             let add = AddOpts {
                 proto: Some(opts.proto),
                 cgroup: Some(place.kernel_path(&group)),
                 ..AddOpts::default()
             };
-            add_all(&conn, opts, &add, &before, &mut created)
+            add_all(&conn, opts, &add, &now, &mut created)
         })
         .and_then(|()| hook(&conn, &place, &group, &opts.aid))
         .and_then(|()| start_keeper(&place, opts))
         .and_then(|()| enter(&group));
     if let Err(e) = prepared {
         undo(&conn, &opts.aid, &created);
-        tidy(&conn, &place, &opts.aid);
+        tidy(&conn, &place, &group, &opts.aid);
         return Err(e);
     }
     drop(lock);
@@ -125,9 +130,9 @@ fn resolve(cmd: &std::ffi::OsStr) -> std::result::Result<(), i32> {
     let candidates: Vec<PathBuf> = if cmd.as_bytes().contains(&b'/') {
         vec![PathBuf::from(cmd)]
     } else {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(cmd)).collect())
-            .unwrap_or_default()
+        // execvp's own default when PATH is unset.
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        std::env::split_paths(&path).map(|d| d.join(cmd)).collect()
     };
     let executable = |p: &PathBuf| {
         use std::os::unix::fs::PermissionsExt;
@@ -158,7 +163,7 @@ fn check_cgroups(
         .filter(|m| &m.aid == aid && ports.contains(&m.port))
     {
         if let Some(c) = m.cgroup.as_deref().filter(|c| *c != want) {
-            return Err(Error::Input(format!(
+            return Err(Error::Host(format!(
                 "AID {aid}'s allocation of port {} is steered by cgroup {c}, not {want}: \
                  delete it (vpmctl del) or run exec with the --cgroup-parent it was made with",
                 m.port
@@ -205,11 +210,32 @@ fn add_all(
     Ok(())
 }
 
+/// Refuses an exec whose AID has hooks on another group that still runs
+/// processes (exec was given another parent): the command would run
+/// unhooked.  Expects the [`Lock`] held.
+fn check_hooks(place: &Place, group: &Path, aid: &Aid) -> Result<()> {
+    if !hooks::installed(place, aid) {
+        return Ok(());
+    }
+    match hooks::recorded(place, aid) {
+        Some((old, _)) if old != group && place::populated(&old) => Err(Error::Host(format!(
+            "AID {aid}'s socket hooks are on cgroup {}, which still runs processes: \
+             run exec with the --cgroup-parent of that group",
+            old.display()
+        ))),
+        Some(_) => Ok(()),
+        None => Err(Error::Host(format!(
+            "AID {aid}'s socket hooks in {} carry no record of their group: \
+             remove that directory (rm -r) and run exec again",
+            place.pin_dir(aid).display()
+        ))),
+    }
+}
+
 /// Installs the AID's hooks on `group`, or brings installed ones up to
-/// date.  Hooks on another group (exec was given another parent, or the
-/// group was removed and made again) are moved if nobody runs there, and
-/// refused otherwise: the command would run unhooked.  Expects the
-/// [`Lock`] held.
+/// date.  Hooks on another group ([`check_hooks`] let them through: that
+/// group is gone, empty, or was removed and made again) are taken off it
+/// first.  Expects the [`Lock`] held.
 fn hook(conn: &Connection, place: &Place, group: &Path, aid: &Aid) -> Result<()> {
     let maps = mapping::list(conn)?;
     if hooks::installed(place, aid) {
@@ -217,14 +243,10 @@ fn hook(conn: &Connection, place: &Place, group: &Path, aid: &Aid) -> Result<()>
             return hooks::sync_aid(place, aid, &maps);
         }
         let old = hooks::group_of(place, aid);
-        if old != group && place::populated(&old) {
-            return Err(Error::Input(format!(
-                "AID {aid}'s socket hooks are on cgroup {}, which still runs processes: \
-                 run exec with the --cgroup-parent of that group",
-                old.display()
-            )));
+        hooks::detach(place, aid)?;
+        if old != group {
+            let _ = std::fs::remove_dir(&old);
         }
-        hooks::remove(place, aid)?;
     }
     hooks::install(place, aid, group, &hooks::desired(&maps, aid))
 }
@@ -238,15 +260,19 @@ fn undo(conn: &Connection, aid: &Aid, ports: &[u16]) {
 }
 
 /// After a failed exec, with the [`Lock`] held: the AID's hooks follow
-/// what is left, which removes them, and the group, when the AID has
-/// nothing and nobody runs.
-fn tidy(conn: &Connection, place: &Place, aid: &Aid) {
-    if let Ok(maps) = mapping::list(conn) {
-        if hooks::installed(place, aid) {
-            let _ = hooks::sync_aid(place, aid, &maps);
-        } else if !maps.iter().any(|m| &m.aid == aid) && !place::populated(&place.group(aid)) {
-            let _ = hooks::remove(place, aid);
-        }
+/// what is left, which removes them and their group when the AID has
+/// nothing and nobody runs; a group this exec made for nothing goes.
+fn tidy(conn: &Connection, place: &Place, group: &Path, aid: &Aid) {
+    let Ok(maps) = mapping::list(conn) else {
+        return;
+    };
+    if hooks::installed(place, aid) {
+        let _ = hooks::sync_aid(place, aid, &maps);
+    }
+    let hooked_here = hooks::installed(place, aid) && hooks::group_of(place, aid) == group;
+    if !hooked_here && !maps.iter().any(|m| &m.aid == aid) && !place::populated(group) {
+        let _ = hooks::remove(place, aid);
+        let _ = std::fs::remove_dir(group);
     }
 }
 
@@ -357,33 +383,36 @@ pub fn keep(aid: &Aid, parent: &Path, release: bool, ports: &[u16], pid: u32) ->
     let report = |e: Error| eprintln!("vpmctl: keeper of AID {aid}: {e}");
     // Whatever changed between exec's look and the subscription.
     let mut woken = true;
-    while place::populated(&group) {
-        if woken {
-            match follow(&conn, &place, aid) {
-                Ok(true) => {}
-                // vpm went away, and the hooks with it: binds of the
-                // fixed port are the kernel's own again.
-                Ok(false) => return outlive_unload(&place, aid, &group),
-                Err(e) => report(e),
+    let lock = loop {
+        while place::populated(&group) {
+            if woken {
+                match follow(&conn, &place, aid) {
+                    Ok(true) => {}
+                    // vpm went away, and the hooks with it: binds of the
+                    // fixed port are the kernel's own again.
+                    Ok(false) => return outlive_unload(&place, aid, &group),
+                    Err(e) => report(e),
+                }
+                std::thread::sleep(KEEPER_SPACING);
             }
-            std::thread::sleep(KEEPER_SPACING);
+            woken = match watch.wait(KEEPER_TICK) {
+                Ok(w) => w,
+                Err(e) => {
+                    report(e);
+                    std::thread::sleep(KEEPER_TICK);
+                    false
+                }
+            };
         }
-        woken = match watch.wait(KEEPER_TICK) {
-            Ok(w) => w,
-            Err(e) => {
-                report(e);
-                std::thread::sleep(KEEPER_TICK);
-                false
-            }
-        };
-    }
-    let lock = Lock::take(&place)?;
-    // Under the lock, a new exec of the AID has either entered the group
-    // already or will find what this leaves.
-    if place::populated(&group) {
+        let lock = Lock::take(&place)?;
+        // Under the lock, a new exec of the AID has either entered the
+        // group already (keep following) or will find what this leaves.
+        if !place::populated(&group) {
+            break lock;
+        }
         drop(lock);
-        return keep(aid, parent, release, ports, 0);
-    }
+        woken = true;
+    };
     if release && alive(&conn) {
         for &p in ports {
             match mapping::del(&conn, aid, p) {
@@ -412,7 +441,13 @@ fn leave_vpm_groups(place: &Place) {
     };
     let own = place.cgroup2.join(own.trim_start_matches('/'));
     if own.starts_with(&place.parent) {
-        let _ = std::fs::write(place.cgroup2.join("cgroup.procs"), "0");
+        if let Err(e) = std::fs::write(place.cgroup2.join("cgroup.procs"), "0") {
+            eprintln!(
+                "vpmctl: keeper: cannot leave {} for the cgroup2 root ({e}): that group \
+                 stays populated while the keeper runs",
+                own.display()
+            );
+        }
     }
 }
 

@@ -387,6 +387,12 @@ fn remove_pins(dir: &Path) -> Result<()> {
     }
 }
 
+/// Takes AID `aid`'s hooks off their group (removes the pins), leaving
+/// groups and directories as they are.
+pub fn detach(place: &Place, aid: &Aid) -> Result<()> {
+    remove_pins(&place.pin_dir(aid))
+}
+
 /// Removes AID `aid`'s hooks, and its group and the directories above it
 /// that vpm made, when they are empty.  A group that still has processes
 /// stays.

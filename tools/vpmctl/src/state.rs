@@ -207,14 +207,15 @@ pub fn first_conflict(want: &State, live: &[Mapping]) -> Option<String> {
     None
 }
 
-/// Restores `want`; on any failure the namespace is left as it was.
 /// The groups `vpmctl exec` made (below the vpm cgroup parent) that a
 /// saved allocation names but that are gone (a flush removed an idle
 /// AID's group, or the host rebooted) are made again, so the kernel can
-/// find them.  Other cgroups are the operator's to make.
-fn recreate_exec_groups(want: &State) {
+/// find them.  Other cgroups are the operator's to make.  Returns the
+/// directories made, to remove again if the restore fails.
+fn recreate_exec_groups(want: &State) -> Vec<std::path::PathBuf> {
+    let mut made = Vec::new();
     let Ok(place) = crate::place::Place::current(None) else {
-        return;
+        return made;
     };
     for c in want.mappings.iter().filter_map(|m| m.cgroup.as_deref()) {
         let dir = place.cgroup2.join(c.trim_start_matches('/'));
@@ -226,11 +227,23 @@ fn recreate_exec_groups(want: &State) {
                 )
             });
         if ours && !dir.exists() {
-            let _ = std::fs::create_dir_all(&dir);
+            // Each missing level, outermost first, so that undo can remove
+            // them innermost first.
+            let mut missing: Vec<_> = dir
+                .ancestors()
+                .take_while(|d| !d.exists())
+                .map(|d| d.to_path_buf())
+                .collect();
+            missing.reverse();
+            if std::fs::create_dir_all(&dir).is_ok() {
+                made.extend(missing);
+            }
         }
     }
+    made
 }
 
+/// Restores `want`; on any failure the namespace is left as it was.
 pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     if want.version != STATE_VERSION {
         return Err(Error::State(format!(
@@ -238,7 +251,6 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
             want.version
         )));
     }
-    recreate_exec_groups(want);
     let live = mapping::list(conn)?;
     if let Some(c) = first_conflict(want, &live) {
         return Err(Error::State(format!("nothing restored: {c}")));
@@ -247,6 +259,23 @@ pub fn restore(conn: &Connection, want: &State) -> Result<()> {
     if let Some(c) = first_rule_conflict(want, &live_rules) {
         return Err(Error::State(format!("nothing restored: {c}")));
     }
+    let made = recreate_exec_groups(want);
+    let r = apply(conn, want, &live, &live_rules);
+    if r.is_err() {
+        for d in made.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    r
+}
+
+/// The changes of [`restore`], after its checks.
+fn apply(
+    conn: &Connection,
+    want: &State,
+    live: &[mapping::Mapping],
+    live_rules: &[Rule],
+) -> Result<()> {
     let old: Config = config::get(conn)?;
     config::set(
         conn,

@@ -267,3 +267,19 @@ expect_fail 3 "not loaded" s vpmctl exec --aid blue --port 9000 -- touch "$work/
 expect "CMD did not start without the module" test ! -e "$work/started2"
 load
 subtest PASS exec-unload
+
+# ---- save, flush, restore with an exec'd AID nobody runs --------------------
+s vpmctl exec --aid idle --port 9700 -- true
+expect "idle keeps its hooks and group (no --release)" test -e "$pins/idle/vpm_ports" -a -d "$groups/idle"
+s vpmctl save >"$work/state.json"
+s vpmctl flush
+expect "flush removed idle's hooks and group" nothing_left idle
+s vpmctl restore "$work/state.json"
+expect_eq "restore made idle's group again and steers by it" "/vpm/$scope/idle" \
+	"$(s vpmctl show --json | json_at aid=idle cgroup)"
+out=$(s vpmctl exec --aid idle --port 9700 --release -- $PROBE 9700 --tcp-only --hold "$work/held4")
+expect_eq "exec on the restored AID" "tcp6 9700" "$out"
+expect_eq "... on the restored anonymous port" "$(s python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["mappings"][0]["anon_port"])' "$work/state.json")" \
+	"$(cat "$work/held4")"
+wait_for 15 "idle released, hooks and group removed" nothing_left idle
+subtest PASS exec-save-flush-restore

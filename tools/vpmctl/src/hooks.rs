@@ -470,9 +470,6 @@ pub fn sync(conn: &Connection) -> Result<()> {
     let Some(place) = Place::existing() else {
         return Ok(());
     };
-    if place.hooked_aids().is_empty() {
-        return Ok(());
-    }
     let _lock = Lock::take(&place)?;
     let maps = mapping::list(conn)?;
     for aid in place.hooked_aids() {
@@ -482,7 +479,28 @@ pub fn sync(conn: &Connection) -> Result<()> {
             ))
         })?;
     }
+    sweep_groups(&place, &maps);
     Ok(())
+}
+
+/// Removes the groups in this scope's directory of AIDs that have no
+/// hooks, no allocation and no process (a group `restore` made again for
+/// an allocation deleted since, say); then the scope's directory if it
+/// is empty.  Expects the [`Lock`] held.
+fn sweep_groups(place: &Place, maps: &[Mapping]) {
+    for aid in place.grouped_aids() {
+        let group = place.group(&aid);
+        if !place.pin_dir(&aid).exists()
+            && !maps.iter().any(|m| m.aid == aid)
+            && !place::populated(&group)
+        {
+            let _ = std::fs::remove_dir(&group);
+        }
+    }
+    let _ = std::fs::remove_dir(&place.groups);
+    if place.default_parent {
+        let _ = std::fs::remove_dir(&place.parent);
+    }
 }
 
 /// libbpf prints its progress on stderr; vpmctl reports its errors itself.

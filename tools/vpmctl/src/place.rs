@@ -109,7 +109,14 @@ impl Place {
     /// missing, which rules hooks out), so commands that only follow
     /// hooks do nothing.
     pub fn existing() -> Option<Self> {
-        Self::current(None).ok().filter(|p| p.pins.is_dir())
+        Self::current(None)
+            .ok()
+            .filter(|p| p.pins.is_dir() || p.groups.is_dir())
+    }
+
+    /// The AIDs that have a group in this scope's directory.
+    pub fn grouped_aids(&self) -> Vec<Aid> {
+        aids_in(&self.groups)
     }
 
     /// AID `aid`'s cgroup directory.
@@ -133,17 +140,22 @@ impl Place {
 
     /// The AIDs that have a pin directory here.
     pub fn hooked_aids(&self) -> Vec<Aid> {
-        let Ok(dir) = std::fs::read_dir(&self.pins) else {
-            return Vec::new();
-        };
-        let mut aids: Vec<Aid> = dir
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .collect();
-        aids.sort();
-        aids
+        aids_in(&self.pins)
     }
+}
+
+/// The subdirectories of `dir` whose names are AIDs.
+fn aids_in(dir: &Path) -> Vec<Aid> {
+    let Ok(dir) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut aids: Vec<Aid> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    aids.sort();
+    aids
 }
 
 /// Whether a cgroup has processes (its own or its descendants'), from its

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vpm-timeout: 600
+# vpm-timeout: 1200
 # vpmctl exec: unmodified servers bind the fixed port and get their AID's
 # anonymous port through the cgroup socket hooks.
 #

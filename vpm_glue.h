@@ -92,4 +92,16 @@ void vpm_dump_set_seq(struct netlink_callback *cb, u32 gen);
 /* Whether a TCP or UDP socket of @net is bound to @port. */
 bool vpm_port_bound(struct net *net, u16 port);
 
+/*
+ * The in-kernel micro-benchmark (vpm_bench.rs), in vpm_bench_glue.c, which
+ * only a VPM_BENCH=1 build compiles: a packet-like skb to run the hook on.
+ */
+struct net *vpm_bench_current_net(void);
+struct sk_buff *vpm_bench_skb_new(const u8 *data, unsigned int len, u8 pf);
+void vpm_bench_skb_free(struct sk_buff *skb);
+u8 *vpm_bench_skb_nh(struct sk_buff *skb);
+void vpm_bench_bh_disable(void);
+void vpm_bench_bh_enable(void);
+u64 vpm_bench_ns(void);
+
 #endif /* _VPM_GLUE_H */

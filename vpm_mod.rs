@@ -32,10 +32,15 @@
 use kernel::prelude::*;
 
 mod vpm_alloc;
+#[cfg(vpm_bench)]
+mod vpm_bench;
 mod vpm_counters;
 #[cfg_attr(
-    not(CONFIG_KUNIT = "y"),
-    expect(dead_code, reason = "checksum() and sum_bytes() serve the KUnit suite")
+    not(any(CONFIG_KUNIT = "y", vpm_bench)),
+    expect(
+        dead_code,
+        reason = "checksum() and sum_bytes() serve the KUnit suite and the benchmark"
+    )
 )]
 mod vpm_csum;
 mod vpm_error;
@@ -81,6 +86,10 @@ pub(crate) const VERSION: &CStr = c"0.1.0";
 /// family goes first, so no request can arrive while the per-namespace
 /// state (and with it the hooks) is torn down.
 struct Vpm {
+    /// The micro-benchmark's trigger (`VPM_BENCH=1` builds): removed
+    /// first, since a running benchmark uses the per-namespace state.
+    #[cfg(vpm_bench)]
+    _bench: vpm_bench::BenchFile,
     _genl: vpm_sys::GenlFamily,
     _pernet: vpm_sys::Registration<vpm_state::NetState>,
 }
@@ -89,8 +98,12 @@ impl kernel::Module for Vpm {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let pernet = vpm_net::PERNET.register()?;
         let genl = vpm_sys::GenlFamily::register()?;
+        #[cfg(vpm_bench)]
+        let bench = vpm_bench::BenchFile::new()?;
         pr_info!("vpm {} loaded\n", VERSION.to_str().unwrap_or("?"));
         Ok(Self {
+            #[cfg(vpm_bench)]
+            _bench: bench,
             _genl: genl,
             _pernet: pernet,
         })

@@ -146,3 +146,24 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn vpm_port_bound(net: *mut net, port: u16) -> bool;
 }
+unsafe extern "C" {
+    pub fn vpm_bench_current_net() -> *mut net;
+}
+unsafe extern "C" {
+    pub fn vpm_bench_skb_new(data: *const u8, len: kernel::ffi::c_uint, pf: u8) -> *mut sk_buff;
+}
+unsafe extern "C" {
+    pub fn vpm_bench_skb_free(skb: *mut sk_buff);
+}
+unsafe extern "C" {
+    pub fn vpm_bench_skb_nh(skb: *mut sk_buff) -> *mut u8;
+}
+unsafe extern "C" {
+    pub fn vpm_bench_bh_disable();
+}
+unsafe extern "C" {
+    pub fn vpm_bench_bh_enable();
+}
+unsafe extern "C" {
+    pub fn vpm_bench_ns() -> u64;
+}

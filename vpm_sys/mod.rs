@@ -15,7 +15,8 @@
 //! - `genl.rs`: the netlink family, requests, replies, events and the
 //!   `do` entry points ([`genl_doit!`]);
 //! - `dump.rs`: netlink dumps and their entry points ([`genl_dumpit!`]);
-//! - `misc.rs`: clock, random numbers, cgroup lookups.
+//! - `misc.rs`: clock, random numbers, cgroup lookups;
+//! - `bench.rs`: the micro-benchmark's skbs and clock (`VPM_BENCH=1`).
 //!
 //! The floor imports nothing above it: it names no vpm type but those of
 //! the pure core (`vpm_parse::Packet`).  The C entry points live with
@@ -25,6 +26,8 @@
 
 mod ffi;
 
+#[cfg(vpm_bench)]
+pub(crate) mod bench;
 pub(crate) mod dump;
 pub(crate) mod genl;
 pub(crate) mod misc;

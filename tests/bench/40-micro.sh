@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# vpm-timeout: 420
+# vpm-timeout-long: 1500
+# The in-kernel micro-benchmark (vpm_bench.rs, built in by VPM_BENCH=1):
+# vpm's hook run N times on a prepared skb, in nanoseconds per packet,
+# for hits (one pinned flow, 4,096 flows, a new flow every packet, the
+# reply direction), a miss, both families and both protocols; the pieces
+# of the hit path one by one; and the hit path with 1, 256, 4,096 and
+# (nearly) 65,535 allocations.  Prints "VPM-BENCH" records (case "micro",
+# unit ns) for tests/bench/report.py; asserts nothing about speed.
+. "$VPM_ROOT/tests/vm/lib/lib.sh"
+
+trigger=/sys/kernel/debug/vpm/bench
+[ -e "$trigger" ] || {
+	echo "no $trigger: vpm.ko was not built with VPM_BENCH=1 (make bench does that)" >&2
+	exit 1
+}
+iters=$(pick 5000 20000)
+reps=$(pick 5 9)
+flows=4096
+
+fresh_netns vpmmicro
+NS=/run/netns/vpmmicro
+ip -n vpmmicro link set lo up
+ip -n vpmmicro addr add 10.9.0.1/32 dev lo
+ip -n vpmmicro addr add fd09::1/128 dev lo nodad
+m() { ip netns exec vpmmicro vpmctl "$@"; }
+m add --aid bench --port 9000 >/dev/null
+m rule add --port 9000 --aid bench >/dev/null
+entries=1
+
+# bench KIND PKT [FLOWS]: run one command in the namespace, print records.
+bench() {
+	local out name rep ns
+	# nsenter, not ip netns exec: that one remounts /sys, hiding debugfs.
+	out=$(nsenter --net="$NS" sh -c "echo '$1 $2 $iters $reps ${3:-}' >$trigger && cat $trigger") || {
+		echo "bench '$*' failed" >&2
+		return 1
+	}
+	[ -n "$out" ] || { echo "bench '$*': no result" >&2; return 1; }
+	while read -r name rep ns; do
+		printf 'VPM-BENCH {"case":"micro","metric":"%s","entries":%d,"rep":%d,"value":%s,"unit":"ns"}\n' \
+			"$name" "$entries" "$rep" "$ns"
+	done <<<"$out"
+	echo "$name at $entries entries: $(echo "$out" | awk '{print $3}' | sort -n | tr '\n' ' ')ns" >&2
+}
+
+echo "VPM-BENCH-META {\"form\":\"$(pick short full)\",\"script\":\"40-micro\",\"iters\":$iters,\"reps\":$reps}"
+
+# The hook, every path, at one allocation.
+for pkt in udp4 tcp4 udp6 tcp6; do
+	bench hit $pkt
+	bench miss $pkt
+done
+bench flows udp4 $flows
+bench flows tcp4 $flows
+bench new udp4
+bench new tcp4
+bench out tcp4
+bench out tcp6
+subtest PASS hook-paths
+
+# Where the hit path's time goes.
+for part in parse local views flow count writable clock; do
+	bench $part udp4
+	bench $part udp6
+done
+subtest PASS breakdown
+
+# The hit path as the table grows: more instances behind the same port
+# (each its own anonymous port, its own reply view), and 4,096 flows.
+m config --range 1-65535 --max-entries 65535 >/dev/null
+have=1
+for want in 256 4096 65535; do
+	: >"$work/batch"
+	while [ $have -lt $want ]; do
+		have=$((have + 1))
+		echo "add --aid b$have --port 9000"
+	done >"$work/batch"
+	# The allocator cannot hand out the fixed port itself: the last
+	# allocations may fail; what the table holds is what is reported.
+	m batch "$work/batch" >/dev/null 2>"$work/batch.err" || true
+	entries=$(m config --json | json entries)
+	[ "$entries" -ge $((want - 1)) ] || {
+		echo "only $entries allocations of $want:" >&2
+		tail -n 3 "$work/batch.err" >&2
+		exit 1
+	}
+	bench hit udp4
+	bench hit tcp6
+	bench flows udp4 $flows
+done
+subtest PASS scale
+m flush >/dev/null

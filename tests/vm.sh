@@ -4,7 +4,10 @@
 #   tests/vm.sh check KDIR   run tests/vm/[0-9]*.sh, KUnit, kmemleak; verdict
 #   tests/vm.sh run KDIR     the demo (tests/vm/demo.sh): two instances behind one port
 #   tests/vm.sh bench KDIR   run tests/bench/[0-9]*.sh (timing assertions; meant
-#                            for the lean kernel, with VPM_KO built for it)
+#                            for the lean kernel, with VPM_KO built for it);
+#                            their VPM-BENCH records go to $VPM_BENCH_LOG
+#                            (default $VPM_CACHE/bench/last.log), read by
+#                            tests/bench/report.py
 #
 # The guest sees the host's root filesystem read-only, so it uses vpm.ko
 # and vpmctl straight from this tree.  Its console (kernel log included) is
@@ -41,12 +44,22 @@ esac
 [ -n "$kdir" ] || vpm_die "$usage (KDIR: a built kernel tree)"
 : "${CARGO_TARGET_DIR:=$VPM_ROOT/target}"
 vpmctl=$CARGO_TARGET_DIR/release/vpmctl
+ko=${VPM_KO:-$VPM_ROOT/vpm.ko}
+# The benchmarks' connection-rate load generator (make bench builds it).
+loadgen=${VPM_LOADGEN:-$CARGO_TARGET_DIR/release/vpm-loadgen}
+bench_log=${VPM_BENCH_LOG:-$VPM_CACHE/bench/last.log}
 
 command -v vng >/dev/null || vpm_die "virtme-ng (vng) not found: run 'make deps'"
 command -v qemu-system-x86_64 >/dev/null || vpm_die "qemu-system-x86_64 not found: run 'make deps'"
 [ -f "$kdir/arch/x86/boot/bzImage" ] || vpm_die "no kernel image in $kdir: run 'make kernel'"
-[ -f "$VPM_ROOT/vpm.ko" ] || vpm_die "vpm.ko not built: run 'make module'"
+[ -f "$ko" ] || vpm_die "$ko not built: run 'make module'"
 [ -x "$vpmctl" ] || vpm_die "$vpmctl not built: run 'make vpmctl'"
+if [ "$mode" = bench ]; then
+	[ -x "$loadgen" ] || vpm_log "warning: $loadgen not built (make loadgen): connection-rate figures will be missing"
+	# Never leave a previous run's records where this run's are expected.
+	mkdir -p "$(dirname "$bench_log")"
+	rm -f "$bench_log"
+fi
 
 # Anything but 1 is the short form, here and in the guest.
 [ "${VPM_LONG:-0}" = 1 ] || VPM_LONG=0
@@ -79,7 +92,7 @@ autorun=1
 [ "$mode" = run ] && autorun=0
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=${VPM_KO:-$VPM_ROOT/vpm.ko} VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
 vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s); console log: $log"
 set +e
 timeout --kill-after=30 "$vm_limit" \
@@ -91,6 +104,22 @@ set -e
 [ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${vm_limit}s"
 # The serial console ends lines with CR LF.
 sed -i 's/\r$//' "$log"
+
+# The benchmark's records: the host's facts first (the guest adds its own
+# VPM-BENCH-META), then every VPM-BENCH line of the console, wherever it
+# starts (report.py skips what precedes the marker).
+if [ "$mode" = bench ]; then
+	accel=tcg
+	[ "${VPM_KVM:-0}" = 1 ] && accel=kvm
+	cpu_model=$(sed -n '/^model name/{s/^[^:]*:[[:space:]]*//;s/["\\]//g;p;q}' /proc/cpuinfo)
+	config_sha=$(sha256sum "$kdir/.config" 2>/dev/null | cut -c1-12) || config_sha=
+	{
+		printf 'VPM-BENCH-META {"date":"%s","accel":"%s","host_cpu_model":"%s","host_cpus":%d,"kernel_config_sha256":"%s"}\n' \
+			"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$accel" "$cpu_model" "$(nproc)" "${config_sha:-unknown}"
+		grep -a 'VPM-BENCH' "$log" || true
+	} >"$bench_log"
+	echo "benchmark records: $bench_log ($(grep -c 'VPM-BENCH ' "$bench_log" || true) records)"
+fi
 
 # ---- verdict ------------------------------------------------------------
 # Splats are looked for in the whole console, not only during tests.

@@ -5,7 +5,10 @@
 #                    unload, kmemleak scan; print PASS/FAIL lines and
 #                    "VPM-RESULT <passed> <failed>" / "VPM-TAINT <n>"
 #   guest.sh run     the demo
-#   guest.sh bench   load $VPM_KO, run tests/bench/[0-9]*.sh, unload
+#   guest.sh bench   load $VPM_KO, run tests/bench/[0-9]*.sh, unload; their
+#                    "VPM-BENCH ..." and "VPM-BENCH-META ..." lines (the
+#                    benchmark's records, tests/bench/report.py) always reach
+#                    the console, after a passing test's PASS line too
 #
 # Each test script is one test, except that lines "SUBTEST PASS|FAIL name"
 # it prints count as tests of their own (KUnit cases, for instance).
@@ -21,6 +24,8 @@ set -u
 mode=$1
 cd "$VPM_ROOT"
 export VPM_ROOT VPMCTL VPM_KO VPM_LONG="${VPM_LONG:-0}"
+# The benchmarks' TCP connection-rate load generator (tools/loadgen).
+export VPM_LOADGEN="${VPM_LOADGEN:-}"
 export PATH="$(dirname "$VPMCTL"):$PATH"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || true
 # What a host's init mounts: the unified cgroup hierarchy and the BPF
@@ -199,8 +204,11 @@ run_tests() {
 		out=$(mktemp)
 		before=$(user_pids)
 		if ! run_limited "$name" "$t" "$out"; then
-			grep -vE '^SUBTEST ' "$out" | tail -n 30 | sed 's/^/    /'
+			grep -avE '^SUBTEST |^VPM-BENCH' "$out" | tail -n 30 | sed 's/^/    /'
 		fi
+		# Benchmark records go to the console whatever the verdict (once:
+		# the failure's tail above leaves them out).
+		[ "$mode" = bench ] && grep -aE '^VPM-BENCH(-META)? ' "$out"
 		while read -r _ st sub; do
 			if [ "$st" = PASS ]; then pass "$name:$sub"; else fail "$name:$sub"; fi
 		done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")
@@ -213,6 +221,13 @@ run_tests() {
 }
 
 if [ "$mode" = bench ]; then
+	# What the report's header needs from the guest (tests/vm.sh adds the
+	# host's side: accelerator, host CPU, kernel config hash, date).
+	model=$(sed -n '/^model name/{s/^[^:]*:[[:space:]]*//;s/["\\]//g;p;q}' /proc/cpuinfo)
+	form=short
+	[ "$VPM_LONG" = 1 ] && form=long
+	printf 'VPM-BENCH-META {"form":"%s","cpu_model":"%s","cpus":%d,"kernel":"%s"}\n' \
+		"$form" "$model" "$(nproc)" "$(uname -r)"
 	if insmod "$VPM_KO"; then pass insmod; else fail insmod; fi
 	run_tests "$VPM_ROOT/tests/bench"
 	if rmmod vpm; then pass rmmod; else fail rmmod; fi

@@ -135,7 +135,7 @@ vm-test: module vpmctl
 bench-module: deps vpmctl loadgen
 	@$(ROOT)/tools/kernel.sh build base
 	@rm -rf "$(BENCH_DIR)" && mkdir -p "$(BENCH_DIR)" && \
-		cp -r $(ROOT)/Kbuild $(ROOT)/vpm_*.rs $(ROOT)/vpm_sys $(ROOT)/vpm_glue.[ch] $(ROOT)/gen $(ROOT)/uapi "$(BENCH_DIR)/"
+		cp -r $(ROOT)/Kbuild $(ROOT)/vpm_*.rs $(ROOT)/vpm_sys $(ROOT)/vpm_glue.[ch] $(ROOT)/vpm_bench_glue.c $(ROOT)/gen $(ROOT)/uapi "$(BENCH_DIR)/"
 	@$(ENV); kdir=$$($(ROOT)/tools/kernel.sh dir base) && \
 		$(MAKE) -s -C "$$kdir" M="$(BENCH_DIR)" LLVM= VPM_BENCH=1 modules
 

@@ -413,6 +413,14 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
         self.find(k, now).map(|(_, _, p, _)| p)
     }
 
+    /// The live pin of `k` with its slot, which [`Pinned::touch`] then
+    /// refreshes without hashing and searching the bucket again (the
+    /// packet path's lookup-then-touch).
+    pub(crate) fn pinned(&self, k: &FlowKey, now: u32) -> Option<Pinned<'_>> {
+        self.find(k, now)
+            .map(|(slot, tag, pin, _)| Pinned { slot, tag, pin })
+    }
+
     /// The live pin of `k` and where it stands (for the tests).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn lookup_state(&self, k: &FlowKey, now: u32) -> Option<(Pin, PinState)> {
@@ -429,32 +437,7 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     /// Records a packet of a pinned flow (see the module documentation
     /// for what each side's packets do).  Returns whether `k` was pinned.
     pub(crate) fn touch(&self, k: &FlowKey, now: u32, seen: Seen) -> bool {
-        let Some((slot, tag, _, _)) = self.find(k, now) else {
-            return false;
-        };
-        // A CAS fails only when another CPU changed the slot meanwhile;
-        // a few tries cover concurrent packets of the same flow.
-        for _ in 0..4 {
-            let Some((l, pin)) = Self::read(slot, tag, now) else {
-                // Ended, expired or taken over meanwhile: not ours to touch.
-                return false;
-            };
-            let Some(new) = next_life(l, pin, seen, now) else {
-                return true;
-            };
-            if new == l {
-                // Nothing changes: spare the cache line a write.
-                return true;
-            }
-            if slot
-                .life
-                .compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return true;
-            }
-        }
-        true
+        self.pinned(k, now).is_some_and(|p| p.touch(now, seen))
     }
 
     /// Pins `k` to `pin` (unconfirmed) from `now` on.  The caller found no
@@ -538,6 +521,46 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
                 l != 0 && state_of(l) != CLAIMED && !expired(deadline_of(l), now)
             })
             .count()
+    }
+}
+
+/// A flow's pin found by [`FlowTable::pinned`], with its slot.
+pub(crate) struct Pinned<'a> {
+    slot: &'a Slot,
+    tag: u32,
+    /// The pin.
+    pub(crate) pin: Pin,
+}
+
+impl Pinned<'_> {
+    /// Records a packet of the flow (see [`FlowTable::touch`]).  The slot
+    /// is read again: if it changed hands since it was found, nothing
+    /// changes, as when [`FlowTable::touch`] finds no pin.
+    pub(crate) fn touch(&self, now: u32, seen: Seen) -> bool {
+        // A CAS fails only when another CPU changed the slot meanwhile;
+        // a few tries cover concurrent packets of the same flow.
+        for _ in 0..4 {
+            let Some((l, pin)) = FlowTable::<&[Slot]>::read(self.slot, self.tag, now) else {
+                // Ended, expired or taken over meanwhile: not ours to touch.
+                return false;
+            };
+            let Some(new) = next_life(l, pin, seen, now) else {
+                return true;
+            };
+            if new == l {
+                // Nothing changes: spare the cache line a write.
+                return true;
+            }
+            if self
+                .slot
+                .life
+                .compare_exchange(l, new, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        true
     }
 }
 

@@ -55,7 +55,7 @@ use kernel::sync::rcu;
 
 use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_csum;
-use crate::vpm_flow::{FlowKey, Inserted, Pin, Seen, TCP_ACK, TCP_SYN};
+use crate::vpm_flow::{FlowKey, Inserted, Pin, Pinned, Seen, TCP_ACK, TCP_SYN};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::Source;
 use crate::vpm_state::NetState;
@@ -164,8 +164,9 @@ fn steer_in<'g>(
     } else {
         None
     };
-    let found = pinned_or_selected(state, guard, flow.proto, &key, local)?;
-    let (anon, counters) = pin(state, guard, flow, &key, found);
+    let now = now_secs();
+    let found = pinned_or_selected(state, guard, flow.proto, &key, local, now)?;
+    let (anon, counters) = pin(state, guard, flow, &key, found, now);
     Some(Xlat {
         old: flow.dport,
         new: anon,
@@ -183,28 +184,24 @@ fn pin<'g>(
     flow: &Flow,
     key: &FlowKey,
     found: Found<'g>,
+    now: u32,
 ) -> (u16, &'g EntryCounters) {
-    let now = now_secs();
     let tcp = flow.proto == IPPROTO_TCP;
-    let flows = state.views.flows(guard);
     match found {
-        Found::Pinned(anon, rev) => {
-            if let Some(f) = flows {
-                f.touch(
-                    key,
-                    now,
-                    Seen::Client {
-                        tcp,
-                        flags: flow.tcp_flags,
-                    },
-                );
-            }
+        Found::Pinned(anon, rev, p) => {
+            p.touch(
+                now,
+                Seen::Client {
+                    tcp,
+                    flags: flow.tcp_flags,
+                },
+            );
             (anon, &rev.counters)
         }
         Found::Selected(target, dead) => {
             // UDP flows start with any packet, TCP ones with a SYN.
             let opens = !tcp || flow.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-            match flows {
+            match state.views.flows(guard) {
                 Some(f) if opens => {
                     let pin = Pin {
                         anon: target.anon,
@@ -274,8 +271,9 @@ fn steer_out<'g>(
 
 /// Where a packet for a fixed port goes.
 enum Found<'g> {
-    /// Its flow's pin, whose allocation still exists.
-    Pinned(u16, &'g RevView),
+    /// Its flow's pin, whose allocation still exists (the anonymous
+    /// port, its reply view and the pin's slot, to refresh it).
+    Pinned(u16, &'g RevView, Pinned<'g>),
     /// The current rules, cgroups and default; with the flow's pin if it
     /// has one whose allocation is gone.
     Selected(&'g Target, Option<Pin>),
@@ -292,15 +290,16 @@ fn pinned_or_selected<'g>(
     proto: u8,
     key: &FlowKey,
     ancestor: Option<&dyn Fn(u16) -> u64>,
+    now: u32,
 ) -> Option<Found<'g>> {
     let view = state.views.fwd(key.fixed, guard)?;
     let bit = proto_bit(proto);
-    let pin = state
-        .views
-        .flows(guard)
-        .and_then(|f| f.lookup(key, now_secs()));
-    if let Some((anon, rev)) = pin.and_then(|p| alive(state, guard, p, key.fixed, bit)) {
-        return Some(Found::Pinned(anon, rev));
+    let pinned = state.views.flows(guard).and_then(|f| f.pinned(key, now));
+    let pin = pinned.as_ref().map(|p| p.pin);
+    if let Some(p) = pinned {
+        if let Some((anon, rev)) = alive(state, guard, p.pin, key.fixed, bit) {
+            return Some(Found::Pinned(anon, rev, p));
+        }
     }
     let src = Source {
         family: key.family,
@@ -391,8 +390,8 @@ fn icmp_in(
     // The quoted packet went to the quoted destination: its flow is keyed
     // by that peer.
     let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
-    let anon = match pinned_or_selected(state, guard, inner.proto, &key, None)? {
-        Found::Pinned(anon, _) => anon,
+    let anon = match pinned_or_selected(state, guard, inner.proto, &key, None, now_secs())? {
+        Found::Pinned(anon, _, _) => anon,
         Found::Selected(t, _) => t.anon,
     };
     Some((inner.sport_off(), inner.sport, anon))

@@ -130,15 +130,18 @@ void vpm_hooks_free(struct nf_hook_ops *ops)
 
 /* ---- packets ------------------------------------------------------------ */
 
-/* Offset of the network header from skb->data (0 at vpm's hooks). */
-int vpm_skb_nh_off(const struct sk_buff *skb)
+/*
+ * Fills @h and returns skb->data: one call per packet instead of one per
+ * field, and the linear part read in place rather than through
+ * skb_copy_bits, as skb_header_pointer does.
+ */
+const u8 *vpm_skb_head(const struct sk_buff *skb, struct vpm_skb_head *h)
 {
-	return skb_network_offset(skb);
-}
-
-u8 vpm_skb_ip_summed(const struct sk_buff *skb)
-{
-	return skb->ip_summed;
+	h->nh = skb_network_offset(skb);
+	h->linear = skb_headlen(skb);
+	h->len = skb->len;
+	h->ip_summed = skb->ip_summed;
+	return skb->data;
 }
 
 /*

@@ -37,8 +37,14 @@ void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops);
 void vpm_hooks_free(struct nf_hook_ops *ops);
 
 /* Packets. */
-int vpm_skb_nh_off(const struct sk_buff *skb);
-u8 vpm_skb_ip_summed(const struct sk_buff *skb);
+/* What the packet path reads of an skb, fetched in one call. */
+struct vpm_skb_head {
+	int nh;		/* network header offset from data (0 at the hooks) */
+	u32 linear;	/* bytes in the linear part, from data */
+	u32 len;	/* bytes in all, from data */
+	u8 ip_summed;
+};
+const u8 *vpm_skb_head(const struct sk_buff *skb, struct vpm_skb_head *h);
 u8 *vpm_skb_writable(struct sk_buff *skb, unsigned int len);
 bool vpm_skb_dst_local(const struct sk_buff *skb);
 bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,

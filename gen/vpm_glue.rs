@@ -31,11 +31,16 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn vpm_hooks_free(ops: *mut nf_hook_ops);
 }
-unsafe extern "C" {
-    pub fn vpm_skb_nh_off(skb: *const sk_buff) -> kernel::ffi::c_int;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct vpm_skb_head {
+    pub nh: kernel::ffi::c_int,
+    pub linear: u32,
+    pub len: u32,
+    pub ip_summed: u8,
 }
 unsafe extern "C" {
-    pub fn vpm_skb_ip_summed(skb: *const sk_buff) -> u8;
+    pub fn vpm_skb_head(skb: *const sk_buff, h: *mut vpm_skb_head) -> *const u8;
 }
 unsafe extern "C" {
     pub fn vpm_skb_writable(skb: *mut sk_buff, len: kernel::ffi::c_uint) -> *mut u8;

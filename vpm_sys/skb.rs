@@ -18,13 +18,20 @@ use super::ffi;
 ///
 /// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
 /// of the hook call); `nh` is the offset of its network header from
-/// `skb->data`; `net` is the hook's namespace and `dev` its input device
-/// (its output device where it has no input device, or null), both valid
-/// for `'a`; `pf` is the hook's
-/// family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
+/// `skb->data`; `data` is `skb->data` and its first `linear` bytes are the
+/// skb's linear part, which nothing but [`Skb::writable`] (through
+/// `&mut self`, which refreshes `data` and `linear`) changes or moves
+/// meanwhile; `len` is `skb->len` and `summed` its `ip_summed`; `net` is
+/// the hook's namespace and `dev` its input device (its output device
+/// where it has no input device, or null), both valid for `'a`; `pf` is
+/// the hook's family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
 pub(crate) struct Skb<'a> {
     skb: NonNull<bindings::sk_buff>,
     nh: usize,
+    data: NonNull<u8>,
+    linear: usize,
+    len: usize,
+    summed: u8,
     net: NonNull<bindings::net>,
     dev: *const bindings::net_device,
     pf: u8,
@@ -70,14 +77,27 @@ impl Skb<'_> {
         dev: *const bindings::net_device,
         pf: u8,
     ) -> Option<Self> {
-        // SAFETY: netfilter hands a valid skb (the caller's guarantee).
-        let nh = usize::try_from(unsafe { ffi::vpm_skb_nh_off(skb.as_ptr()) }).ok()?;
+        let mut h = ffi::vpm_skb_head {
+            nh: 0,
+            linear: 0,
+            len: 0,
+            ip_summed: 0,
+        };
+        // SAFETY: netfilter hands a valid skb (the caller's guarantee); `h`
+        // is ours to fill.
+        let data = unsafe { ffi::vpm_skb_head(skb.as_ptr(), &mut h) };
+        let data = NonNull::new(data.cast_mut())?;
+        let nh = usize::try_from(h.nh).ok()?;
         // INVARIANT: netfilter gives the hook the skb, its namespace and
-        // input device for the duration of the call; `nh` is the skb's
-        // network header offset; `pf` is the hook's family.
+        // input device for the duration of the call, and nobody else
+        // touches the skb meanwhile; the rest was just read from it.
         Some(Self {
             skb,
             nh,
+            data,
+            linear: h.linear as usize,
+            len: h.len as usize,
+            summed: h.ip_summed,
             net,
             dev,
             pf,
@@ -91,8 +111,7 @@ impl Skb<'_> {
 
     /// The checksum state.
     pub(crate) fn csum(&self) -> CsumState {
-        // SAFETY: The skb is valid (type invariant).
-        match u32::from(unsafe { ffi::vpm_skb_ip_summed(self.raw()) }) {
+        match u32::from(self.summed) {
             bindings::CHECKSUM_PARTIAL => CsumState::Partial,
             _ => CsumState::Final,
         }
@@ -106,6 +125,10 @@ impl Skb<'_> {
         // the head, which is why the pointer is taken from its result.
         let data = unsafe { ffi::vpm_skb_writable(self.raw(), end) };
         let data = NonNull::new(data)?;
+        // INVARIANT: `skb_ensure_writable` may have moved the head, and it
+        // left at least `end` linear bytes.
+        self.data = data;
+        self.linear = end as usize;
         // SAFETY: `skb_ensure_writable` succeeded, so `data[..end]` is linear,
         // private to this skb and writable; `&mut self` keeps anything else
         // (including another `writable`) from touching it meanwhile.
@@ -165,12 +188,25 @@ impl Skb<'_> {
 
 impl crate::vpm_parse::Packet for Skb<'_> {
     fn len(&self) -> usize {
-        // SAFETY: The skb is valid (type invariant).
-        (unsafe { ffi::vpm_skb_len(self.raw()) } as usize).saturating_sub(self.nh)
+        self.len.saturating_sub(self.nh)
     }
 
     fn read(&self, off: usize, buf: &mut [u8]) -> bool {
-        let (Some(at), Ok(len)) = (self.nh.checked_add(off), c_int::try_from(buf.len())) else {
+        let Some(at) = self.nh.checked_add(off) else {
+            return false;
+        };
+        if at
+            .checked_add(buf.len())
+            .is_some_and(|end| end <= self.linear)
+        {
+            // SAFETY: `data[..linear]` is the skb's linear part, unchanged
+            // while `&self` is borrowed (type invariant), and the range
+            // lies inside it.
+            let linear = unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.linear) };
+            buf.copy_from_slice(&linear[at..at + buf.len()]);
+            return true;
+        }
+        let Ok(len) = c_int::try_from(buf.len()) else {
             return false;
         };
         let Ok(at) = c_int::try_from(at) else {

@@ -15,6 +15,7 @@
  * vpm_addr_local: the facts, not what vpm does with them).
  */
 #include <linux/cgroup.h>
+#include <linux/inetdevice.h>
 #include <linux/module.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter_ipv4.h>
@@ -170,15 +171,35 @@ bool vpm_skb_dst_local(const struct sk_buff *skb)
  * @dev's VRF, if any) for IPv4, an address configured on any device of
  * @net for IPv6.  Broadcast and multicast addresses are not.  Any context;
  * takes the RCU read lock itself.
+ *
+ * IPv4 asks the address hash first (__ip_dev_find: what ip_route_output
+ * uses to check a source address), which answers for every address
+ * configured on a device in one lookup; a FIB lookup in the local table
+ * costs several times that per packet.  Only a VRF, whose local routes
+ * live in its own table, and addresses that are local by route alone
+ * (AnyIP: "ip route add local ..."), which __ip_dev_find finds through
+ * the main local table, take the routing table's answer.
  */
 bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 		    const u8 *addr)
 {
 	if (pf == NFPROTO_IPV4) {
+		const struct net_device *owner;
 		__be32 a;
 
 		memcpy(&a, addr, sizeof(a));
-		return inet_addr_type_dev_table(net, dev, a) == RTN_LOCAL;
+		if (dev && netif_is_l3_slave(dev))
+			return inet_addr_type_dev_table(net, dev, a) == RTN_LOCAL;
+		rcu_read_lock();
+		owner = __ip_dev_find(net, a, false);
+		/*
+		 * @dev is in no VRF: an address of a device in one is local
+		 * in the VRF's table only.
+		 */
+		if (owner && (netif_is_l3_slave(owner) || netif_is_l3_master(owner)))
+			owner = NULL;
+		rcu_read_unlock();
+		return owner != NULL;
 	}
 #if IS_ENABLED(CONFIG_IPV6)
 	if (pf == NFPROTO_IPV6)
@@ -331,6 +352,14 @@ void vpm_pcpu_free(u64 __percpu *ctrs)
 void vpm_pcpu_add(u64 __percpu *ctrs, unsigned int idx, u64 val)
 {
 	this_cpu_add(ctrs[idx], val);
+}
+
+/* Two counters in one call: the packet path's calls cost more than the adds. */
+void vpm_pcpu_add2(u64 __percpu *ctrs, unsigned int i, u64 v, unsigned int j,
+		   u64 w)
+{
+	this_cpu_add(ctrs[i], v);
+	this_cpu_add(ctrs[j], w);
 }
 
 /* A 64-bit load cannot tear on the 64-bit architectures vpm supports. */

@@ -71,6 +71,12 @@ impl NetCounters {
         self.0.add(stat as usize, 1);
     }
 
+    /// Counts one event of each; callable from the packet path.
+    #[inline]
+    pub(crate) fn count2(&self, a: Stat, b: Stat) {
+        self.0.add2(a as usize, 1, b as usize, 1);
+    }
+
     /// Reads a counter, summed over all CPUs.
     pub(crate) fn read(&self, stat: Stat) -> u64 {
         self.0.sum(stat as usize)
@@ -120,6 +126,16 @@ impl EntryCounters {
         self.page
             .0
             .add(self.slot * EntryStat::COUNT + stat as usize, val);
+    }
+
+    /// Counts a packet of `bytes` bytes: `pkts` + 1, `bytes_stat` +
+    /// `bytes`, in one call; callable from the packet path.
+    #[inline]
+    pub(crate) fn add_packet(&self, pkts: EntryStat, bytes_stat: EntryStat, bytes: u64) {
+        let base = self.slot * EntryStat::COUNT;
+        self.page
+            .0
+            .add2(base + pkts as usize, 1, base + bytes_stat as usize, bytes);
     }
 
     /// Counter `stat`, summed over all CPUs.

@@ -67,6 +67,8 @@ void vpm_port_unreserve(struct net *net, u16 port);
 u64 __percpu *vpm_pcpu_alloc(unsigned int n);
 void vpm_pcpu_free(u64 __percpu *ctrs);
 void vpm_pcpu_add(u64 __percpu *ctrs, unsigned int idx, u64 val);
+void vpm_pcpu_add2(u64 __percpu *ctrs, unsigned int i, u64 v, unsigned int j,
+		   u64 w);
 u64 vpm_pcpu_sum(u64 __percpu *ctrs, unsigned int idx);
 void vpm_pcpu_reset(u64 __percpu *ctrs, unsigned int idx);
 

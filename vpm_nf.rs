@@ -86,24 +86,48 @@ struct Xlat<'g> {
 vpm_sys::nf_hook!(NetState => hook);
 
 /// Handles one packet in namespace `state` at hook `hooknum` of family `pf`.
-pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> u32 {
-    state.count(Stat::PktsSeen);
+pub(crate) fn hook(state: &NetState, skb: Skb<'_>, pf: u8, hooknum: u32) -> u32 {
+    // Every packet counts as seen; a translated one's two namespace
+    // counters are bumped in one call.
+    match handle(state, skb, pf, hooknum) {
+        Handled::Translated(stat) => {
+            state.count2(Stat::PktsSeen, stat);
+            bindings::NF_ACCEPT
+        }
+        Handled::Verdict(v) => {
+            state.count(Stat::PktsSeen);
+            v
+        }
+    }
+}
+
+/// What [`handle`] did with a packet.
+enum Handled {
+    /// Translated and accepted; the namespace counter to bump.
+    Translated(Stat),
+    /// Anything else, with its verdict.
+    Verdict(u32),
+}
+
+const PASS: Handled = Handled::Verdict(bindings::NF_ACCEPT);
+
+fn handle(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> Handled {
     let parsed = match u32::from(pf) {
         bindings::NFPROTO_IPV4 => vpm_parse::ipv4(&skb),
         bindings::NFPROTO_IPV6 => vpm_parse::ipv6(&skb),
-        _ => return bindings::NF_ACCEPT,
+        _ => return PASS,
     };
     let flow = match parsed {
         Parsed::Flow(f) => f,
-        Parsed::IcmpError(e) => return icmp_error(state, &mut skb, &e, hooknum),
-        Parsed::Other => return bindings::NF_ACCEPT,
+        Parsed::IcmpError(e) => return Handled::Verdict(icmp_error(state, &mut skb, &e, hooknum)),
+        Parsed::Other => return PASS,
         Parsed::Fragment => {
             state.count(Stat::Fragments);
-            return bindings::NF_ACCEPT;
+            return PASS;
         }
         Parsed::Malformed => {
             state.count(Stat::Malformed);
-            return bindings::NF_ACCEPT;
+            return PASS;
         }
     };
     let dir = match hooknum {
@@ -112,7 +136,7 @@ pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> 
         // remote fixed port is not ours to steer.
         LOCAL_OUT if skb.dst_is_local() => Dir::In,
         POST_ROUTING => Dir::Out,
-        _ => return bindings::NF_ACCEPT,
+        _ => return PASS,
     };
     let guard = rcu::read_lock();
     let xlat = match dir {
@@ -120,20 +144,19 @@ pub(crate) fn hook(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> 
         Dir::Out => steer_out(state, &skb, &flow, &guard),
     };
     let Some(x) = xlat else {
-        return bindings::NF_ACCEPT;
+        return PASS;
     };
     let len = crate::vpm_parse::Packet::len(&skb) as u64;
     if !rewrite(&mut skb, &flow, dir, x.old, x.new) {
         state.count(Stat::Dropped);
-        return bindings::NF_DROP;
+        return Handled::Verdict(bindings::NF_DROP);
     }
     count_entry(x.counters, dir, len);
-    state.count(if dir == Dir::In {
+    Handled::Translated(if dir == Dir::In {
         Stat::XlatIn
     } else {
         Stat::XlatOut
-    });
-    bindings::NF_ACCEPT
+    })
 }
 
 /// The translation of a packet addressed to a fixed port, if it is one
@@ -501,6 +524,5 @@ fn count_entry(counters: &EntryCounters, dir: Dir, len: u64) {
         Dir::In => (EntryStat::PktsIn, EntryStat::BytesIn),
         Dir::Out => (EntryStat::PktsOut, EntryStat::BytesOut),
     };
-    counters.add(pkts, 1);
-    counters.add(bytes, len);
+    counters.add_packet(pkts, bytes, len);
 }

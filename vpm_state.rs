@@ -64,6 +64,12 @@ impl NetState {
         self.counters.count(stat);
     }
 
+    /// Counts one event of each; callable from the packet path.
+    #[inline]
+    pub(crate) fn count2(&self, a: Stat, b: Stat) {
+        self.counters.count2(a, b);
+    }
+
     /// Reads a counter, summed over all CPUs.
     pub(crate) fn read(&self, stat: Stat) -> u64 {
         self.counters.read(stat)

@@ -82,6 +82,15 @@ unsafe extern "C" {
     pub fn vpm_pcpu_add(ctrs: *mut u64, idx: kernel::ffi::c_uint, val: u64);
 }
 unsafe extern "C" {
+    pub fn vpm_pcpu_add2(
+        ctrs: *mut u64,
+        i: kernel::ffi::c_uint,
+        v: u64,
+        j: kernel::ffi::c_uint,
+        w: u64,
+    );
+}
+unsafe extern "C" {
     pub fn vpm_pcpu_sum(ctrs: *mut u64, idx: kernel::ffi::c_uint) -> u64;
 }
 unsafe extern "C" {

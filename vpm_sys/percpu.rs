@@ -45,6 +45,16 @@ impl<const N: usize> PerCpuCounters<N> {
         }
     }
 
+    /// Adds `v` to counter `i` and `w` to counter `j` on the current CPU,
+    /// in one call; out-of-range is ignored.
+    #[inline]
+    pub(crate) fn add2(&self, i: usize, v: u64, j: usize, w: u64) {
+        if i < N && j < N {
+            // SAFETY: `ptr` is live with `N` counters and `i, j < N`.
+            unsafe { ffi::vpm_pcpu_add2(self.ptr.as_ptr(), i as c_uint, v, j as c_uint, w) };
+        }
+    }
+
     /// Sums counter `idx` over all CPUs; out-of-range reads 0.
     pub(crate) fn sum(&self, idx: usize) -> u64 {
         if idx >= N {

@@ -112,6 +112,9 @@ enum Handled {
 const PASS: Handled = Handled::Verdict(bindings::NF_ACCEPT);
 
 fn handle(state: &NetState, mut skb: Skb<'_>, pf: u8, hooknum: u32) -> Handled {
+    if !state.views.active() {
+        return PASS;
+    }
     let parsed = match u32::from(pf) {
         bindings::NFPROTO_IPV4 => vpm_parse::ipv4(&skb),
         bindings::NFPROTO_IPV6 => vpm_parse::ipv6(&skb),

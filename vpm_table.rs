@@ -170,6 +170,7 @@ impl Table {
     fn changed(&mut self) {
         // Never 0: the netlink core takes a dump sequence of 0 for "unset".
         self.generation = self.generation.wrapping_add(1).max(1);
+        self.views.set_active(self.entries > 0);
     }
 
     /// Keeps the kernel from handing `port` to `connect()` or autobind.

@@ -8,6 +8,8 @@
 //! `&mut Table` (that is, of the table's mutex) can change what the packet
 //! path sees: the single-writer rule is a fact the compiler checks.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
 use kernel::alloc::AllocError;
 use kernel::prelude::*;
@@ -129,6 +131,9 @@ pub(crate) struct Views {
     rev: KBox<PortMap<RevView>>,
     /// Pinned flows; published once, with the first allocation.
     flows: RcuCell<Flows>,
+    /// Whether the table has any allocation: a namespace without one
+    /// (vpm loaded but unused) passes every packet before parsing it.
+    active: AtomicBool,
 }
 
 impl Views {
@@ -139,11 +144,18 @@ impl Views {
                 fwd: PortMap::new()?,
                 rev: PortMap::new()?,
                 flows: RcuCell::new(),
+                active: AtomicBool::new(false),
             },
             GFP_KERNEL_ACCOUNT,
         )?;
         // INVARIANT: The only writer of these views.
         Ok((views.clone(), ViewWriter(views)))
+    }
+
+    /// Whether the table has any allocation (else no packet is vpm's).
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// How to steer packets addressed to fixed port `port`.
@@ -217,6 +229,13 @@ impl ViewWriter {
     /// Removes the view of fixed port `port`.  Cannot fail.
     pub(crate) fn clear_fwd(&mut self, port: u16) {
         self.0.fwd.clear(port);
+    }
+
+    /// Records whether the table has any allocation.  A packet racing
+    /// with the first allocation's publication passes untranslated, as
+    /// one arriving just before it would.
+    pub(crate) fn set_active(&mut self, active: bool) {
+        self.0.active.store(active, Ordering::Relaxed);
     }
 
     /// Publishes the flow table.

@@ -26,7 +26,8 @@
 //!   `local` (is the destination a local address), `views` (the port's
 //!   view and its selection), `flow` (the flow table's lookup and
 //!   refresh), `count` (the four per-CPU counter updates), `writable`
-//!   (`skb_ensure_writable`), `clock` (the flow table's clock).
+//!   (`skb_ensure_writable`), `clock` (the flow table's clock), `rcu`
+//!   (an RCU read-side section), `skb` (the hook's view of the skb).
 //!
 //! The answer has one line per repetition, `NAME REP NS`, NS being the
 //! mean nanoseconds per packet of that repetition (one decimal).  The hook
@@ -142,6 +143,8 @@ enum Kind {
     Count,
     Writable,
     Clock,
+    Rcu,
+    Skb,
 }
 
 struct Command {
@@ -185,6 +188,8 @@ impl Command {
             "count" => Kind::Count,
             "writable" => Kind::Writable,
             "clock" => Kind::Clock,
+            "rcu" => Kind::Rcu,
+            "skb" => Kind::Skb,
             _ => return Err(EINVAL),
         };
         let (v6, tcp) = match pkt {
@@ -452,6 +457,11 @@ impl<'a> Bench<'a> {
             port: flow.sport,
         };
         let len = flow.write_len();
+        if cmd.kind == Kind::Skb {
+            return timed(cmd.iters, |_| {
+                black_box(self.skb.hook_view());
+            });
+        }
         let mut skb = self.skb.hook_view();
         let iters = cmd.iters;
         match cmd.kind {
@@ -502,6 +512,9 @@ impl<'a> Bench<'a> {
             }
             Kind::Writable => timed(iters, |_| {
                 black_box(skb.writable(len).is_some());
+            }),
+            Kind::Rcu => timed(iters, |_| {
+                black_box(rcu::read_lock());
             }),
             _ => timed(iters, |_| {
                 black_box(now_secs());

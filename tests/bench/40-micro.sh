@@ -61,7 +61,7 @@ bench out tcp6
 subtest PASS hook-paths
 
 # Where the hit path's time goes.
-for part in parse local views flow count writable clock; do
+for part in skb parse local views flow count writable clock rcu; do
 	bench $part udp4
 	bench $part udp6
 done

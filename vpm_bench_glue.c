@@ -19,10 +19,13 @@
 
 #include "vpm_glue.h"
 
-/* The caller's network namespace, pinned by its nsproxy while it runs. */
+/*
+ * The caller's network namespace, pinned by its nsproxy while it runs
+ * (NULL for an exiting task, which has none).
+ */
 struct net *vpm_bench_current_net(void)
 {
-	return current->nsproxy->net_ns;
+	return current->nsproxy ? current->nsproxy->net_ns : NULL;
 }
 
 struct sk_buff *vpm_bench_skb_new(const u8 *data, unsigned int len, u8 pf)

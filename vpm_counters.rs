@@ -120,14 +120,6 @@ pub(crate) struct EntryCounters {
 }
 
 impl EntryCounters {
-    /// Adds `val` to counter `stat`; callable from the packet path.
-    #[inline]
-    pub(crate) fn add(&self, stat: EntryStat, val: u64) {
-        self.page
-            .0
-            .add(self.slot * EntryStat::COUNT + stat as usize, val);
-    }
-
     /// Counts a packet of `bytes` bytes: `pkts` + 1, `bytes_stat` +
     /// `bytes`, in one call; callable from the packet path.
     #[inline]

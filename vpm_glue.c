@@ -172,33 +172,34 @@ bool vpm_skb_dst_local(const struct sk_buff *skb)
  * @net for IPv6.  Broadcast and multicast addresses are not.  Any context;
  * takes the RCU read lock itself.
  *
- * IPv4 asks the address hash first (__ip_dev_find: what ip_route_output
- * uses to check a source address), which answers for every address
- * configured on a device in one lookup; a FIB lookup in the local table
- * costs several times that per packet.  Only a VRF, whose local routes
- * live in its own table, and addresses that are local by route alone
- * (AnyIP: "ip route add local ..."), which __ip_dev_find finds through
- * the main local table, take the routing table's answer.
+ * IPv4 asks the address hash first (__ip_dev_find, which falls back to
+ * the main local table for addresses local by route alone, AnyIP): one
+ * hash lookup answers for an address of a device outside any VRF, where
+ * a FIB lookup in the local table costs several times that per packet.
+ * Whatever involves a VRF (@dev or the address's device in one, on the
+ * slave's or on the VRF device's own pass) takes the routing table's
+ * answer, as before.  An address whose local route an administrator
+ * deleted by hand still counts as local here.
  */
 bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 		    const u8 *addr)
 {
 	if (pf == NFPROTO_IPV4) {
 		const struct net_device *owner;
+		bool vrf;
 		__be32 a;
 
 		memcpy(&a, addr, sizeof(a));
-		if (dev && netif_is_l3_slave(dev))
+		if (ipv4_is_zeronet(a) || ipv4_is_lbcast(a) || ipv4_is_multicast(a))
+			return false;
+		if (dev && (netif_is_l3_slave(dev) || netif_is_l3_master(dev)))
 			return inet_addr_type_dev_table(net, dev, a) == RTN_LOCAL;
 		rcu_read_lock();
 		owner = __ip_dev_find(net, a, false);
-		/*
-		 * @dev is in no VRF: an address of a device in one is local
-		 * in the VRF's table only.
-		 */
-		if (owner && (netif_is_l3_slave(owner) || netif_is_l3_master(owner)))
-			owner = NULL;
+		vrf = owner && (netif_is_l3_slave(owner) || netif_is_l3_master(owner));
 		rcu_read_unlock();
+		if (vrf)
+			return inet_addr_type_dev_table(net, dev, a) == RTN_LOCAL;
 		return owner != NULL;
 	}
 #if IS_ENABLED(CONFIG_IPV6)

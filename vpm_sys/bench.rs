@@ -94,13 +94,15 @@ impl<'a> BenchSkb<'a> {
         })
     }
 
-    /// The packet as a hook of its family sees it, with no device.
-    pub(crate) fn hook_view(&mut self) -> Skb<'_> {
-        // SAFETY: The skb, the namespace (both live for the borrow, type
-        // invariant) and a null device are valid hook arguments, and the
-        // `&mut` borrow keeps the skb to the returned view meanwhile.
+    /// The packet as a hook of its family sees it, with no device
+    /// (`None` never happens: the network header is at data).
+    pub(crate) fn hook_view(&mut self) -> Option<Skb<'_>> {
+        // SAFETY: What `from_hook` needs of a hook's arguments holds: the
+        // skb is valid and, for the `&mut` borrow the view keeps, only
+        // the view's (type invariant); its network header is at data; the
+        // namespace is live for the borrow; the device is null, which the
+        // view accepts; `pf` matches the packet's family.
         unsafe { Skb::from_hook(self.skb, self.net, ptr::null(), self.pf) }
-            .expect("a bench skb's network header is at data")
     }
 
     /// Writes `bytes` over the start of the packet (the hook rewrites
@@ -130,9 +132,7 @@ impl Drop for BenchSkb<'_> {
 /// Runs `f` with bottom halves disabled, as netfilter runs hooks on
 /// received packets.  `f` must not sleep.
 pub(crate) fn in_softirq_context<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: Paired with the enable below, on the same CPU: nothing in
-    // between can migrate the task, since bottom halves disabled also
-    // disable preemption.
+    // SAFETY: Paired with the enable below, in the same task.
     unsafe { ffi::vpm_bench_bh_disable() };
     let r = f();
     // SAFETY: Paired with the disable above.

@@ -15,6 +15,8 @@ use kernel::bindings;
     improper_ctypes,
     reason = "bindgen output; kernel structs are only passed by pointer"
 )]
+// The micro-benchmark's glue is only compiled (and called) with VPM_BENCH=1.
+#[cfg_attr(not(vpm_bench), allow(dead_code))]
 mod glue {
     include!("../gen/vpm_glue.rs");
 }

@@ -18,7 +18,7 @@ use super::ffi;
 ///
 /// `skb` is valid and exclusively ours for the lifetime `'a` (the duration
 /// of the hook call); `nh` is the offset of its network header from
-/// `skb->data`; `data` is `skb->data` and its first `linear` bytes are the
+/// `skb->data`; `data` is `skb->data` and its first `linear` bytes lie in the
 /// skb's linear part, which nothing but [`Skb::writable`] (through
 /// `&mut self`, which refreshes `data` and `linear`) changes or moves
 /// meanwhile; `len` is `skb->len` and `summed` its `ip_summed`; `net` is
@@ -68,9 +68,11 @@ impl Skb<'_> {
     ///
     /// # Safety
     ///
-    /// `skb`, `net` and `dev` (which may be null) must be the arguments of
-    /// the netfilter hook call in progress, which outlives the result, and
-    /// `pf` its family.
+    /// For as long as the result lives: `skb` must be a valid skb that
+    /// nobody else reads or changes (as a hook's packet is for the hook
+    /// call), `net` a live namespace (the hook's), `dev` a valid device or
+    /// null, and `pf` the packet's family.  The arguments of the netfilter
+    /// hook call in progress satisfy this.
     pub(super) unsafe fn from_hook(
         skb: NonNull<bindings::sk_buff>,
         net: NonNull<bindings::net>,
@@ -199,11 +201,16 @@ impl crate::vpm_parse::Packet for Skb<'_> {
             .checked_add(buf.len())
             .is_some_and(|end| end <= self.linear)
         {
-            // SAFETY: `data[..linear]` is the skb's linear part, unchanged
-            // while `&self` is borrowed (type invariant), and the range
-            // lies inside it.
-            let linear = unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.linear) };
-            buf.copy_from_slice(&linear[at..at + buf.len()]);
+            // SAFETY: `data[..linear]` is in the skb's linear part, unchanged
+            // while `&self` is borrowed (type invariant); `at + buf.len() <=
+            // linear`, and `buf` is another object.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.data.as_ptr().add(at),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
             return true;
         }
         let Ok(len) = c_int::try_from(buf.len()) else {

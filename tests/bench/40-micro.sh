@@ -42,7 +42,7 @@ bench() {
 		printf 'VPM-BENCH {"case":"micro","metric":"%s","entries":%d,"rep":%d,"value":%s,"unit":"ns"}\n' \
 			"$name" "$entries" "$rep" "$ns"
 	done <<<"$out"
-	echo "$name at $entries entries: $(echo "$out" | awk '{print $3}' | sort -n | tr '\n' ' ')ns" >&2
+	echo "${out%% *} at $entries entries: $(echo "$out" | awk '{print $3}' | sort -n | tr '\n' ' ')ns" >&2
 }
 
 echo "VPM-BENCH-META {\"form\":\"$(pick short full)\",\"script\":\"40-micro\",\"iters\":$iters,\"reps\":$reps}"

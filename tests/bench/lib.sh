@@ -45,23 +45,26 @@ bench_summary() {
 		END { flush() }'
 }
 
-# bench_virt: how this guest runs: "tcg" (QEMU's software CPU, whose
-# model name is "QEMU Virtual CPU"), "kvm" (a hypervisor and the host's
-# CPU model, as virtme-ng passes with KVM) or "host" (no hypervisor flag).
+# bench_virt: how this guest runs: "host" (no hypervisor flag in
+# /proc/cpuinfo), "kvm" (the kernel found KVM's signature at boot), "tcg"
+# (QEMU's software CPU: "QEMU TCG CPU" or "QEMU Virtual CPU" as the model
+# name, no KVM signature) or "vm" (another hypervisor).
 bench_virt() {
 	if ! grep -qw hypervisor /proc/cpuinfo; then
 		echo host
-	elif grep -q '^model name.*QEMU Virtual CPU' /proc/cpuinfo; then
+	elif dmesg 2>/dev/null | grep -q 'Hypervisor detected: KVM'; then
+		echo kvm
+	elif grep -qE '^model name.*QEMU (TCG|Virtual) CPU' /proc/cpuinfo; then
 		echo tcg
 	else
-		echo kvm
+		echo vm
 	fi
 }
 
 # bench_meta SCRIPT [KEY JSONVALUE]...: the VPM-BENCH-META line: form,
-# script, CPU model, number of CPUs, kernel release, virtualization, the
-# kernel config's hash when /proc/config.gz exists, and the extra pairs
-# (values already JSON: numbers or quoted strings).
+# script, CPU model, number of CPUs, kernel release, virtualization, and
+# the extra pairs (KEY a bare name, JSONVALUE already JSON: a number or a
+# quoted string).
 bench_meta() {
 	local script=$1 cpu extra=
 	shift
@@ -95,8 +98,16 @@ bench_kmem() {
 	awk '/^(SUnreclaim|Percpu|VmallocUsed):/ { s += $2 } END { printf "%d\n", s * 1024 }' /proc/meminfo
 }
 
+# bench_sleep SECONDS: sleep without starting a process (each costs
+# milliseconds under emulation): a read with a timeout on a pipe nobody
+# writes to.
+exec {BENCH_SLEEP_FD}<> <(:)
+bench_sleep() {
+	read -rt "$1" -u "$BENCH_SLEEP_FD" _ || true
+}
+
 # bench_settle: let RCU callbacks free replaced views and slab caches
 # drain the objects of the processes that just exited before a reading.
 bench_settle() {
-	sleep "${1:-1}"
+	bench_sleep "${1:-1}"
 }

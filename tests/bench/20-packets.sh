@@ -103,9 +103,9 @@ LOADGEN=${VPM_LOADGEN:-$(dirname "$VPMCTL")/vpm-loadgen}
 expect "vpm-loadgen built at $LOADGEN (make bench builds it next to vpmctl)" test -x "$LOADGEN"
 CASES="A R1 R2 B C D"
 
-bench_meta 20-packets reps "$REPS" pkts "$PKTS" pkt_size 60 flows "$FLOW_PORTS" \
-	iperf_secs "$IPERF_SECS" iperf_reps "$IPERF_REPS" conn_secs "$CONN_SECS" \
-	scale_reps "$SCALE_REPS" order '"A R1 R2 B C D"'
+bench_meta pkt_reps "$REPS" pkt_count "$PKTS" pkt_size 60 pkt_flows "$FLOW_PORTS" \
+	pkt_iperf_secs "$IPERF_SECS" pkt_iperf_reps "$IPERF_REPS" pkt_conn_secs "$CONN_SECS" \
+	pkt_scale_reps "$SCALE_REPS" pkt_order '"A R1 R2 B C D"'
 
 c() { ip netns exec vpmbc "$@"; }
 s() { ip netns exec vpmbs "$@"; }

@@ -50,9 +50,9 @@ SLOT_SAMPLES=$(pick 3 5)
 RULES=$(pick 10000 65535)
 BIG=65535
 FLOW_SLOTS=$(sed -n 's/^pub(crate) const FLOW_SLOTS: usize = \([0-9_]*\);.*/\1/p' "$VPM_ROOT/vpm_table.rs" | tr -d _)
-bench_meta 30-control reps "$REPS" slot_samples "$SLOT_SAMPLES" rules "$RULES" \
-	flow_slots "${FLOW_SLOTS:-null}" \
-	mem_method '"/proc/meminfo SUnreclaim+Percpu+VmallocUsed deltas"'
+bench_meta ctl_reps "$REPS" ctl_slot_samples "$SLOT_SAMPLES" ctl_rules "$RULES" \
+	ctl_flow_slots "${FLOW_SLOTS:-null}" \
+	ctl_mem_method '"/proc/meminfo SUnreclaim+Percpu+VmallocUsed deltas"'
 
 BENCH_LOG=$work/records
 n() { local ns=$1; shift; ip netns exec "$ns" vpmctl "$@"; }

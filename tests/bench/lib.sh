@@ -9,10 +9,10 @@
 #
 # compact JSON with exactly these six keys, and every script prints one
 #
-#   VPM-BENCH-META {"form":"short"|"full","script":...,...}
+#   VPM-BENCH-META {"form":"short"|"long",...}
 #
-# line describing the machine and its own parameters.  Anything else the
-# scripts print is for people.
+# line describing the machine and its own parameters (bench_meta).
+# Anything else the scripts print is for people.
 
 # bench_record CASE METRIC ENTRIES REP VALUE UNIT: one measurement.  VALUE
 # must be a number (checked: a measurement that could not be taken fails
@@ -61,20 +61,22 @@ bench_virt() {
 	fi
 }
 
-# bench_meta SCRIPT [KEY JSONVALUE]...: the VPM-BENCH-META line: form,
-# script, CPU model, number of CPUs, kernel release, virtualization, and
-# the extra pairs (KEY a bare name, JSONVALUE already JSON: a number or a
-# quoted string).
+# bench_meta [KEY JSONVALUE]...: a VPM-BENCH-META line: form (short or
+# long, as guest.sh says), CPU model, number of CPUs, kernel release, what
+# the guest sees of its virtualization, and the extra pairs (KEY a bare
+# name, JSONVALUE already JSON: a number or a quoted string).  The report
+# merges every META line of a run into one set of keys, so the common keys
+# carry the same values as guest.sh's line, and each script prefixes its
+# own keys (pkt_, ctl_).
 bench_meta() {
-	local script=$1 cpu extra=
-	shift
+	local cpu extra=
 	cpu=$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n1 | tr -d '"\\')
 	while [ $# -ge 2 ]; do
 		extra="$extra,\"$1\":$2"
 		shift 2
 	done
-	printf 'VPM-BENCH-META {"form":"%s","script":"%s","cpu":"%s","ncpus":%d,"kernel":"%s","virt":"%s"%s}\n' \
-		"$(pick short full)" "$script" "$cpu" "$(nproc)" "$(uname -r)" "$(bench_virt)" "$extra"
+	printf 'VPM-BENCH-META {"form":"%s","cpu_model":"%s","cpus":%d,"kernel":"%s","guest_virt":"%s"%s}\n' \
+		"$(pick short long)" "$cpu" "$(nproc)" "$(uname -r)" "$(bench_virt)" "$extra"
 }
 
 # bench_median VALUE...: the median (the mean of the middle two for an

@@ -300,6 +300,9 @@ udp_runs() {
 
 # port_of CASE: the port the server side listens on.
 port_of() { case $1 in A | B | C) echo $FIXED ;; *) echo $ANON ;; esac; }
+# entries_of CASE: the records' entries in the interleaved phase: D's
+# table holds 1 allocation, the other cases are recorded with 0.
+entries_of() { if [ "$1" = D ]; then echo 1; else echo 0; fi; }
 
 # iperf_run CASE REP: iperf3 over IPv4 and IPv6 against a server on the
 # case's port (nothing listens on 9000 in cases D, R1, R2: an untranslated
@@ -330,7 +333,7 @@ iperf_run() {
 		mbps=$((bps / 100000))
 		mbps=$((mbps / 10)).$((mbps % 10))
 		echo "$case $metric rep $rep: $mbps Mbit/s"
-		bench_record "$case" "$metric" 0 "$rep" "$mbps" Mbit/s || return 1
+		bench_record "$case" "$metric" "$(entries_of "$case")" "$rep" "$mbps" Mbit/s || return 1
 	done
 	kill "$srv"
 	wait "$srv" 2>/dev/null || true
@@ -354,7 +357,7 @@ conn_run() {
 	rate=${BASH_REMATCH[1]}.${BASH_REMATCH[3]:-0}
 	[[ $out =~ \"errors\":(\{[^}]*\}) ]] || true
 	echo "$case tcp_conn_rate rep $rep: $rate conn/s (errors ${BASH_REMATCH[1]:-?})"
-	bench_record "$case" tcp_conn_rate 0 "$rep" "$rate" conn/s
+	bench_record "$case" tcp_conn_rate "$(entries_of "$case")" "$rep" "$rate" conn/s
 }
 
 # ---- cases --------------------------------------------------------------
@@ -426,9 +429,7 @@ start=$(date +%s)
 for rep in $(seq 0 $((REPS - 1))); do
 	for case in $CASES; do
 		enter $case
-		entries=0
-		[ $case = D ] && entries=1
-		expect "$case rep $rep: UDP packet rates" udp_runs $case $entries $rep
+		expect "$case rep $rep: UDP packet rates" udp_runs $case "$(entries_of $case)" $rep
 		if [ "$rep" -lt "$IPERF_REPS" ]; then
 			expect "$case rep $rep: iperf3" iperf_run $case $rep
 		fi

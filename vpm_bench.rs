@@ -29,7 +29,8 @@
 //!   (`skb_ensure_writable`), `clock` (the flow table's clock), `rcu`
 //!   (an RCU read-side section), `skb` (the hook's view of the skb).
 //!
-//! The answer has one line per repetition, `NAME REP NS`, NS being the
+//! The answer has one line per repetition, `NAME REP NS` (NAME is
+//! `hook_PKT_KIND` or `part_PKT_KIND`), NS being the
 //! mean nanoseconds per packet of that repetition (one decimal).  The hook
 //! kinds undo the hook's rewrite before every packet; the time of the
 //! undo alone, measured in the same repetition, is subtracted.
@@ -154,7 +155,7 @@ struct Command {
     iters: u32,
     reps: u32,
     flows: u32,
-    /// `KIND_PKT`, as reported.
+    /// `hook_PKT_KIND` or `part_PKT_KIND`, as reported.
     name: KVec<u8>,
 }
 
@@ -214,7 +215,7 @@ impl Command {
             Kind::Hit | Kind::Flows | Kind::New | Kind::Miss | Kind::Out
         );
         let mut name = KVec::new();
-        for part in [if hook { "hook_" } else { "part_" }, kind, "_", pkt] {
+        for part in [if hook { "hook_" } else { "part_" }, pkt, "_", kind] {
             name.extend_from_slice(part.as_bytes(), GFP_KERNEL)?;
         }
         Ok(Self {

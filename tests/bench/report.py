@@ -76,6 +76,14 @@ TARGETS = [
            "at 1 entry (micro-benchmark hook_udp4_hit: largest <= 1.1 x 1 entry)"),
     ("T7", "10,000 allocations and a dump of 65,535 each take under 1 s "
            "(median alloc_10000_ms < 1000, dump_65535_ms < 1000)"),
+    # Guards: regression bounds loose enough for make check's short form
+    # (5 noisy repetitions under emulation), where T1-T7 are reported but
+    # a miss by a few percent would fail runs at random.
+    ("G1", "Guard: D adds less per packet than R2, conntrack NAT "
+           "(median udp_cost_ns_1flow: D < R2)"),
+    ("G2", "Guard: the hook at the largest table costs at most 1.25 x its cost at 1 entry "
+           "(micro-benchmark hook_udp4_hit)"),
+    ("G3", "Guard: 10,000 allocations take under 10 s (median alloc_10000_ms < 10000)"),
 ]
 TARGET_IDS = [t[0] for t in TARGETS]
 
@@ -429,7 +437,13 @@ def evaluate_targets(fig):
         elif tid == "T5":
             d = g("D", "tcp_conn_rate")
             parts.append(_ratio_part(tid, d, g("R2", "tcp_conn_rate"), 1.5, False, _d_label(d), "R2"))
-        elif tid == "T6":
+        elif tid == "G1":
+            d = g("D", "udp_cost_ns_1flow")
+            parts.append(_cost_part(tid, d, g("R2", "udp_cost_ns_1flow"), 1.0, "1x", _d_label(d), "R2"))
+        elif tid == "G3":
+            parts.append(_limit_part("alloc_10000_ms", g("ctl", "alloc_10000_ms"), 10000))
+        elif tid in ("T6", "G2"):
+            bound = 1.1 if tid == "T6" else 1.25
             ents = [e for e in fig.entries_of("micro", "hook_udp4_hit") if e > 1]
             one = g("micro", "hook_udp4_hit", 1)
             big = g("micro", "hook_udp4_hit", max(ents)) if ents else None
@@ -443,13 +457,14 @@ def evaluate_targets(fig):
             else:
                 e = big["entries"]
                 ratio = big["median"] / one["median"] if one["median"] > 0 else None
-                ok = big["median"] <= 1.1 * one["median"]
+                ok = big["median"] <= bound * one["median"]
                 text = (f"hook_udp4_hit {fmt_u(big['median'], big['unit'])} at {e} entries vs "
                         f"{fmt_u(one['median'], one['unit'])} at 1"
-                        + (f" = {ratio:.2f}x" if ratio is not None else "") + " (target <= 1.10x)")
+                        + (f" = {ratio:.2f}x" if ratio is not None else "")
+                        + f" (target <= {bound:.2f}x)")
                 if not ok:
-                    text += f"; over by {fmt_u(big['median'] - 1.1 * one['median'], big['unit'])}"
-                parts.append(Part(ok, text, ratio, 1.1, spread_note(big, one, 1.1)))
+                    text += f"; over by {fmt_u(big['median'] - bound * one['median'], big['unit'])}"
+                parts.append(Part(ok, text, ratio, bound, spread_note(big, one, bound)))
                 if e != 65535:
                     notes.append("65535 entries not measured")
             # Reported only: the packet rate's view of the same question.

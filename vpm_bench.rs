@@ -70,6 +70,11 @@ const MAX_FLOWS: u32 = 65536;
 
 /// The debugfs trigger; removed (waiting for a running benchmark) when
 /// dropped.
+///
+/// Known limit: the kernel's Rust debugfs files carry no module owner,
+/// so a process that keeps the file open across `rmmod` would have its
+/// close call into the unloaded module.  The benchmark opens it per
+/// command; nothing else should hold it (a test build only).
 pub(crate) struct BenchFile {
     _file: Pin<KBox<File<Mutex<KVec<u8>>>>>,
     _dir: Dir,

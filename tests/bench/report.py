@@ -81,7 +81,7 @@ TARGETS = [
     # a miss by a few percent would fail runs at random.
     ("G1", "Guard: D adds less per packet than R2, conntrack NAT "
            "(median udp_cost_ns_1flow: D < R2)"),
-    ("G2", "Guard: the hook at the largest table costs at most 1.25 x its cost at 1 entry "
+    ("G2", "Guard: the hook at the largest table costs at most 1.5 x its cost at 1 entry "
            "(micro-benchmark hook_udp4_hit)"),
     ("G3", "Guard: 10,000 allocations take under 10 s (median alloc_10000_ms < 10000)"),
 ]
@@ -443,7 +443,7 @@ def evaluate_targets(fig):
         elif tid == "G3":
             parts.append(_limit_part("alloc_10000_ms", g("ctl", "alloc_10000_ms"), 10000))
         elif tid in ("T6", "G2"):
-            bound = 1.1 if tid == "T6" else 1.25
+            bound = 1.1 if tid == "T6" else 1.5
             ents = [e for e in fig.entries_of("micro", "hook_udp4_hit") if e > 1]
             one = g("micro", "hook_udp4_hit", 1)
             big = g("micro", "hook_udp4_hit", max(ents)) if ents else None

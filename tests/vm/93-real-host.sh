@@ -188,11 +188,12 @@ table ip vpmsnat {
 }
 EOF
 capture_start vpmhs veth-s "$work/s.pcap" udp port 7000
-xout0=$(stat pkts_xlat_out)
 expect_eq "UDP through the source NAT" remote "$(asks r 7000 udp/10.203.2.1)"
 sleep 1
 capture_stop
-expect_eq "translated out through the NAT" "$xout0" "$(stat pkts_xlat_out)"
+# The wire, not pkts_xlat_out, says what vpm did: a's listener is still
+# retransmitting SYN-ACKs to the flood's spoofed sources (for up to a
+# minute), and those are translated out meanwhile.
 expect "the server saw source port $A" test "$(tcpdump -r "$work/s.pcap" -nn "src port $A" 2>/dev/null | wc -l)" -ge 1
 expect_eq "the server saw no source port 9000" 0 "$(tcpdump -r "$work/s.pcap" -nn 'src port 9000' 2>/dev/null | wc -l)"
 r nft delete table ip vpmsnat

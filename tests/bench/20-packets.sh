@@ -88,7 +88,7 @@
 FIXED=9000
 ANON=20000
 MISS=9100
-REPS=$(pick 5 7)
+REPS=$(pick 4 7)
 PKTS=$(pick 30000 200000)
 FLOW_PORTS=4096 # distinct source ports of udp_pps_flows
 IPERF_SECS=$(pick 1 5)
@@ -98,7 +98,7 @@ IPERF_SECS=$(pick 1 5)
 IPERF_REPS=$(pick 1 7)
 CONN_SECS=$(pick 0.5 3)
 SCALE=$(pick "4096" "256 4096 65535")
-SCALE_REPS=$(pick 3 5)
+SCALE_REPS=$(pick 2 5)
 LOADGEN=${VPM_LOADGEN:-$(dirname "$VPMCTL")/vpm-loadgen}
 expect "vpm-loadgen built at $LOADGEN (make bench builds it next to vpmctl)" test -x "$LOADGEN"
 CASES="A R1 R2 B C D"

@@ -45,8 +45,8 @@
 . "$VPM_ROOT/tests/vm/lib/lib.sh"
 . "$VPM_ROOT/tests/bench/lib.sh"
 
-REPS=$(pick 3 7)
-SLOT_SAMPLES=$(pick 3 5)
+REPS=$(pick 2 7)
+SLOT_SAMPLES=$(pick 2 5)
 RULES=$(pick 10000 65535)
 BIG=65535
 FLOW_SLOTS=$(sed -n 's/^pub(crate) const FLOW_SLOTS: usize = \([0-9_]*\);.*/\1/p' "$VPM_ROOT/vpm_table.rs" | tr -d _)

@@ -79,8 +79,8 @@ TARGETS = [
     # Guards: regression bounds loose enough for make check's short form
     # (5 noisy repetitions under emulation), where T1-T7 are reported but
     # a miss by a few percent would fail runs at random.
-    ("G1", "Guard: D adds less per packet than R2, conntrack NAT "
-           "(median udp_cost_ns_1flow: D < R2)"),
+    ("G1", "Guard: D adds at most 1.25 x what R2, conntrack NAT, adds per packet "
+           "(median udp_cost_ns_1flow: D <= 1.25 x R2; 4 noisy repetitions in the short form)"),
     ("G2", "Guard: the hook at the largest table costs at most 1.5 x its cost at 1 entry "
            "(micro-benchmark hook_udp4_hit)"),
     ("G3", "Guard: 10,000 allocations take under 10 s (median alloc_10000_ms < 10000)"),
@@ -439,7 +439,7 @@ def evaluate_targets(fig):
             parts.append(_ratio_part(tid, d, g("R2", "tcp_conn_rate"), 1.5, False, _d_label(d), "R2"))
         elif tid == "G1":
             d = g("D", "udp_cost_ns_1flow")
-            parts.append(_cost_part(tid, d, g("R2", "udp_cost_ns_1flow"), 1.0, "1x", _d_label(d), "R2"))
+            parts.append(_cost_part(tid, d, g("R2", "udp_cost_ns_1flow"), 1.25, "1.25x", _d_label(d), "R2"))
         elif tid == "G3":
             parts.append(_limit_part("alloc_10000_ms", g("ctl", "alloc_10000_ms"), 10000))
         elif tid in ("T6", "G2"):

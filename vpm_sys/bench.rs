@@ -97,11 +97,10 @@ impl<'a> BenchSkb<'a> {
     /// The packet as a hook of its family sees it, with no device
     /// (`None` never happens: the network header is at data).
     pub(crate) fn hook_view(&mut self) -> Option<Skb<'_>> {
-        // SAFETY: What `from_hook` needs of a hook's arguments holds: the
-        // skb is valid and, for the `&mut` borrow the view keeps, only
-        // the view's (type invariant); its network header is at data; the
-        // namespace is live for the borrow; the device is null, which the
-        // view accepts; `pf` matches the packet's family.
+        // What `from_hook` needs holds: the skb is valid and, for the `&mut`
+        // borrow the view keeps, only the view's (type invariant); the
+        // namespace is live for the borrow; `pf` matches the packet.
+        // SAFETY: As above; a null device is accepted by the view.
         unsafe { Skb::from_hook(self.skb, self.net, ptr::null(), self.pf) }
     }
 

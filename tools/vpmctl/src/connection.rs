@@ -1,6 +1,6 @@
 //! A generic netlink connection to the vpm family.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::{Cursor, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
@@ -9,15 +9,17 @@ use neli::{
     consts::{
         genl::{CtrlAttr, CtrlAttrMcastGrp, CtrlCmd, Index, NlAttrType},
         nl::{GenlId, NlmF, Nlmsg, NlmsgerrAttr},
+        socket::Msg,
         socket::NlFamily,
+        MAX_NL_LENGTH,
     },
-    err::SocketError,
+    err::DeError,
     genl::{AttrTypeBuilder, Genlmsghdr, GenlmsghdrBuilder, Nlattr, NlattrBuilder, NoUserHeader},
     nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder},
-    socket::synchronous::NlSocketHandle,
+    socket::NlSocket,
     types::{Buffer, GenlBuffer},
     utils::Groups,
-    Size, ToBytes,
+    FromBytes, FromBytesWithInput, Size, ToBytes,
 };
 
 use crate::error::{extack_text, Error, KernelError, Result};
@@ -49,7 +51,12 @@ pub enum Incoming<A: NlAttrType> {
 /// so it is hand-written too.  Replies are still decoded by neli, their
 /// attributes through [`crate::attrs::Attrs`].
 pub struct Connection {
-    sock: NlSocketHandle,
+    sock: NlSocket,
+    /// Where datagrams are received, reused for the connection's life.
+    /// (neli's `NlSocketHandle` zeroes its 32 KiB buffer again after every
+    /// datagram: most of a batch's time under emulation, where a batch
+    /// receives one datagram per request.)
+    rbuf: RefCell<Vec<u8>>,
     family: u16,
     /// Multicast group ids of the family, by name.
     groups: Vec<(String, u32)>,
@@ -60,14 +67,14 @@ impl Connection {
     /// Connects and resolves the family by name, with extended acks and
     /// strict checking on.
     pub fn open() -> Result<Self> {
-        let sock = NlSocketHandle::connect(NlFamily::Generic, None, Groups::empty())
-            .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
+        let sock = open_socket()?;
         sock.enable_ext_ack(true)
             .map_err(|e| Error::Netlink(format!("cannot enable extended acks: {e}")))?;
         sock.enable_strict_checking(true)
             .map_err(|e| Error::Netlink(format!("cannot enable strict checking: {e}")))?;
         let mut conn = Self {
             sock,
+            rbuf: RefCell::new(vec![0; MAX_NL_LENGTH]),
             family: GenlId::Ctrl.into(),
             groups: Vec::new(),
             seq: Cell::new(0),
@@ -96,13 +103,11 @@ impl Connection {
     /// news that some were lost.
     pub fn next_events<A: NlAttrType>(&self) -> Result<Incoming<A>> {
         loop {
-            let (msgs, _) = match self.sock.recv::<u16, Genlmsghdr<Cmd, A>>() {
+            let msgs = match self.recv::<Genlmsghdr<Cmd, A>>() {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
                 // dropped events: the reader is behind, not broken.
-                Err(SocketError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    return Ok(Incoming::Overrun)
-                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Incoming::Overrun),
                 Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
             };
             let mut out = Vec::new();
@@ -190,8 +195,7 @@ impl Connection {
         let events = group(&self.groups, EVENTS_GROUP)?;
         let (_, ctrl_groups) = self.resolve(CTRL_FAMILY, "resolve the genetlink controller")?;
         let notify = group(&ctrl_groups, CTRL_NOTIFY_GROUP)?;
-        let sock = NlSocketHandle::connect(NlFamily::Generic, None, Groups::empty())
-            .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
+        let sock = open_socket()?;
         sock.add_mcast_membership(Groups::new_groups(&[events, notify]))
             .map_err(|e| Error::Netlink(format!("cannot join the {EVENTS_GROUP} group: {e}")))?;
         Ok(Watch { sock })
@@ -266,9 +270,8 @@ impl Connection {
         let mut outcomes: Vec<Option<Result<Genlmsghdr<Cmd, A>>>> = (0..n).map(|_| None).collect();
         let mut left = n;
         while left > 0 {
-            let (msgs, _) = self
-                .sock
-                .recv::<u16, Genlmsghdr<Cmd, A>>()
+            let msgs = self
+                .recv::<Genlmsghdr<Cmd, A>>()
                 .map_err(|e| nl_err("receive", &e))?;
             for msg in msgs {
                 let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
@@ -340,6 +343,28 @@ impl Connection {
             .map_err(|e| e.to_string())
     }
 
+    /// Receives one datagram and decodes its messages; a message that
+    /// does not decode is an `Err` in its place (and ends the list).
+    fn recv<P>(&self) -> std::io::Result<Vec<std::result::Result<Nlmsghdr<u16, P>, DeError>>>
+    where
+        P: Size + FromBytesWithInput<Input = usize>,
+    {
+        let mut buf = self.rbuf.borrow_mut();
+        let (len, _) = self.sock.recv(&mut buf[..], Msg::empty())?;
+        let mut cursor = Cursor::new(&buf[..len]);
+        let mut msgs = Vec::new();
+        while (cursor.position() as usize) < len {
+            match Nlmsghdr::from_bytes(&mut cursor) {
+                Ok(m) => msgs.push(Ok(m)),
+                Err(e) => {
+                    msgs.push(Err(e));
+                    break;
+                }
+            }
+        }
+        Ok(msgs)
+    }
+
     /// Sends one request and collects its replies up to the ack (`do`) or
     /// `NLMSG_DONE` (dump).  Returns the replies and whether the kernel
     /// flagged a dump as interrupted.
@@ -359,14 +384,18 @@ impl Connection {
         let msg = self
             .build(family, cmd, version, attrs, NlmF::REQUEST | flags, seq)
             .map_err(|e| nl_err("cannot build the request", &e))?;
-        self.sock.send(&msg).map_err(|e| nl_err("send", &e))?;
+        let mut bytes = Cursor::new(Vec::with_capacity(msg.padded_size()));
+        msg.to_bytes(&mut bytes)
+            .map_err(|e| nl_err("cannot build the request", &e))?;
+        self.sock
+            .send(bytes.get_ref(), Msg::empty())
+            .map_err(|e| nl_err("send", &e))?;
 
         let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
-            let (msgs, _) = self
-                .sock
-                .recv::<u16, Genlmsghdr<C, A>>()
+            let msgs = self
+                .recv::<Genlmsghdr<C, A>>()
                 .map_err(|e| nl_err("receive", &e))?;
             for msg in msgs {
                 let msg = msg.map_err(|e| nl_err("malformed reply", &e))?;
@@ -398,6 +427,15 @@ impl Connection {
     }
 }
 
+/// A blocking generic netlink socket.
+fn open_socket() -> Result<NlSocket> {
+    let sock = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
+        .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
+    sock.block()
+        .map_err(|e| Error::Netlink(format!("cannot make the netlink socket blocking: {e}")))?;
+    Ok(sock)
+}
+
 /// The error the kernel answered with, and its extended-ack message.
 fn kernel_error<'a>(
     request: &'static str,
@@ -419,7 +457,7 @@ fn kernel_error<'a>(
 
 /// A socket that only listens (see [`Connection::watch`]).
 pub struct Watch {
-    sock: NlSocketHandle,
+    sock: NlSocket,
 }
 
 impl Watch {
@@ -440,7 +478,7 @@ impl Watch {
             woken = true;
             // One datagram (or the socket's overrun error): either way
             // something happened.
-            let _ = self.sock.recv::<u16, Buffer>();
+            let _ = self.sock.recv(&mut [0u8; MAX_NL_LENGTH][..], Msg::empty());
             wait = 0;
         }
         Ok(woken)

@@ -175,13 +175,21 @@ fn render_added(m: &mapping::Mapping) -> String {
 
 /// Prints `value` as one line of JSON, or as `human` renders it.
 fn emit<T: serde::Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    print!("{}", rendered(json, value, human));
+}
+
+/// What [`emit`] prints.
+fn rendered<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> String {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(value).expect("vpmctl's own types serialise")
-        );
+        let mut line = serde_json::to_string(value).expect("vpmctl's own types serialise");
+        line.push('\n');
+        line
     } else {
-        print!("{}", human(value));
+        human(value)
     }
 }
 

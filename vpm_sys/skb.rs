@@ -224,4 +224,14 @@ impl crate::vpm_parse::Packet for Skb<'_> {
         // bytes into `buf`, which has exactly that room.
         unsafe { bindings::skb_copy_bits(self.raw(), at, buf.as_mut_ptr().cast(), len) == 0 }
     }
+
+    fn in_place(&self) -> &[u8] {
+        let Some(n) = self.linear.checked_sub(self.nh) else {
+            return &[];
+        };
+        // SAFETY: `data[..linear]` is in the skb's linear part and stays
+        // unchanged while `&self` is borrowed (type invariant), which the
+        // returned slice's lifetime is tied to; `nh + n == linear`.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr().add(self.nh), n) }
+    }
 }

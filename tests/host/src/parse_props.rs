@@ -3,7 +3,8 @@
 use proptest::prelude::*;
 
 use crate::vpm_parse::{
-    ipv4, ipv6, Parsed, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    ipv4, ipv4_general, ipv6, ipv6_general, plain_ipv4, plain_ipv6, Packet, Parsed, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 use crate::vpm_rules::Family;
 
@@ -306,4 +307,93 @@ fn icmp_error_keeps_the_outer_destination() {
     };
     assert_eq!(&e.dst[..4], &[198, 51, 100, 2]);
     assert_eq!(&e.inner.dst[..4], &[203, 0, 113, 9]);
+}
+
+/// A packet whose first `linear` bytes can be read in place (an skb with
+/// paged data, or one whose headers are not all pulled).
+struct Split<'a> {
+    bytes: &'a [u8],
+    linear: usize,
+}
+
+impl Packet for Split<'_> {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
+        self.bytes.read(off, buf)
+    }
+
+    fn in_place(&self) -> &[u8] {
+        &self.bytes[..self.linear.min(self.bytes.len())]
+    }
+}
+
+/// A plain packet with one header byte (or two) overwritten: what the
+/// shortcut looks at, and around it.
+fn mutated(mut p: Vec<u8>, at: usize, value: u8, at2: usize, value2: u8) -> Vec<u8> {
+    if let Some(b) = p.get_mut(at) {
+        *b = value;
+    }
+    if let Some(b) = p.get_mut(at2) {
+        *b = value2;
+    }
+    p
+}
+
+fn plain(is_v6: bool, proto: u8, sp: u16, dp: u16, ck: u16, pay: usize) -> Vec<u8> {
+    let body = l4(proto, sp, dp, ck, pay);
+    if is_v6 {
+        v6(proto, &[], &body)
+    } else {
+        v4(proto, 0, 0, &body)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// The common-case shortcut answers exactly as the general parser
+    /// does, whatever the packet and however much of it is in place.
+    #[test]
+    fn shortcut_agrees_with_the_general_parser(
+        is_v6: bool, proto in proto(), sp: u16, dp: u16, ck: u16, pay in 0usize..32,
+        at in 0usize..64, value: u8, at2 in 0usize..64, value2: u8,
+        cut in 0usize..100, linear in 0usize..100,
+    ) {
+        let p = mutated(plain(is_v6, proto, sp, dp, ck, pay), at, value, at2, value2);
+        let p = &p[..p.len().saturating_sub(cut % 8 * (cut / 50))];
+        let split = Split { bytes: p, linear };
+        if is_v6 {
+            prop_assert_eq!(ipv6(&split), ipv6_general(&split));
+            prop_assert_eq!(ipv6(p), ipv6_general(p));
+        } else {
+            prop_assert_eq!(ipv4(&split), ipv4_general(&split));
+            prop_assert_eq!(ipv4(p), ipv4_general(p));
+        }
+    }
+
+    /// Random bytes too.
+    #[test]
+    fn shortcut_agrees_on_random_bytes(mut p in proptest::collection::vec(any::<u8>(), 0..100), v6ver: bool, linear in 0usize..100) {
+        if let Some(b) = p.first_mut() {
+            *b = if v6ver { 0x60 | (*b & 0xf) } else { 0x45 };
+        }
+        let split = Split { bytes: &p, linear };
+        if v6ver {
+            prop_assert_eq!(ipv6(&split), ipv6_general(&split));
+        } else {
+            prop_assert_eq!(ipv4(&split), ipv4_general(&split));
+        }
+    }
+
+    /// And the shortcut does take the plain TCP and UDP packets in place.
+    #[test]
+    fn shortcut_takes_plain_flows(is_v6: bool, tcp: bool, sp: u16, dp: u16, ck: u16, pay in 0usize..32) {
+        let proto = if tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+        let p = plain(is_v6, proto, sp, dp, ck, pay);
+        let flow = if is_v6 { plain_ipv6(&p, p.len()) } else { plain_ipv4(&p, p.len()) };
+        prop_assert!(flow.is_some_and(|f| f.sport == sp && f.dport == dp && f.check == ck));
+    }
 }

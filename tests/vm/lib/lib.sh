@@ -47,7 +47,14 @@ timed_ms() {
 	echo $((($(date +%s%N) - start) / 1000000))
 }
 
-subtest() { echo "SUBTEST $1 $2"; }
+# subtest PASS|FAIL NAME: one result line; it says how long the subtest took
+# since the previous one (or the test's start), to keep make check's time
+# budget in view.
+VPM_SUBTEST_AT=$SECONDS
+subtest() {
+	echo "SUBTEST $1 $2 ($((SECONDS - VPM_SUBTEST_AT))s)"
+	VPM_SUBTEST_AT=$SECONDS
+}
 
 # ---- short and long forms ----------------------------------------------------
 #

@@ -293,24 +293,31 @@ impl Connection {
             .collect())
     }
 
-    /// Dumps a table; retries (a few times) when the kernel reports the
-    /// table changed during the dump (`NLM_F_DUMP_INTR`).
-    pub fn dump<A: NlAttrType>(
+    /// Dumps a table, each message decoded by `decode` as it arrives;
+    /// retries (a few times) when the kernel reports the table changed
+    /// during the dump (`NLM_F_DUMP_INTR`).
+    pub fn dump<A: NlAttrType, T>(
         &self,
         name: &'static str,
         cmd: Cmd,
-    ) -> Result<Vec<Genlmsghdr<Cmd, A>>> {
+        decode: impl Fn(&Genlmsghdr<Cmd, A>) -> Result<T>,
+    ) -> Result<Vec<T>> {
         for _ in 0..DUMP_TRIES {
-            let (msgs, interrupted) = self.exchange(
+            let mut items = Vec::new();
+            let interrupted = self.exchange_with(
                 name,
                 self.family,
                 cmd,
                 FAMILY_VERSION,
                 GenlBuffer::new(),
                 NlmF::DUMP,
+                |msg| {
+                    items.push(decode(msg)?);
+                    Ok(())
+                },
             )?;
             if !interrupted {
-                return Ok(msgs);
+                return Ok(items);
             }
         }
         Err(Error::Netlink(format!(
@@ -377,6 +384,29 @@ impl Connection {
         attrs: GenlBuffer<A, Buffer>,
         flags: NlmF,
     ) -> Result<(Vec<Genlmsghdr<C, A>>, bool)> {
+        let mut replies = Vec::new();
+        let interrupted = self.exchange_with(name, family, cmd, version, attrs, flags, |p| {
+            replies.push(p.clone());
+            Ok(())
+        })?;
+        Ok((replies, interrupted))
+    }
+
+    /// [`Connection::exchange`], handing each reply to `sink` as it is
+    /// received instead of keeping them: a dump of 65,535 allocations
+    /// kept as neli messages cost more in memory than decoding them.
+    /// Returns whether the kernel flagged a dump as interrupted.
+    #[allow(clippy::too_many_arguments)]
+    fn exchange_with<C: neli::consts::genl::Cmd, A: NlAttrType>(
+        &self,
+        name: &'static str,
+        family: u16,
+        cmd: C,
+        version: u8,
+        attrs: GenlBuffer<A, Buffer>,
+        flags: NlmF,
+        mut sink: impl FnMut(&Genlmsghdr<C, A>) -> Result<()>,
+    ) -> Result<bool> {
         let nl_err =
             |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
         let seq = self.seq.get().wrapping_add(1);
@@ -391,7 +421,6 @@ impl Connection {
             .send(bytes.get_ref(), Msg::empty())
             .map_err(|e| nl_err("send", &e))?;
 
-        let mut replies = Vec::new();
         let mut interrupted = false;
         loop {
             let msgs = self
@@ -407,20 +436,21 @@ impl Connection {
                 match msg.nl_payload() {
                     // Without an ack or a dump, the one reply ends it.
                     NlPayload::Payload(p) if !done && flags.is_empty() => {
-                        return Ok((vec![p.clone()], interrupted))
+                        sink(p)?;
+                        return Ok(interrupted);
                     }
-                    NlPayload::Payload(p) if !done => replies.push(p.clone()),
+                    NlPayload::Payload(p) if !done => sink(p)?,
                     NlPayload::Err(e) => {
                         return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))
                     }
                     NlPayload::DumpExtAck(e) if *e.error() != 0 => {
                         return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))
                     }
-                    NlPayload::Ack(_) => return Ok((replies, interrupted)),
+                    NlPayload::Ack(_) => return Ok(interrupted),
                     _ => {}
                 }
                 if done {
-                    return Ok((replies, interrupted));
+                    return Ok(interrupted);
                 }
             }
         }

@@ -251,10 +251,7 @@ pub fn del(conn: &Connection, aid: &Aid, port: u16) -> Result<()> {
 
 /// Every allocation, ordered by fixed port then AID.
 pub fn list(conn: &Connection) -> Result<Vec<Mapping>> {
-    conn.dump::<MappingAttr>("show", Cmd::GetMapping)?
-        .iter()
-        .map(Mapping::from_msg)
-        .collect()
+    conn.dump("show", Cmd::GetMapping, Mapping::from_msg)
 }
 
 /// Releases every allocation.

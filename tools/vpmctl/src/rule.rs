@@ -166,10 +166,7 @@ pub fn del(conn: &Connection, port: u16, from: &Source) -> Result<()> {
 
 /// Every rule, ordered by fixed port, then match.
 pub fn list(conn: &Connection) -> Result<Vec<Rule>> {
-    conn.dump::<RuleAttr>("rule show", Cmd::GetRule)?
-        .iter()
-        .map(Rule::from_msg)
-        .collect()
+    conn.dump("rule show", Cmd::GetRule, Rule::from_msg)
 }
 
 /// The human-readable table.

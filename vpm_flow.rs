@@ -422,8 +422,13 @@ impl<S: core::ops::Deref<Target = [Slot]>> FlowTable<S> {
     /// refreshes without hashing and searching the bucket again (the
     /// packet path's lookup-then-touch).
     pub(crate) fn pinned(&self, k: &FlowKey, now: u32) -> Option<Pinned<'_>> {
-        self.find(k, now)
-            .map(|(slot, tag, pin, _)| Pinned { slot, tag, pin })
+        self.find(k, now).map(|(slot, tag, pin, life)| Pinned {
+            slot,
+            tag,
+            pin,
+            life,
+            now,
+        })
     }
 
     /// The live pin of `k` and where it stands (for the tests).
@@ -535,6 +540,9 @@ pub(crate) struct Pinned<'a> {
     tag: u32,
     /// The pin.
     pub(crate) pin: Pin,
+    /// The slot's life word, as the lookup read it at time `now`.
+    life: u64,
+    now: u32,
 }
 
 impl Pinned<'_> {
@@ -542,6 +550,14 @@ impl Pinned<'_> {
     /// is read again: if it changed hands since it was found, nothing
     /// changes, as when [`FlowTable::touch`] finds no pin.
     pub(crate) fn touch(&self, now: u32, seen: Seen) -> bool {
+        // A packet that changes nothing (most of a flow's packets: the
+        // deadline is current and the state stays) takes effect at the
+        // lookup, which just read the slot: no second read.
+        if now == self.now
+            && next_life(self.life, self.pin, seen, now).is_none_or(|new| new == self.life)
+        {
+            return true;
+        }
         // A CAS fails only when another CPU changed the slot meanwhile;
         // a few tries cover concurrent packets of the same flow.
         for _ in 0..4 {

@@ -8,9 +8,10 @@
 //! policy says otherwise, and every outcome is counted.
 //!
 //! The shape follows `nf_nat_proto.c`: parse the headers (`vpm_parse.rs`,
-//! on bytes copied out of the skb), look the port up in the RCU-published
-//! views (`vpm_views.rs`), make the header writable, rewrite the port and
-//! update the checksum incrementally (`vpm_csum.rs`).
+//! in place in the skb's linear part, or on bytes copied out of it), look
+//! the port up in the RCU-published views (`vpm_views.rs`), make the
+//! header writable, rewrite the port and update the checksum
+//! incrementally (`vpm_csum.rs`).
 //!
 //! - Inbound (PRE_ROUTING, and LOCAL_OUT for packets routed to this host):
 //!   a destination port that is a multiplexed fixed port is rewritten to

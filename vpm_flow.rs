@@ -546,9 +546,11 @@ pub(crate) struct Pinned<'a> {
 }
 
 impl Pinned<'_> {
-    /// Records a packet of the flow (see [`FlowTable::touch`]).  The slot
-    /// is read again: if it changed hands since it was found, nothing
-    /// changes, as when [`FlowTable::touch`] finds no pin.
+    /// Records a packet of the flow (see [`FlowTable::touch`]).  A packet
+    /// that changes the slot reads it again: if it changed hands since it
+    /// was found, nothing changes, as when [`FlowTable::touch`] finds no
+    /// pin.  One that changes nothing takes effect at the lookup and
+    /// returns true, even if the pin ended since.
     pub(crate) fn touch(&self, now: u32, seen: Seen) -> bool {
         // A packet that changes nothing (most of a flow's packets: the
         // deadline is current and the state stays) takes effect at the

@@ -45,6 +45,59 @@ assert cascade == added, f"the del's rule-del events {cascade}\n  name the rules
 PY
 subtest PASS event-sequence
 
+# vpmctl's netlink socket takes unicast messages from the kernel only.
+# The kernel already refuses unicast from unprivileged senders to any
+# netlink port (EPERM); vpmctl's socket, connected to the kernel, refuses
+# the others too (ECONNREFUSED), so no other process of the namespace can
+# pass a forged message for the kernel's answer (to a dump that `save`
+# writes out and `restore` applies).  The monitor goes on undisturbed.  A
+# socket that is not connected, the control, takes the same message.
+ip netns exec vpmev vpmctl monitor --json >$work/vpm-forged.json 2>&1 &
+victim=$!
+sleep 2
+ip netns exec vpmev python3 - "$victim" <<'PY'
+import os, socket, struct, sys
+victim = int(sys.argv[1])
+inodes = {os.stat(f"/proc/{victim}/fd/{fd}").st_ino for fd in os.listdir(f"/proc/{victim}/fd")
+          if os.readlink(f"/proc/{victim}/fd/{fd}").startswith("socket:")}
+lines = open("/proc/net/netlink").read().split("\n")[1:]
+ports = [int(l.split()[2]) for l in lines if l.split() and int(l.split()[1]) == 16
+         and int(l.split()[-1]) in inodes]
+assert ports, f"no generic netlink socket of pid {victim}"
+# An NLMSG_DONE for sequence 1: what ends a dump.
+forged = struct.pack("=IHHIIi", 20, 3, 0x2, 1, 0, 0)
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
+for port in ports:
+    try:
+        s.sendto(forged, (port, 0))
+        sys.exit(f"a forged message from root reached vpmctl's socket {port}")
+    except ConnectionRefusedError:
+        pass
+control = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)
+control.bind((0, 0))
+s.sendto(forged, (control.getsockname()[0], 0))
+assert control.recv(64) == forged, "the control socket got the message"
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+try:
+    s.sendto(forged, (control.getsockname()[0], 0))
+    sys.exit("an unprivileged sender reached a netlink port")
+except PermissionError:
+    pass
+PY
+e add --aid forged --port 9100 >/dev/null
+sleep 1
+kill "$victim"
+wait "$victim" 2>/dev/null || true
+python3 - $work/vpm-forged.json <<'PY'
+import json, sys
+got = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+assert [(e["event"], e["mapping"]["aid"]) for e in got] == [("new", "forged")], got
+PY
+e del --aid forged --port 9100
+subtest PASS forged-unicast-refused
+
 # A monitor that falls behind is told so, and goes on: 600 events (1,500
 # in the long form) while it is stopped are more than its socket holds
 # (the default 208 KiB receive buffer; an event, which netlink_broadcast

@@ -303,7 +303,11 @@ impl Connection {
         decode: impl Fn(&Genlmsghdr<Cmd, A>) -> Result<T>,
     ) -> Result<Vec<T>> {
         for _ in 0..DUMP_TRIES {
-            let mut items = Vec::new();
+            // A message that does not decode does not end the exchange:
+            // the dump is read to its end (else it would stay open on the
+            // socket and fail the connection's next one), and an
+            // interrupted dump is retried whatever it held.
+            let mut decoded = Ok(Vec::new());
             let interrupted = self.exchange_with(
                 name,
                 self.family,
@@ -312,12 +316,16 @@ impl Connection {
                 GenlBuffer::new(),
                 NlmF::DUMP,
                 |msg| {
-                    items.push(decode(msg)?);
-                    Ok(())
+                    if let Ok(items) = &mut decoded {
+                        match decode(msg) {
+                            Ok(item) => items.push(item),
+                            Err(e) => decoded = Err(e),
+                        }
+                    }
                 },
             )?;
             if !interrupted {
-                return Ok(items);
+                return decoded;
             }
         }
         Err(Error::Netlink(format!(
@@ -387,7 +395,6 @@ impl Connection {
         let mut replies = Vec::new();
         let interrupted = self.exchange_with(name, family, cmd, version, attrs, flags, |p| {
             replies.push(p.clone());
-            Ok(())
         })?;
         Ok((replies, interrupted))
     }
@@ -405,7 +412,7 @@ impl Connection {
         version: u8,
         attrs: GenlBuffer<A, Buffer>,
         flags: NlmF,
-        mut sink: impl FnMut(&Genlmsghdr<C, A>) -> Result<()>,
+        mut sink: impl FnMut(&Genlmsghdr<C, A>),
     ) -> Result<bool> {
         let nl_err =
             |what: &str, e: &dyn std::fmt::Display| Error::Netlink(format!("{name}: {what}: {e}"));
@@ -436,10 +443,10 @@ impl Connection {
                 match msg.nl_payload() {
                     // Without an ack or a dump, the one reply ends it.
                     NlPayload::Payload(p) if !done && flags.is_empty() => {
-                        sink(p)?;
+                        sink(p);
                         return Ok(interrupted);
                     }
-                    NlPayload::Payload(p) if !done => sink(p)?,
+                    NlPayload::Payload(p) if !done => sink(p),
                     NlPayload::Err(e) => {
                         return Err(kernel_error(name, *e.error(), e.ext_ack().iter()))
                     }
@@ -457,13 +464,43 @@ impl Connection {
     }
 }
 
-/// A blocking generic netlink socket.
+/// A blocking generic netlink socket that only the kernel can send to.
 fn open_socket() -> Result<NlSocket> {
     let sock = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
         .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;
     sock.block()
         .map_err(|e| Error::Netlink(format!("cannot make the netlink socket blocking: {e}")))?;
+    connect_to_kernel(&sock)
+        .map_err(|e| Error::Netlink(format!("cannot connect the netlink socket: {e}")))?;
     Ok(sock)
+}
+
+/// Connects `sock` to the kernel (port id 0).  Replies are matched by
+/// sequence number, and an unconnected netlink socket takes unicast
+/// messages from any privileged process of the namespace (the kernel
+/// refuses unprivileged senders): one of those could pass a forged reply
+/// for the kernel's (a dump that `save` writes out and `restore` later
+/// applies).  A connected socket takes unicast messages from its peer
+/// only (the kernel refuses the others with ECONNREFUSED); multicast
+/// groups still deliver.
+fn connect_to_kernel(sock: &NlSocket) -> std::io::Result<()> {
+    // SAFETY: an all-zero sockaddr_nl is valid (plain integers).
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `kernel` is a valid sockaddr_nl for the duration of the call,
+    // the length is its size, and the descriptor is the socket `sock` owns.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            std::ptr::from_ref(&kernel).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// The error the kernel answered with, and its extended-ack message.
@@ -508,7 +545,8 @@ impl Watch {
             woken = true;
             // One datagram (or the socket's overrun error): either way
             // something happened.
-            let _ = self.sock.recv(&mut [0u8; MAX_NL_LENGTH][..], Msg::empty());
+            // A one-byte buffer: the rest of the datagram is discarded.
+            let _ = self.sock.recv(&mut [0u8; 1][..], Msg::empty());
             wait = 0;
         }
         Ok(woken)

@@ -90,11 +90,14 @@ s vpmctl add --aid hog2 --port 9500 >/dev/null
 expect_fail 1 "no free port" s vpmctl exec --aid late --port 9500 -- touch "$work/started"
 expect "CMD did not start on an exhausted range" test ! -e "$work/started"
 expect "nothing left of the refused AID" nothing_left late
+# Long form only (make check's time budget: the one-port refusal above is the same path).
+if long; then
 # Two ports, the second one refused: the first one's allocation goes too.
 s vpmctl config --range 31000-31002 >/dev/null
 expect_fail 1 "no free port" s vpmctl exec --aid late --port 9501 --port 9500 -- touch "$work/started"
 expect "CMD did not start when its second port failed" test ! -e "$work/started"
 expect "nothing left of the refused AID (two ports)" nothing_left late
+fi
 s vpmctl config --range 31000-31001 >/dev/null
 # With --wait it starts once a port is released.
 s vpmctl exec --aid late --port 9500 --wait 30s -- touch "$work/started" &
@@ -107,11 +110,14 @@ expect "CMD started once a port was free" test -e "$work/started"
 s vpmctl del --aid late --port 9500
 s vpmctl del --aid hog2 --port 9500
 s vpmctl config --range 20000-29999 >/dev/null
+# Long form only (make check's time budget: refusals before anything is allocated).
+if long; then
 expect_fail 2 "cannot name a cgroup" s vpmctl exec --aid .. --port 9500 -- true
 expect_fail 127 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- /nonexistent/cmd
 expect "a missing command allocates nothing" nothing_left nocmd
 expect_fail 126 "cannot run" s vpmctl exec --aid nocmd --port 9501 -- "$VPM_ROOT/README.md"
 expect "a file that is not executable allocates nothing" nothing_left nocmd
+fi
 subtest PASS exec-refuses
 
 # ---- two unmodified servers on 9000, TCP and UDP, dual-stack [::] --------
@@ -192,6 +198,8 @@ expect_eq "--proto tcp: a UDP bind of 8080 in the group is 8080 itself" 8080 "$o
 expect "busybox is statically linked" sh -c "! ldd $(command -v busybox) >/dev/null 2>&1"
 subtest PASS exec-static-binary-and-child
 
+# Long form only (make check's time budget: children inherit the group as sh -c's child does above).
+if long; then
 start fork "$work/fork" vpmctl exec --aid fork --port 9200 -- python3 -c '
 import socketserver
 class H(socketserver.StreamRequestHandler):
@@ -212,6 +220,7 @@ expect_eq "net 1 reaches the forking server" "fork" \
 	"$(c1 python3 -c 'import socket; s = socket.create_connection(("10.203.1.2", 9200), 10); print(s.recv(64).decode().strip())')"
 expect_eq "net 2 reaches the threaded server" "page of httpd-a" "$(fetch c2 http://10.203.2.2:9200/)"
 subtest PASS exec-forking-and-threaded
+fi
 
 # ---- deleting a running AID's allocation: its next bind fails -------------
 s vpmctl del --aid blue --port 9000
@@ -247,12 +256,15 @@ expect "del of an AID nobody runs removes its hooks and group" \
 subtest PASS exec-release
 
 # ---- the host's own namespace -----------------------------------------------
+# Long form only (make check's time budget: the same hooks as in vpms, another scope name).
+if long; then
 out=$(vpmctl exec --aid hostapp --port 9600 --release -- sh -c "cat /proc/self/cgroup; $PROBE 9600 --tcp-only")
 expect_eq "in the host namespace the group is vpm/host/AID" "0::/vpm/host/hostapp" "$(head -n1 <<<"$out")"
 expect_eq "... and the hooks work there too" "tcp6 9600" "$(tail -n1 <<<"$out")"
 wait_for 15 "hostapp released, its hooks and group removed" \
 	sh -c "! vpmctl show --json | grep -q hostapp && test ! -e /sys/fs/bpf/vpm/host && test ! -e /sys/fs/cgroup/vpm/host"
 subtest PASS exec-host-namespace
+fi
 
 # ---- unload with hooks attached --------------------------------------------
 # blue and green still run.  rmmod; their keepers take the hooks away, so
@@ -269,6 +281,9 @@ load
 subtest PASS exec-unload
 
 # ---- save, flush, restore with an exec'd AID nobody runs --------------------
+# Long form only (make check's time budget: 60-save-restore covers save and
+# restore; this adds the group of an exec'd AID that nobody runs).
+if long; then
 s vpmctl exec --aid idle --port 9700 -- true
 expect "idle keeps its hooks and group (no --release)" test -e "$pins/idle/vpm_ports" -a -d "$groups/idle"
 s vpmctl save >"$work/state.json"
@@ -283,3 +298,4 @@ expect_eq "... on the restored anonymous port" "$(s python3 -c 'import json, sys
 	"$(cat "$work/held4")"
 wait_for 15 "idle released, hooks and group removed" nothing_left idle
 subtest PASS exec-save-flush-restore
+fi

@@ -54,16 +54,26 @@ subtest PASS event-sequence
 # socket that is not connected, the control, takes the same message.
 ip netns exec vpmev vpmctl monitor --json >$work/vpm-forged.json 2>&1 &
 victim=$!
-sleep 2
 ip netns exec vpmev python3 - "$victim" <<'PY'
-import os, socket, struct, sys
+import os, socket, struct, sys, time
 victim = int(sys.argv[1])
-inodes = {os.stat(f"/proc/{victim}/fd/{fd}").st_ino for fd in os.listdir(f"/proc/{victim}/fd")
-          if os.readlink(f"/proc/{victim}/fd/{fd}").startswith("socket:")}
-lines = open("/proc/net/netlink").read().split("\n")[1:]
-ports = [int(l.split()[2]) for l in lines if l.split() and int(l.split()[1]) == 16
-         and int(l.split()[-1]) in inodes]
-assert ports, f"no generic netlink socket of pid {victim}"
+
+def generic_netlink_ports():
+    inodes = {os.stat(f"/proc/{victim}/fd/{fd}").st_ino for fd in os.listdir(f"/proc/{victim}/fd")
+              if os.readlink(f"/proc/{victim}/fd/{fd}").startswith("socket:")}
+    lines = open("/proc/net/netlink").read().split("\n")[1:]
+    return [int(l.split()[2]) for l in lines if l.split() and int(l.split()[1]) == 16
+            and int(l.split()[-1]) in inodes]
+
+# Until the monitor has its socket (and has subscribed: it prints nothing,
+# so give it a moment more).
+for _ in range(100):
+    ports = generic_netlink_ports()
+    if ports:
+        break
+    time.sleep(0.1)
+assert ports, f"no generic netlink socket of pid {victim} within 10 s"
+time.sleep(1)
 # An NLMSG_DONE for sequence 1: what ends a dump.
 forged = struct.pack("=IHHIIi", 20, 3, 0x2, 1, 0, 0)
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 16)

@@ -464,7 +464,9 @@ impl Connection {
     }
 }
 
-/// A blocking generic netlink socket that only the kernel can send to.
+/// A blocking generic netlink socket that takes unicast messages from the
+/// kernel only.  (Multicast groups it joins still deliver whatever a
+/// privileged process sends them: only `monitor` and [`Watch`] join any.)
 fn open_socket() -> Result<NlSocket> {
     let sock = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
         .map_err(|e| Error::Netlink(format!("cannot open a generic netlink socket: {e}")))?;

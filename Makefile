@@ -49,6 +49,9 @@ else
 KDIR_DEP :=
 KDIR_SH = "$(KDIR)"
 endif
+# The LLVM= a module for the tree "$$kdir" is built with: the kernel's own
+# toolchain (GCC, or clang 19 for the KASAN flavor).
+LLVM_SH = "$$($(ROOT)/tools/kernel.sh llvm "$$kdir")"
 
 # Benchmarks run on the lean kernel: docs/TESTING.md, "Timing": timing under a debug
 # kernel means nothing".  The module for it is built from a copy of the
@@ -75,7 +78,7 @@ all: module
 module: $(KDIR_DEP)
 	@kdir=$(KDIR_SH) && { test -f "$$kdir/Makefile" || \
 		{ echo "vpm: KDIR=$$kdir is not a kernel build tree" >&2; exit 1; }; } && \
-		$(ENV) && $(MAKE) -C "$$kdir" M=$(ROOT) LLVM= modules
+		$(ENV) && $(MAKE) -C "$$kdir" M=$(ROOT) LLVM=$(LLVM_SH) modules
 
 deps:
 	@$(ROOT)/tools/deps.sh
@@ -112,7 +115,7 @@ check-fmt:
 # (with the kernel's own lint set), and on the host tests.
 clippy: $(KDIR_DEP)
 	@kdir=$(KDIR_SH) && $(ENV) && \
-		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM= CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
+		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM=$(LLVM_SH) CLIPPY=1 KRUSTFLAGS=-Dwarnings modules
 	@$(ENV); cd $(ROOT)/tests/host && cargo clippy --quiet --all-targets -- -D warnings
 	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo clippy --quiet --all-targets -- -D warnings
 
@@ -191,5 +194,5 @@ run: deps
 clean:
 	@{ kdir=$(KDIR_SH); } 2>/dev/null; \
 		if [ -n "$$kdir" ] && [ -f "$$kdir/Makefile" ]; then \
-		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM= clean; fi
+		$(MAKE) -C "$$kdir" M=$(ROOT) LLVM=$(LLVM_SH) clean; fi
 	rm -rf $(CARGO_TARGET_DIR)

@@ -14,6 +14,9 @@ APT_PKGS=(
 	# vpmctl's socket hooks: clang's BPF target (bookworm's main suite has
 	# clang-19), libbpf's headers, and libbpf-rs's build of libbpf
 	clang-19 libbpf-dev zlib1g-dev pkg-config
+	# the KASAN kernel flavor: an LLVM=-19 build (clang, lld, the llvm
+	# binutils), whose bindgen takes libclang from llvm-19 as well
+	lld-19 llvm-19
 	# VM
 	qemu-system-x86 busybox-static
 	# userspace test tools used by tests/vm

@@ -83,8 +83,10 @@ impl Connection {
         Ok(conn)
     }
 
-    /// Joins multicast group `name` of the family; messages then arrive
-    /// through [`Connection::next_events`].
+    /// Joins multicast group `name` of the family, and the generic
+    /// netlink controller's notifications (which say when the family goes
+    /// away with the module); messages then arrive through
+    /// [`Connection::next_events`].
     pub fn subscribe(&self, name: &str) -> Result<()> {
         let id = self
             .groups
@@ -94,16 +96,22 @@ impl Connection {
             .ok_or_else(|| {
                 Error::Protocol(format!("the module has no '{name}' multicast group"))
             })?;
+        let (_, ctrl_groups) = self.resolve(CTRL_FAMILY, "resolve the genetlink controller")?;
+        let notify = ctrl_groups
+            .iter()
+            .find(|(n, _)| n == CTRL_NOTIFY_GROUP)
+            .map(|(_, id)| *id)
+            .ok_or_else(|| Error::Protocol(format!("no '{CTRL_NOTIFY_GROUP}' multicast group")))?;
         self.sock
-            .add_mcast_membership(Groups::new_groups(&[id]))
+            .add_mcast_membership(Groups::new_groups(&[id, notify]))
             .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
     }
 
     /// Blocks for the next multicast messages (at least one), or for the
     /// news that some were lost.
-    pub fn next_events<A: NlAttrType>(&self) -> Result<Incoming<A>> {
+    pub fn next_events(&self) -> Result<Incoming<u16>> {
         loop {
-            let msgs = match self.recv::<Genlmsghdr<Cmd, A>>() {
+            let msgs = match self.recv::<Genlmsghdr<Cmd, u16>>() {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
                 // dropped events: the reader is behind, not broken.
@@ -114,6 +122,14 @@ impl Connection {
             for msg in msgs {
                 let msg =
                     msg.map_err(|e| Error::Netlink(format!("monitor: malformed event: {e}")))?;
+                if *msg.nl_type() == u16::from(GenlId::Ctrl) {
+                    if let NlPayload::Payload(p) = msg.nl_payload() {
+                        if self.family_removed(p) {
+                            return Err(Error::Unloaded("monitor"));
+                        }
+                    }
+                    continue;
+                }
                 if *msg.nl_type() != self.family {
                     continue;
                 }
@@ -125,6 +141,19 @@ impl Connection {
                 return Ok(Incoming::Events(out));
             }
         }
+    }
+
+    /// Whether controller notification `msg` says this connection's
+    /// family was unregistered (`CTRL_CMD_DELFAMILY` with its id).
+    fn family_removed(&self, msg: &Genlmsghdr<Cmd, u16>) -> bool {
+        let del = u8::from(CtrlCmd::Delfamily);
+        if u8::from(*msg.cmd()) != del {
+            return false;
+        }
+        msg.attrs().iter().any(|a| {
+            *a.nla_type().nla_type() == u16::from(CtrlAttr::FamilyId)
+                && a.nla_payload().as_ref() == self.family.to_ne_bytes()
+        })
     }
 
     fn resolve_family(&self) -> Result<(u16, Vec<(String, u32)>)> {

@@ -94,7 +94,7 @@ pub fn run(conn: &Connection, json: bool) -> Result<()> {
         }
     };
     loop {
-        match conn.next_events::<u16>()? {
+        match conn.next_events()? {
             Incoming::Overrun => print(&Event::Lost),
             Incoming::Events(msgs) => {
                 for msg in msgs {

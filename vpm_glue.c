@@ -135,13 +135,27 @@ void vpm_hooks_free(struct nf_hook_ops *ops)
  * Fills @h and returns skb->data: one call per packet instead of one per
  * field, and the linear part read in place rather than through
  * skb_copy_bits, as skb_header_pointer does.
+ *
+ * The checksum field holds a seed (the pseudo-header sum, without the
+ * ports) in a CHECKSUM_PARTIAL packet, and also in a UDP GSO packet that
+ * is not: when the route's device cannot checksum, udp_send_skb() still
+ * writes only the seed (udp4_hwcsum(), udp6_hwcsum_outgoing()) and leaves
+ * ip_summed at CHECKSUM_NONE, and __udp_gso_segment() completes each
+ * segment's checksum from that seed in software.  Updating such a seed
+ * like a final checksum would make every segment's checksum wrong.  (A
+ * fraglist GSO packet is the exception: each of its segments carries its
+ * own final checksum, the head's included, and segmentation adjusts the
+ * others for what changed in the head.)
  */
 const u8 *vpm_skb_head(const struct sk_buff *skb, struct vpm_skb_head *h)
 {
 	h->nh = skb_network_offset(skb);
 	h->linear = skb_headlen(skb);
 	h->len = skb->len;
-	h->ip_summed = skb->ip_summed;
+	h->csum_seed = skb->ip_summed == CHECKSUM_PARTIAL ||
+		       (skb_is_gso(skb) &&
+			(skb_shinfo(skb)->gso_type &
+			 (SKB_GSO_UDP_L4 | SKB_GSO_FRAGLIST)) == SKB_GSO_UDP_L4);
 	return skb->data;
 }
 
@@ -207,6 +221,36 @@ bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 		return ipv6_chk_addr(net, (const struct in6_addr *)addr, NULL, 0);
 #endif
 	return false;
+}
+
+/*
+ * Whether @addr, the source address of a packet that arrived on @dev, is
+ * one no other host can send from: a loopback address, or one of this
+ * host's own, seen on a device other than the loopback (or a VRF's).  IPv4 drops such
+ * a packet as a martian only after PRE_ROUTING (fib_validate_source(),
+ * unless accept_local is set); IPv6 drops ::1 before PRE_ROUTING but
+ * takes its own addresses from any device.
+ */
+bool vpm_src_martian(struct net *net, const struct net_device *dev, u8 pf,
+		     const u8 *addr)
+{
+	/* Local traffic comes back in through the loopback, or through the
+	 * VRF device (vrf_local_xmit()) inside a VRF. */
+	if (dev && ((dev->flags & IFF_LOOPBACK) || netif_is_l3_master(dev)))
+		return false;
+	if (pf == NFPROTO_IPV4) {
+		__be32 a;
+
+		memcpy(&a, addr, sizeof(a));
+		if (ipv4_is_loopback(a))
+			return true;
+	}
+#if IS_ENABLED(CONFIG_IPV6)
+	if (pf == NFPROTO_IPV6 &&
+	    ipv6_addr_loopback((const struct in6_addr *)addr))
+		return true;
+#endif
+	return vpm_addr_local(net, dev, pf, addr);
 }
 
 /*

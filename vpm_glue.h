@@ -42,13 +42,16 @@ struct vpm_skb_head {
 	int nh;		/* network header offset from data (0 at the hooks) */
 	u32 linear;	/* bytes in the linear part, from data */
 	u32 len;	/* bytes in all, from data */
-	u8 ip_summed;
+	u8 csum_seed;	/* the transport checksum field holds a pseudo-header
+			 * seed, completed later over the final bytes */
 };
 const u8 *vpm_skb_head(const struct sk_buff *skb, struct vpm_skb_head *h);
 u8 *vpm_skb_writable(struct sk_buff *skb, unsigned int len);
 bool vpm_skb_dst_local(const struct sk_buff *skb);
 bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 		    const u8 *addr);
+bool vpm_src_martian(struct net *net, const struct net_device *dev, u8 pf,
+		     const u8 *addr);
 bool vpm_skb_received(const struct sk_buff *skb, u8 pf);
 #define VPM_SENDER_SOCKET	(1U << 31)
 #define VPM_SENDER_CONTROL	(1U << 30)

@@ -54,7 +54,9 @@ pub(crate) const IPPROTO_TCP: u8 = 6;
 /// UDP.
 pub(crate) const IPPROTO_UDP: u8 = 17;
 
-/// Most IPv6 extension headers walked before giving up.
+/// Most headers read in an IPv6 chain before giving up, the transport
+/// header included: a chain of 7 extension headers is walked, one of 8 is
+/// malformed (tests/vm/lib/corpus.py: `v6-chain-7`, `v6-chain-8`).
 pub(crate) const MAX_EXT_HEADERS: usize = 8;
 
 /// A TCP or UDP packet whose ports (and checksum field) are present.

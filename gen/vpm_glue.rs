@@ -37,7 +37,7 @@ pub struct vpm_skb_head {
     pub nh: kernel::ffi::c_int,
     pub linear: u32,
     pub len: u32,
-    pub ip_summed: u8,
+    pub csum_seed: u8,
 }
 unsafe extern "C" {
     pub fn vpm_skb_head(skb: *const sk_buff, h: *mut vpm_skb_head) -> *const u8;
@@ -50,6 +50,9 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn vpm_addr_local(net: *mut net, dev: *const net_device, pf: u8, addr: *const u8) -> bool;
+}
+unsafe extern "C" {
+    pub fn vpm_src_martian(net: *mut net, dev: *const net_device, pf: u8, addr: *const u8) -> bool;
 }
 unsafe extern "C" {
     pub fn vpm_skb_received(skb: *const sk_buff, pf: u8) -> bool;

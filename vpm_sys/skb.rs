@@ -21,7 +21,8 @@ use super::ffi;
 /// `skb->data`; `data` is `skb->data` and its first `linear` bytes lie in the
 /// skb's linear part, which nothing but [`Skb::writable`] (through
 /// `&mut self`, which refreshes `data` and `linear`) changes or moves
-/// meanwhile; `len` is `skb->len` and `summed` its `ip_summed`; `net` is
+/// meanwhile; `len` is `skb->len` and `seed` whether its checksum field
+/// holds a seed (see [`CsumState`]); `net` is
 /// the hook's namespace and `dev` its input device (its output device
 /// where it has no input device, or null), both valid for `'a`; `pf` is
 /// the hook's family (`NFPROTO_IPV4` or `NFPROTO_IPV6`).
@@ -31,7 +32,7 @@ pub(crate) struct Skb<'a> {
     data: NonNull<u8>,
     linear: usize,
     len: usize,
-    summed: u8,
+    seed: bool,
     net: NonNull<bindings::net>,
     dev: *const bindings::net_device,
     pf: u8,
@@ -52,14 +53,15 @@ pub(crate) enum Sender {
     Socket { port: u16, connected: bool },
 }
 
-/// How the transport checksum of a packet is handled (`skb->ip_summed`).
+/// What the transport checksum field of a packet holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CsumState {
-    /// The checksum field is final (NONE, UNNECESSARY, COMPLETE): a
-    /// rewrite must update it.
+    /// The checksum itself (NONE, UNNECESSARY, COMPLETE): a rewrite must
+    /// update it.
     Final,
-    /// CHECKSUM_PARTIAL: the field holds the pseudo-header seed and the
-    /// device (or the stack) sums the ports later: leave it alone.
+    /// The pseudo-header seed, which the device or the stack completes
+    /// over the ports later: leave it alone.  CHECKSUM_PARTIAL, and a UDP
+    /// GSO packet whichever its `ip_summed` (`vpm_skb_head` in the glue).
     Partial,
 }
 
@@ -83,7 +85,7 @@ impl Skb<'_> {
             nh: 0,
             linear: 0,
             len: 0,
-            ip_summed: 0,
+            csum_seed: 0,
         };
         // SAFETY: netfilter hands a valid skb (the caller's guarantee); `h`
         // is ours to fill.
@@ -99,7 +101,7 @@ impl Skb<'_> {
             data,
             linear: h.linear as usize,
             len: h.len as usize,
-            summed: h.ip_summed,
+            seed: h.csum_seed != 0,
             net,
             dev,
             pf,
@@ -111,11 +113,12 @@ impl Skb<'_> {
         self.skb.as_ptr()
     }
 
-    /// The checksum state.
+    /// What the transport checksum field holds.
     pub(crate) fn csum(&self) -> CsumState {
-        match u32::from(self.summed) {
-            bindings::CHECKSUM_PARTIAL => CsumState::Partial,
-            _ => CsumState::Final,
+        if self.seed {
+            CsumState::Partial
+        } else {
+            CsumState::Final
         }
     }
 
@@ -150,6 +153,17 @@ impl Skb<'_> {
         // invariant; `dev` may be null, which the glue accepts); `addr`
         // has room for an address of either family.
         unsafe { ffi::vpm_addr_local(self.net.as_ptr(), self.dev, self.pf, addr.as_ptr()) }
+    }
+
+    /// Whether `addr`, the packet's source, is one no other host can send
+    /// from (a loopback address, or this host's own on another device
+    /// than the loopback): a spoofed packet the stack drops, after the
+    /// PRE_ROUTING hook for IPv4.
+    pub(crate) fn src_is_martian(&self, addr: &[u8; 16]) -> bool {
+        // SAFETY: `net` and `dev` are valid for the hook call (type
+        // invariant; `dev` may be null, which the glue accepts); `addr`
+        // has room for an address of either family.
+        unsafe { ffi::vpm_src_martian(self.net.as_ptr(), self.dev, self.pf, addr.as_ptr()) }
     }
 
     /// Whether the packet came into this host (forwarded or bridged)

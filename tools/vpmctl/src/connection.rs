@@ -102,9 +102,18 @@ impl Connection {
             .find(|(n, _)| n == CTRL_NOTIFY_GROUP)
             .map(|(_, id)| *id)
             .ok_or_else(|| Error::Protocol(format!("no '{CTRL_NOTIFY_GROUP}' multicast group")))?;
-        self.sock
-            .add_mcast_membership(Groups::new_groups(&[id, notify]))
-            .map_err(|e| Error::Netlink(format!("cannot join the {name} group: {e}")))
+        // The controller's group first: once it is joined, the family's
+        // removal cannot pass unseen.  Joining a group of a family that is
+        // already gone succeeds all the same, hence the check after.
+        for (group, what) in [(notify, CTRL_NOTIFY_GROUP), (id, name)] {
+            self.sock
+                .add_mcast_membership(Groups::new_groups(&[group]))
+                .map_err(|e| Error::Netlink(format!("cannot join the {what} group: {e}")))?;
+        }
+        if !self.family_alive()? {
+            return Err(Error::Unloaded("monitor"));
+        }
+        Ok(())
     }
 
     /// Blocks for the next multicast messages (at least one), or for the
@@ -114,8 +123,14 @@ impl Connection {
             let msgs = match self.recv::<Genlmsghdr<Cmd, u16>>() {
                 Ok(r) => r,
                 // The kernel found the socket's receive buffer full and
-                // dropped events: the reader is behind, not broken.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Incoming::Overrun),
+                // dropped events: the reader is behind, not broken.  The
+                // dropped ones may include the family's removal.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    if !self.family_alive()? {
+                        return Err(Error::Unloaded("monitor"));
+                    }
+                    return Ok(Incoming::Overrun);
+                }
                 Err(e) => return Err(Error::Netlink(format!("monitor: receive: {e}"))),
             };
             let mut out = Vec::new();

@@ -8,7 +8,10 @@
 #                 lean kernel (bench-short: targets checked, docs untouched)
 #   make stress   the VM tests in their long forms (VPM_LONG=1: more
 #                 repetitions, bigger transfers, tables and floods, longer
-#                 time limits), then the benchmarks; not part of make check
+#                 time limits), make reliability, then the benchmarks; not
+#                 part of make check
+#   make reliability  the reliability suite (tests/vm/96-99) in its long
+#                 form on the KASAN kernel; writes docs/RELIABILITY.md
 #   make bench    the benchmarks' full form alone (lean kernel): regenerates
 #                 docs/BENCHMARKS.md, docs/benchmarks.json, docs/bench-cost.svg
 #                 and checks the targets (tests/bench/report.py)
@@ -71,7 +74,7 @@ BENCH_ASSERT ?= G1,G2,G3
 BENCH_SHORT_ASSERT ?= G1,G2,G3
 
 .PHONY: all module deps kernel kernel-dir spec check-spec vpmctl loadgen host-test \
-	vm-test bench-module bench bench-short check stress run clean fmt check-fmt clippy
+	vm-test bench-module bench bench-short check stress reliability run clean fmt check-fmt clippy
 
 all: module
 
@@ -179,10 +182,25 @@ check: deps check-spec check-fmt host-test
 
 # The long forms of the VM tests (tests/vm/lib/lib.sh: long, pick), which
 # make check leaves out to stay within its time.  VPM_LONG reaches the
-# guest through tests/vm.sh.
+# guest through tests/vm.sh.  Then the reliability suite again on the
+# KASAN kernel, and the benchmarks.
 stress: deps
 	@VPM_LONG=1 $(MAKE) --no-print-directory vm-test
+	@$(MAKE) --no-print-directory reliability
 	@$(MAKE) --no-print-directory bench
+
+# The reliability suite (tests/vm/96-99: malformed packets, netlink
+# fuzzing, churn, teardown races) in its long form on the KASAN kernel
+# (tools/kernel.sh kasan: clang 19, generic KASAN), and docs/RELIABILITY.md
+# generated from its console log, whatever the verdict (a failure is on the
+# page); the target fails with the run.
+RELIABILITY_TESTS ?= 9[6-9]-*
+reliability: deps
+	@rc=0; VPM_KFLAVOR=kasan VPM_LONG=1 VPM_TESTS='$(RELIABILITY_TESTS)' \
+		$(MAKE) --no-print-directory vm-test || rc=$$?; \
+	python3 $(ROOT)/tests/vm/reliability.py \
+		"$$($(ENV) && echo $$VPM_CACHE)/logs/last-check.log" --out $(ROOT)/docs/RELIABILITY.md || rc=1; \
+	exit $$rc
 
 # The sub-make builds the kernel if needed; only then is its directory asked
 # for.  tests/vm.sh exits non-zero when the demo fails.

@@ -104,6 +104,12 @@ set -e
 [ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${vm_limit}s"
 # The serial console ends lines with CR LF.
 sed -i 's/\r$//' "$log"
+# What tests/vm/reliability.py needs to know about the run, and where the
+# last run of each mode is.
+printf 'VPM-RUN {"kernel":"%s","config_sha256":"%s","long":%d,"date":"%s"}\n' \
+	"$(basename "$(dirname "$kdir")")" "$(sha256sum "$kdir/.config" 2>/dev/null | cut -c1-12)" \
+	"$VPM_LONG" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$log"
+ln -sf "$(basename "$log")" "$VPM_CACHE/logs/last-$mode.log"
 
 # The benchmark's records: the host's facts first (the guest adds its own
 # VPM-BENCH-META), then every VPM-BENCH line of the console, wherever it

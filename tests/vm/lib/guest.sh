@@ -204,11 +204,12 @@ run_tests() {
 		out=$(mktemp)
 		before=$(user_pids)
 		if ! run_limited "$name" "$t" "$out"; then
-			grep -avE '^SUBTEST |^VPM-BENCH' "$out" | tail -n 30 | sed 's/^/    /'
+			grep -avE '^SUBTEST |^VPM-(BENCH|REL)' "$out" | tail -n 30 | sed 's/^/    /'
 		fi
-		# Benchmark records go to the console whatever the verdict (once:
-		# the failure's tail above leaves them out).
-		[ "$mode" = bench ] && grep -aE '^VPM-BENCH(-META)? ' "$out"
+		# Benchmark and reliability records go to the console whatever the
+		# verdict (once: the failure's tail above leaves them out), for
+		# tests/bench/report.py and tests/vm/reliability.py.
+		grep -aE '^VPM-REL |^VPM-BENCH(-META)? ' "$out" || true
 		while read -r _ st sub; do
 			if [ "$st" = PASS ]; then pass "$name:$sub"; else fail "$name:$sub"; fi
 		done < <(grep -E '^SUBTEST (PASS|FAIL) ' "$out")

@@ -31,12 +31,14 @@ def uapi():
     for body in re.findall(r"enum[^{]*\{([^}]*)\}", text):
         n = 0
         for item in body.split(","):
-            item = item.strip()
-            if not item or item.startswith("__") or "_MAX" in item:
+            name, _, val = (part.strip() for part in item.strip().partition("="))
+            # The __X_MAX sentinel and its X_MAX alias are not values (but
+            # an attribute whose name merely contains _MAX, like
+            # MAX_ENTRIES, is).
+            if not name or name.startswith("__") or name.endswith("_MAX"):
                 continue
-            name, _, val = item.partition("=")
-            n = int(val.strip(), 0) if val else n
-            vals[name.strip()] = n
+            n = int(val, 0) if val else n
+            vals[name] = n
             n += 1
     return vals
 

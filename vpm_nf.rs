@@ -178,9 +178,7 @@ fn steer_in<'g>(
     // own is spoofed (the stack drops it, IPv4 only after this hook): it
     // must not pin a flow that a local client with that address and port
     // would then follow, whatever its cgroup or the rules say.
-    if hooknum == PRE_ROUTING
-        && (!skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src))
-    {
+    if hooknum == PRE_ROUTING && (!skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src)) {
         state.count(Stat::Foreign);
         return None;
     }

@@ -159,21 +159,40 @@ class Fuzzer:
             return
         self.sent += 1
         if read:
-            self.read_answers(conn, cmd)
+            # An ack, an error or a dump's end closes the answer to a
+            # request that asked for an ack or a dump; without either, a
+            # success may say nothing, so a barrier follows it.
+            answered = flags & NLM_F_ACK or flags & NLM_F_DUMP == NLM_F_DUMP
+            self.read_answers(conn, cmd, barrier=not answered)
 
-    def read_answers(self, conn, cmd):
-        """Reads what the last request caused, up to the answer to a
-        barrier sent right after it: a GET_STATUS with an ack, which the
-        kernel handles after the request (a request without an ack may
-        have no answer at all)."""
+    def read_answers(self, conn, cmd, barrier):
+        """Reads what the last request caused: up to its ack, error or
+        dump end, or (BARRIER) up to the answer to a barrier sent right
+        after it, a GET_STATUS with an ack, which the kernel handles after
+        the request.  An answer that does not come within 5 s is waited
+        for through a barrier after all."""
         fuzz_seq = conn.seq
-        conn.seq += 1
-        body = struct.pack("=BBH", U["VPM_CMD_GET_STATUS"], 1, 0)
-        conn.s.send(struct.pack("=IHHII", 16 + len(body), conn.family, NLM_F_REQUEST | NLM_F_ACK, conn.seq, 0) + body)
-        conn.s.settimeout(10)
+        end_seq = fuzz_seq
+
+        def send_barrier():
+            conn.seq += 1
+            body = struct.pack("=BBH", U["VPM_CMD_GET_STATUS"], 1, 0)
+            conn.s.send(struct.pack("=IHHII", 16 + len(body), conn.family, NLM_F_REQUEST | NLM_F_ACK, conn.seq, 0)
+                        + body)
+            return conn.seq
+
+        if barrier:
+            end_seq = send_barrier()
+        conn.s.settimeout(5)
         try:
             while True:
-                data = conn.s.recv(1 << 20)
+                try:
+                    data = conn.s.recv(1 << 20)
+                except socket.timeout:
+                    if end_seq != fuzz_seq:
+                        raise
+                    end_seq = send_barrier()
+                    continue
                 off = 0
                 while off + 16 <= len(data):
                     ln, ty, fl, seq, _ = struct.unpack_from("=IHHII", data, off)
@@ -189,13 +208,17 @@ class Fuzzer:
                                 self.mut_ok += 1
                                 if self.unpriv:
                                     sys.exit(f"an unprivileged sender's command {cmd} succeeded")
-                        elif seq == conn.seq:
+                            if end_seq == fuzz_seq:
+                                return
+                        elif seq == end_seq:
                             if code:
                                 sys.exit(f"the barrier GET_STATUS failed: errno {code}")
                             return
+                    elif ty == NLMSG_DONE and seq == fuzz_seq == end_seq:
+                        return
                     off += (ln + 3) & ~3
         except socket.timeout:
-            sys.exit("no answer to the barrier within 10 s")
+            sys.exit("no answer to the barrier within 5 s")
         except OSError as e:
             # A dump left unread while more requests were sent can overrun
             # the socket (ENOBUFS): the kernel says so, the socket lives;

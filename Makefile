@@ -131,6 +131,7 @@ loadgen:
 
 host-test:
 	@cd $(ROOT)/tests/bench && python3 -B -m unittest -q test_report
+	@cd $(ROOT)/tests/vm && python3 -B -m unittest -q test_reliability
 	@$(ENV); cd $(ROOT)/tools/vpmctl && cargo test --quiet
 	@$(ENV); cd $(ROOT)/tests/host && cargo test --quiet
 	@$(ENV); cd $(ROOT)/tests/host && RUSTFLAGS="--cfg loom" \

@@ -7,7 +7,7 @@
 # and bytes are checked per packet; the harness checks the kernel log
 # (splats, KASAN/KFENCE reports) and kmemleak afterwards.  The corpus is
 # the same in both forms: the long one injects each case on every path
-# (about 170 injections), the short one each case once, the paths taking
+# (about 180 injections), the short one each case once, the paths taking
 # turns.
 #
 #   vpmmc (peer) veth-mc 02:..:06:01 ---- veth-mr 02:..:06:02 vpmmr (vpm)

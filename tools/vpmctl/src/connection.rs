@@ -110,10 +110,21 @@ impl Connection {
                 .add_mcast_membership(Groups::new_groups(&[group]))
                 .map_err(|e| Error::Netlink(format!("cannot join the {what} group: {e}")))?;
         }
-        if !self.family_alive()? {
+        if !self.family_still_registered()? {
             return Err(Error::Unloaded("monitor"));
         }
         Ok(())
+    }
+
+    /// Whether this connection's family is still registered, asked over a
+    /// socket of its own: this one's receive queue holds events that must
+    /// not be read past (and, after an overrun, may still be full).
+    fn family_still_registered(&self) -> Result<bool> {
+        match Connection::open() {
+            Ok(other) => Ok(other.family == self.family),
+            Err(Error::NotLoaded) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Blocks for the next multicast messages (at least one), or for the
@@ -126,7 +137,7 @@ impl Connection {
                 // dropped events: the reader is behind, not broken.  The
                 // dropped ones may include the family's removal.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    if !self.family_alive()? {
+                    if !self.family_still_registered()? {
                         return Err(Error::Unloaded("monitor"));
                     }
                     return Ok(Incoming::Overrun);

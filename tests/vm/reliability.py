@@ -52,11 +52,14 @@ def parse(path):
                 continue
             m = re.search(r"VPM-RUN (\{.*\})\s*$", line)
             if m:
-                run = json.loads(m.group(1))
+                run.update(json.loads(m.group(1)))
                 continue
             m = re.match(r"^(PASS|FAIL) (\S+)", line)
             if m:
                 verdicts[m.group(2)] = m.group(1)
+            m = re.match(r"^VPM-RESULT (\d+) (\d+)", line)
+            if m:
+                run["result"] = (int(m.group(1)), int(m.group(2)))
     return recs, verdicts, run
 
 
@@ -102,6 +105,9 @@ def render(recs, verdicts, run, log):
             "Every case also passes only if the kernel stays up and its log has no splat "
             "(KASAN, lockdep, RCU, a warning, a hung task: `tests/vm.sh`), the taint stays within "
             "O/E/TEST, and kmemleak finds nothing after the final unload.", ""]
+    if "result" in run:
+        p, f = run["result"]
+        out += [f"The run as a whole (every test it ran, not only this suite's): {p} passed, {f} failed.", ""]
     harness = [(n, verdicts.get(n, "not run")) for n in ("insmod", "rmmod", "kmemleak")]
     out += ["| harness check | result |", "|---|---|"]
     out += [f"| {n} | {v} |" for n, v in harness]

@@ -21,6 +21,7 @@ PASS 97-nlfuzz (100s of 420s)
 PASS 97-nlfuzz:root (40s)
 PASS rmmod
 PASS kmemleak
+VPM-RESULT 5 1
 VPM-RUN {"kernel":"kasan-abc","config_sha256":"123","long":1,"date":"2026-12-03T00:00:00Z"}
 """
 
@@ -44,6 +45,7 @@ class Page(unittest.TestCase):
         self.assertIn("`96-malformed`: FAIL", page)
         self.assertIn("`97-nlfuzz:root`: PASS", page)
         self.assertIn("| kmemleak | PASS |", page)
+        self.assertIn("5 passed, 1 failed", page)
         # A suite without records says so.
         self.assertIn("## Teardown races", page)
         self.assertIn("No records.", page)

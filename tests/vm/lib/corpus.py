@@ -44,6 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nl_adversary import U, Conn  # noqa: E402
+from vpmraw import csum, l4_check  # noqa: E402
 
 FIXED = 9000
 MAC_PEER, MAC_VPM = bytes.fromhex("020000000601"), bytes.fromhex("020000000602")
@@ -63,29 +64,13 @@ COUNTERS = ("pkts_seen", "pkts_xlat_in", "pkts_xlat_out", "pkts_no_aid", "pkts_m
 
 # ---- packet building ---------------------------------------------------------
 
-def fold(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
+# The one's-complement sum and the transport checksum (field zeroed) of
+# the other crafted-packet tools.
+fold, l4sum = csum, l4_check
 
 
 def addr(a):
     return socket.inet_pton(socket.AF_INET6 if ":" in a else socket.AF_INET, a)
-
-
-def l4sum(src, dst, proto, seg, length=None):
-    """The transport checksum of SEG (checksum field zeroed) between SRC
-    and DST, with LENGTH in the pseudo-header (default: the segment's)."""
-    n = len(seg) if length is None else length
-    if len(src) == 4:
-        pseudo = src + dst + struct.pack("!BBH", 0, proto, n)
-    else:
-        pseudo = src + dst + struct.pack("!IxxxB", n, proto)
-    c = (~fold(pseudo + seg)) & 0xFFFF
-    return c
 
 
 def udp(src, dst, sport, dport, payload, check="ok", length=None):
@@ -170,28 +155,28 @@ PAYLOAD = b"vpm corpus payload"
 # POST_ROUTING see it, twice what PRE_ROUTING sees, and a well-formed flow
 # to a remote fixed port is not vpm's (no translation, no flow): OTHER_OUT
 # unless a case says otherwise.
-def case(name, build, pre, out=OTHER_OUT, deliver=None, csum_err=0, what="", src=None, dst=None, paths=None):
+def case(name, build, pre, out=OTHER_OUT, deliver=None, csum_err=0, what="", src=None, dst=None):
     """SRC and DST replace the spoofed source and vpm's address at
-    PRE_ROUTING (a case with either has no "out" path); PATHS limits the
-    injection paths."""
+    PRE_ROUTING (a case with either has no "out" path)."""
     return {"name": name, "build": build, "pre": pre, "out": None if src or dst else out, "deliver": deliver,
-            "csum_err": csum_err, "what": what, "src": src, "dst": dst, "paths": paths}
+            "csum_err": csum_err, "what": what, "src": src, "dst": dst}
+
+
+def builder(make_ip, marker_base, body_fn, ipkw):
+    """A case's packet: BODY_FN's (protocol, bytes) behind MAKE_IP's
+    header, marked MARKER_BASE + the case's index."""
+    def build(src, dst, mark, sport):
+        proto, body = body_fn(addr(src), addr(dst), sport)
+        return make_ip(src, dst, proto, body, marker_base + mark, **ipkw)
+    return build
 
 
 def v4(body_fn, **ipkw):
-    def build(src, dst, mark, sport):
-        s, d = addr(src), addr(dst)
-        proto, body = body_fn(s, d, sport)
-        return ip4(src, dst, proto, body, 0x5600 + mark, **ipkw)
-    return build
+    return builder(ip4, 0x5600, body_fn, ipkw)
 
 
 def v6(chain_fn, **ipkw):
-    def build(src, dst, mark, sport):
-        s, d = addr(src), addr(dst)
-        nxt, body = chain_fn(s, d, sport)
-        return ip6(src, dst, nxt, body, 0x56000 + mark, **ipkw)
-    return build
+    return builder(ip6, 0x56000, chain_fn, ipkw)
 
 
 def U4(**kw):
@@ -599,7 +584,7 @@ def main(ns_vpm, ns_peer, anon):
     long_form = os.environ.get("VPM_LONG") == "1"
     results = []
     for mark, c in enumerate(CASES):
-        paths = [p for p in c["paths"] or ("pre", "pre-userns", "out") if c[p.split("-")[0]] is not None]
+        paths = [p for p in ("pre", "pre-userns", "out") if c[p.split("-")[0]] is not None]
         if not long_form:
             paths = [paths[mark % len(paths)]]
         for path in paths:

@@ -260,24 +260,10 @@ class Fuzzer:
 
 
 def dump(conn, cmd):
-    conn.seq += 1
-    body = struct.pack("=BBH", U[cmd], 1, 0)
-    conn.s.send(struct.pack("=IHHII", 16 + len(body), conn.family, NLM_F_REQUEST | NLM_F_DUMP, conn.seq, 0) + body)
-    out = []
-    while True:
-        data = conn.s.recv(1 << 20)
-        off = 0
-        while off + 16 <= len(data):
-            ln, ty, fl, seq, _ = struct.unpack_from("=IHHII", data, off)
-            msg = data[off + 16: off + ln]
-            off += (ln + 3) & ~3
-            if seq != conn.seq:
-                continue
-            if ty == NLMSG_ERROR:
-                sys.exit(f"dump {cmd}: errno {-struct.unpack_from('=i', msg)[0]}")
-            if ty == NLMSG_DONE:
-                return out
-            out.append({str(k): v.hex() for k, v in sorted(Conn.attrs(msg).items())})
+    code, _, msgs = conn.vpm(cmd, flags=NLM_F_REQUEST | NLM_F_DUMP)
+    if code:
+        sys.exit(f"dump {cmd}: errno {code}")
+    return [{str(k): v.hex() for k, v in sorted(Conn.attrs(m).items())} for m in msgs]
 
 
 def state():

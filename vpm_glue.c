@@ -226,10 +226,10 @@ bool vpm_addr_local(struct net *net, const struct net_device *dev, u8 pf,
 /*
  * Whether @addr, the source address of a packet that arrived on @dev, is
  * one no other host can send from: a loopback address, or one of this
- * host's own, seen on a device other than the loopback (or a VRF's).  IPv4 drops such
- * a packet as a martian only after PRE_ROUTING (fib_validate_source(),
- * unless accept_local is set); IPv6 drops ::1 before PRE_ROUTING but
- * takes its own addresses from any device.
+ * host's own, seen on a device other than the loopback (or a VRF's).
+ * IPv4 drops such a packet as a martian only after PRE_ROUTING
+ * (fib_validate_source(), unless accept_local is set); IPv6 drops ::1
+ * before PRE_ROUTING but takes its own addresses from any device.
  */
 bool vpm_src_martian(struct net *net, const struct net_device *dev, u8 pf,
 		     const u8 *addr)

@@ -61,7 +61,8 @@ pub(crate) enum CsumState {
     Final,
     /// The pseudo-header seed, which the device or the stack completes
     /// over the ports later: leave it alone.  CHECKSUM_PARTIAL, and a UDP
-    /// GSO packet whichever its `ip_summed` (`vpm_skb_head` in the glue).
+    /// GSO packet (not fraglist) whichever its `ip_summed` (`vpm_skb_head`
+    /// in the glue).
     Partial,
 }
 

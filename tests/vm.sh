@@ -28,6 +28,7 @@
 # limits where they declare one.
 #
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
+# VPM_KERNEL_ARGS='...' adds kernel parameters (an A/B of a debug option);
 # VPM_TESTS='70-*' runs only the matching test scripts (for development).
 set -euo pipefail
 . "$(dirname "$0")/../tools/env.sh"
@@ -90,17 +91,32 @@ kvm=(--disable-kvm)
 # not need them.
 autorun=1
 [ "$mode" = run ] && autorun=0
-append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1"
+# VPM_KERNEL_ARGS adds to the command line (a later parameter wins).
+append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 kunit.enable=1 kunit.autorun=$autorun printk.time=1 ${VPM_KERNEL_ARGS:-}"
 
 guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
-vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s); console log: $log"
-set +e
-timeout --kill-after=30 "$vm_limit" \
-	vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \
-	-a "$append" --exec "$guest" </dev/null 2>&1 |
-	tee "$log" | grep --line-buffered -E '^(PASS|FAIL|SKIP) |^    |^\| '
-vm_rc=${PIPESTATUS[0]}
-set -e
+# What counts as a kernel splat in a console log (the verdict below).
+splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
+
+# A kernel that dies before the guest script starts (no "VPM-GUEST" line)
+# has not met vpm.ko yet, which the script loads: an early-boot crash of
+# the emulated kernel (docs/TESTING.md, "Boot failures").  It gets one more
+# boot, and its console log stays beside the new one for a look.
+for boot in 1 2; do
+	vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s); console log: $log"
+	set +e
+	timeout --kill-after=30 "$vm_limit" \
+		vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \
+		-a "$append" --exec "$guest" </dev/null 2>&1 |
+		tee "$log" | grep --line-buffered -E '^(PASS|FAIL|SKIP) |^    |^\| '
+	vm_rc=${PIPESTATUS[0]}
+	set -e
+	[ "$boot" = 1 ] && [ "$vm_rc" != 124 ] && ! grep -qa '^VPM-GUEST ' "$log" || break
+	sed -i 's/\r$//' "$log"
+	mv "$log" "${log%.log}.boot-failed.log"
+	echo "NOTE vm: the kernel died before the guest script started (log: ${log%.log}.boot-failed.log); booting it again"
+	grep -anE "$splat_re" "${log%.log}.boot-failed.log" | head -n 5 | sed 's/^/    /' || true
+done
 [ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${vm_limit}s"
 # The serial console ends lines with CR LF.
 sed -i 's/\r$//' "$log"
@@ -129,7 +145,6 @@ fi
 
 # ---- verdict ------------------------------------------------------------
 # Splats are looked for in the whole console, not only during tests.
-splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
 splats=$(grep -nE "$splat_re" "$log" | head -n 20 || true)
 result=$(grep -E '^VPM-RESULT ' "$log" | tail -n1 || true)
 taint=$(grep -E '^VPM-TAINT ' "$log" | tail -n1 | awk '{print $2}' || true)

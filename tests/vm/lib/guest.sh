@@ -22,6 +22,9 @@
 # alone, by name, instead of the VM run as a whole.
 set -u
 mode=$1
+# The host's tests/vm.sh tells a kernel that never got this far (a boot
+# failure: vpm.ko is not loaded yet) from a run that failed.
+echo "VPM-GUEST $mode"
 cd "$VPM_ROOT"
 export VPM_ROOT VPMCTL VPM_KO VPM_LONG="${VPM_LONG:-0}"
 # The benchmarks' TCP connection-rate load generator (tools/loadgen).

@@ -131,9 +131,11 @@ fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<C
             | Command::Monitor
             | Command::Exec { .. }
             | Command::Keep { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
     ) {
         return Err(Error::Batch(format!(
-            "line {number}: batch, restore, monitor and exec do not run inside a batch"
+            "line {number}: batch, restore, monitor, exec, completions and man do not run inside a batch"
         )));
     }
     Ok(cli)
@@ -280,11 +282,14 @@ mod tests {
             "monitor",
             "exec --aid a --port 9000 -- true",
             "keep --aid a --cgroup-parent /x --pid 1",
+            "completions bash",
+            "man /tmp",
         ] {
             let e = parse(cmd, false).unwrap_err();
             assert!(
-                e.to_string()
-                    .contains("line 1: batch, restore, monitor and exec do not run"),
+                e.to_string().contains(
+                    "line 1: batch, restore, monitor, exec, completions and man do not run"
+                ),
                 "{e}"
             );
         }

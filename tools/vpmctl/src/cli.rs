@@ -1,6 +1,6 @@
 //! The command line: what each command takes, and its help.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::aid::Aid;
 use crate::{config, mapping, proto, rule};
@@ -30,6 +30,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Allocate the anonymous port of an AID's fixed port (or show the one it has).
+    #[command(after_help = "Examples:
+  vpmctl add --aid a --port 9000
+  vpmctl add --aid b --port 9000 --proto tcp --wait 5s --json
+  vpmctl add --aid web --port 443 --cgroup /sys/fs/cgroup/web")]
     Add {
         /// Application id: 1-31 characters of A-Z a-z 0-9 . _ -
         #[arg(long)]
@@ -55,11 +59,16 @@ pub enum Command {
     },
     /// Source rules: steer a fixed port's packets to an AID by client
     /// address and port.
+    #[command(after_help = "Examples:
+  vpmctl rule add --port 9000 --from 10.0.0.0/8 --aid a
+  vpmctl rule show")]
     Rule {
         #[command(subcommand)]
         cmd: RuleCmd,
     },
     /// Release the allocation of an AID's fixed port.
+    #[command(after_help = "Example:
+  vpmctl del --aid a --port 9000")]
     Del {
         #[arg(long)]
         aid: Aid,
@@ -67,15 +76,26 @@ pub enum Command {
         port: u16,
     },
     /// List the allocations of this network namespace, with their counters.
+    #[command(after_help = "Examples:
+  vpmctl show
+  vpmctl show --json")]
     Show,
     /// Release every allocation and rule of this network namespace.
+    #[command(after_help = "Example:
+  vpmctl flush")]
     Flush,
     /// Print allocation and configuration changes as they happen (until
     /// interrupted).
+    #[command(after_help = "Example:
+  vpmctl monitor --json")]
     Monitor,
     /// Print the namespace's settings and allocations as JSON.
+    #[command(after_help = "Example:
+  vpmctl save > /etc/vpm/state.json")]
     Save,
     /// Recreate a saved state (same anonymous ports); all or nothing.
+    #[command(after_help = "Example:
+  vpmctl restore /etc/vpm/state.json")]
     Restore {
         /// A file written by `vpmctl save` ("-" for standard input).
         file: std::path::PathBuf,
@@ -83,12 +103,17 @@ pub enum Command {
     /// Run the commands in FILE ("-" for standard input), one per line,
     /// over one connection.  Every line is parsed before any runs; running
     /// stops at the first failure, naming its line.
+    #[command(after_help = "Example:
+  printf 'add --aid a --port 9000\\nadd --aid b --port 9000\\n' | vpmctl batch -")]
     Batch {
         /// Commands as on the command line without "vpmctl"; blank lines
         /// and lines starting with # are skipped.
         file: std::path::PathBuf,
     },
     /// Show or change the anonymous port range and the entry limit.
+    #[command(after_help = "Examples:
+  vpmctl config
+  vpmctl config --range 20000-29999 --max-entries 4096")]
     Config {
         /// New anonymous port range, LO-HI.
         #[arg(long, value_parser = config::parse_range)]
@@ -98,10 +123,16 @@ pub enum Command {
         max_entries: Option<u32>,
     },
     /// Show the module version, hooks and counters of this network namespace.
+    #[command(after_help = "Examples:
+  vpmctl status
+  vpmctl status --json")]
     Status,
     /// Run an unmodified program as AID: its binds of the fixed ports
     /// become binds of the AID's anonymous ports (cgroup socket hooks),
     /// and it is started only once that is in place.
+    #[command(after_help = "Examples:
+  vpmctl exec --aid blue --port 9000 -- python3 -m http.server 9000
+  vpmctl exec --aid green --port 53 --proto udp --release -- dnsd")]
     Exec {
         #[arg(long)]
         aid: Aid,
@@ -128,6 +159,23 @@ pub enum Command {
         #[arg(required = true, last = true, value_name = "CMD")]
         cmd: Vec<std::ffi::OsString>,
     },
+    /// Print a shell completion script for vpmctl.
+    #[command(after_help = "Examples:
+  vpmctl completions bash > /etc/bash_completion.d/vpmctl
+  vpmctl completions zsh > /usr/local/share/zsh/site-functions/_vpmctl
+  vpmctl completions fish > /etc/fish/completions/vpmctl.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (vpmctl.8, and vpmctl-COMMAND.8 for each
+    /// command) into DIR.
+    #[command(after_help = "Example:
+  vpmctl man /usr/local/share/man/man8")]
+    Man {
+        /// The directory to write them into (it must exist).
+        dir: std::path::PathBuf,
+    },
     /// The keeper `exec` leaves behind (internal).
     #[command(hide = true)]
     Keep {
@@ -153,6 +201,10 @@ pub enum RuleCmd {
     /// Packets for PORT from FROM belong to AID; without --from, AID is
     /// the port's default.  The longest prefix wins, then a rule with a
     /// source port; a rule with the same FROM is refused.
+    #[command(after_help = "Examples:
+  vpmctl rule add --port 9000 --from 10.0.0.0/8 --aid a
+  vpmctl rule add --port 9000 --from [2001:db8::/32]:5000 --aid b
+  vpmctl rule add --port 9000 --aid a")]
     Add {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
@@ -163,6 +215,9 @@ pub enum RuleCmd {
         aid: Aid,
     },
     /// Remove the rule for PORT and FROM (without --from: the default).
+    #[command(after_help = "Examples:
+  vpmctl rule del --port 9000 --from 10.0.0.0/8
+  vpmctl rule del --port 9000")]
     Del {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
@@ -170,7 +225,26 @@ pub enum RuleCmd {
         from: Option<rule::Source>,
     },
     /// List the rules of this network namespace.
+    #[command(after_help = "Example:
+  vpmctl rule show --json")]
     Show,
+}
+
+/// The command line's definition, with what the derive cannot say: the
+/// exit statuses, built from the table the code uses.
+pub fn command() -> clap::Command {
+    let mut text = String::from("Exit status:\n");
+    for (code, meaning) in crate::error::exit::MEANINGS {
+        text.push_str(&format!("  {code:<9} {meaning}\n"));
+    }
+    text.push_str("\nvpmctl COMMAND --help shows a command's options and examples.");
+    Cli::command().after_long_help(text)
+}
+
+/// Parses the process's arguments against [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().try_get_matches()?)
 }
 
 #[cfg(test)]
@@ -332,6 +406,68 @@ mod tests {
             "vpmctl", "rule", "add", "--port", "9000", "--from", "x", "--aid", "a"
         ])
         .is_err());
+    }
+
+    /// Every visible command's help ends with examples, and every
+    /// example parses (up to a redirection or pipe, after "vpmctl").
+    #[test]
+    fn every_command_has_examples_that_parse() {
+        fn walk(cmd: &clap::Command, path: &str, n: &mut usize) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+                let name = format!("{path} {}", sub.get_name());
+                let help = sub
+                    .get_after_help()
+                    .unwrap_or_else(|| panic!("{name}: no examples"))
+                    .to_string();
+                assert!(help.starts_with("Example"), "{name}: {help}");
+                let mut lines = 0;
+                for line in help.lines().skip(1) {
+                    let at = line.find("vpmctl ").expect(line);
+                    let cmdline = line[at + "vpmctl ".len()..]
+                        .split(['>', '|'])
+                        .next()
+                        .unwrap();
+                    let args = std::iter::once("vpmctl").chain(cmdline.split_whitespace());
+                    let cli = Cli::try_parse_from(args)
+                        .unwrap_or_else(|e| panic!("{name}: example '{line}': {e}"));
+                    let words: Vec<_> = name.split_whitespace().skip(1).collect();
+                    assert!(
+                        cmdline
+                            .split_whitespace()
+                            .take(words.len())
+                            .eq(words.iter().copied()),
+                        "{name}: example '{line}' runs another command"
+                    );
+                    drop(cli);
+                    lines += 1;
+                }
+                assert!(lines > 0, "{name}: no example lines");
+                *n += 1;
+                walk(sub, &name, n);
+            }
+        }
+        let mut n = 0;
+        walk(&command(), "vpmctl", &mut n);
+        assert!(n >= 16, "only {n} commands walked");
+    }
+
+    #[test]
+    fn help_lists_the_exit_statuses_the_code_uses() {
+        let help = command().render_long_help().to_string();
+        use crate::error::exit;
+        for code in [
+            exit::KERNEL,
+            exit::USAGE,
+            exit::NOT_LOADED,
+            exit::NETLINK,
+            exit::HOST,
+        ] {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "exit status {code} missing from:\n{help}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub mod exit {
     /// The host lacks what `exec` needs (cgroup v2, the BPF filesystem,
     /// the kernel's cgroup-BPF support), or a hook could not be set.
     pub const HOST: i32 = 5;
+
+    /// What each exit status means, for `--help` and the man page.
+    pub const MEANINGS: &[(&str, &str)] = &[
+        ("0", "success"),
+        ("1", "the kernel refused or failed the request; the message says why and what to do"),
+        ("2", "the command line was wrong"),
+        ("3", "the vpm module is not loaded (insmod vpm.ko, or modprobe vpm once installed)"),
+        ("4", "talking netlink failed, or the kernel's answer made no sense"),
+        ("5", "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), or a socket hook could not be set"),
+        ("126, 127", "exec: the program was found but could not be run, or was not found; otherwise exec exits with the program's own status"),
+    ];
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ mod connection;
 mod error;
 mod exec;
 mod hooks;
+mod manpage;
 mod mapping;
 mod monitor;
 mod place;
@@ -22,8 +23,6 @@ mod uapi;
 
 use std::io::Write;
 use std::process::ExitCode;
-
-use clap::Parser;
 
 use crate::cli::{Cli, Command, RuleCmd};
 use crate::connection::Connection;
@@ -58,6 +57,16 @@ fn run(cli: Cli) -> Result<()> {
             // Returns only when the command could not be started.
             let code = exec::run(&opts)?;
             std::process::exit(code);
+        }
+        Command::Completions { shell } => {
+            manpage::completions(shell);
+            Ok(())
+        }
+        Command::Man { dir } => {
+            for page in manpage::write_pages(&dir)? {
+                println!("{}", page.display());
+            }
+            Ok(())
         }
         Command::Keep {
             aid,
@@ -113,7 +122,11 @@ fn read_input(file: &std::path::Path) -> Result<String> {
 /// Runs one command; `json` is the global `--json`.
 fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
     match cmd {
-        Command::Batch { .. } | Command::Exec { .. } | Command::Keep { .. } => {
+        Command::Batch { .. }
+        | Command::Exec { .. }
+        | Command::Keep { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled by run")
         }
         Command::Add {
@@ -209,7 +222,7 @@ fn rendered<T: serde::Serialize + ?Sized>(
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version are not errors.

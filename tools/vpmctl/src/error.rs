@@ -24,7 +24,7 @@ pub mod exit {
         ("2", "the command line was wrong"),
         ("3", "the vpm module is not loaded (insmod vpm.ko, or modprobe vpm once installed)"),
         ("4", "talking netlink failed, or the kernel's answer made no sense"),
-        ("5", "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), or a socket hook could not be set"),
+        ("5", "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), its socket hooks could not be set, or another group holds the AID"),
         ("126, 127", "exec: the program was found but could not be run, or was not found; otherwise exec exits with the program's own status"),
     ];
 }

@@ -27,7 +27,9 @@
 //!
 //! - inbound, at PRE_ROUTING, the destination must be a local unicast
 //!   address of the namespace (LOCAL_OUT packets come from local sockets
-//!   and are only considered when routed to this host);
+//!   and are only considered when routed to this host), and an IPv6
+//!   routing header must have no segments left (with segments left, the
+//!   local address is a waypoint: the kernel forwards the packet on);
 //! - outbound, the packet must have been sent by this host (not forwarded
 //!   or bridged), and if it carries a socket bound to a port, that port
 //!   must be the packet's source port: the instance's own socket, or the
@@ -178,7 +180,12 @@ fn steer_in<'g>(
     // own is spoofed (the stack drops it, IPv4 only after this hook): it
     // must not pin a flow that a local client with that address and port
     // would then follow, whatever its cgroup or the rules say.
-    if hooknum == PRE_ROUTING && (!skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src)) {
+    // A packet whose routing header has segments left is passing through
+    // (its destination is a later segment), at either hook.
+    if flow.transit
+        || hooknum == PRE_ROUTING
+            && (!skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src))
+    {
         state.count(Stat::Foreign);
         return None;
     }

@@ -80,6 +80,10 @@ pub(crate) struct Flow {
     pub(crate) check: u16,
     /// TCP flags (byte 13 of the header); 0 for UDP and quoted packets.
     pub(crate) tcp_flags: u8,
+    /// An IPv6 routing header with segments left: `dst` is a waypoint
+    /// (RFC 8200 section 4.4), the packet's destination is further on,
+    /// so it is not this host's inbound traffic even when `dst` is local.
+    pub(crate) transit: bool,
 }
 
 impl Flow {
@@ -209,14 +213,21 @@ pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
 
 /// [`ipv6`] without its shortcut for the common case.
 pub(crate) fn ipv6_general<P: Packet + ?Sized>(p: &P) -> Parsed {
-    let (proto, l4, end, src, dst) = match ipv6_header(p, 0, false) {
+    let ((proto, l4, end, src, dst), transit) = match ipv6_header_transit(p, 0, false) {
         Ok(h) => h,
         Err(r) => return r,
     };
     if proto == IPPROTO_ICMPV6 {
+        // An error on its way elsewhere is not about this host's streams.
+        if transit {
+            return Parsed::Other;
+        }
         return icmp(p, Family::V6, l4, end, dst);
     }
-    transport(p, Family::V6, proto, l4, end, src, dst, false)
+    match transport(p, Family::V6, proto, l4, end, src, dst, false) {
+        Parsed::Flow(f) => Parsed::Flow(Flow { transit, ..f }),
+        r => r,
+    }
 }
 
 // The common case, read in place: an unfragmented TCP or UDP datagram
@@ -292,6 +303,7 @@ fn plain_transport(
         dport: be16(t, 2),
         check: be16(t, check_at),
         tcp_flags: if proto == IPPROTO_TCP { t[13] } else { 0 },
+        transit: false,
     })
 }
 
@@ -329,6 +341,15 @@ fn ipv4_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
 
 /// The IPv6 header at `at` and its extension headers.
 fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Header, Parsed> {
+    ipv6_header_transit(p, at, quoted).map(|(h, _)| h)
+}
+
+/// [`ipv6_header`], and whether a routing header has segments left.
+fn ipv6_header_transit<P: Packet + ?Sized>(
+    p: &P,
+    at: usize,
+    quoted: bool,
+) -> Result<(Header, bool), Parsed> {
     let mut h = [0u8; 40];
     if !p.read(at, &mut h) || h[0] >> 4 != 6 {
         return Err(Parsed::Malformed);
@@ -350,14 +371,17 @@ fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
     dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut off = at + 40;
+    let mut transit = false;
     for _ in 0..MAX_EXT_HEADERS {
         let mut e = [0u8; 8];
         match next {
             // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
+            // A routing header's fourth byte counts the segments left.
             0 | 43 | 60 => {
-                if off + 2 > end || !p.read(off, &mut e[..2]) {
+                if off + 4 > end || !p.read(off, &mut e[..4]) {
                     return Err(Parsed::Malformed);
                 }
+                transit |= next == 43 && e[3] != 0;
                 next = e[0];
                 off += (usize::from(e[1]) + 1) * 8;
             }
@@ -381,7 +405,7 @@ fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
                 off += (usize::from(e[1]) + 2) * 4;
             }
             // The upper layer (or ESP, no next header: not ours to read).
-            _ => return Ok((next, off, end, src, dst)),
+            _ => return Ok(((next, off, end, src, dst), transit)),
         }
     }
     Err(Parsed::Malformed)
@@ -509,5 +533,6 @@ fn transport<P: Packet + ?Sized>(
         } else {
             0
         },
+        transit: false,
     })
 }

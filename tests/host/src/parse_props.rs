@@ -59,9 +59,13 @@ fn v6(proto: u8, exts: &[(u8, Vec<u8>)], body: &[u8]) -> Vec<u8> {
 
 fn ext() -> impl Strategy<Value = (u8, Vec<u8>)> {
     prop_oneof![
-        (prop_oneof![Just(0u8), Just(43), Just(60)], 0u8..3).prop_map(|(nh, len)| {
+        // A routing header (43) with 0-2 segments left.
+        (prop_oneof![Just(0u8), Just(43), Just(60)], 0u8..3, 0u8..3).prop_map(|(nh, len, left)| {
             let mut b = vec![0u8; (usize::from(len) + 1) * 8];
             b[1] = len;
+            if nh == 43 {
+                b[3] = left;
+            }
             (nh, b)
         }),
         // First fragment (offset 0, more fragments).
@@ -100,6 +104,7 @@ proptest! {
         prop_assert_eq!((f.family, f.sport, f.dport, f.check), (Family::V6, sp, dp, ck));
         prop_assert_eq!(f.l4, 40 + exts.iter().map(|e| e.1.len()).sum::<usize>());
         prop_assert_eq!(&p[f.dport_off()..f.dport_off() + 2], &dp.to_be_bytes());
+        prop_assert_eq!(f.transit, exts.iter().any(|e| e.0 == 43 && e.1[3] != 0));
     }
 
     /// Any truncation of a valid packet is Malformed, never a Flow with
@@ -201,6 +206,20 @@ proptest! {
         let at = e.inner.sport_off();
         prop_assert_eq!(&p[at..at + 2], &sp.to_be_bytes());
     }
+}
+
+/// Behind a routing header with segments left, an ICMPv6 error is on its
+/// way elsewhere: not one to translate.  With none left, it is.
+#[test]
+fn icmp6_errors_in_transit_are_others() {
+    let inner = v6(IPPROTO_UDP, &[], &l4(IPPROTO_UDP, 1, 2, 3, 0));
+    let mut msg = vec![1, 0, 0xab, 0xcd, 0, 0, 0, 0];
+    msg.extend_from_slice(&inner);
+    let routing = |left: u8| (43u8, vec![0, 0, 4, left, 0, 0, 0, 0]);
+    let p = v6(IPPROTO_ICMPV6, &[routing(1)], &msg);
+    assert_eq!(ipv6(&p[..]), Parsed::Other);
+    let p = v6(IPPROTO_ICMPV6, &[routing(0)], &msg);
+    assert!(matches!(ipv6(&p[..]), Parsed::IcmpError(_)));
 }
 
 #[test]

@@ -281,6 +281,10 @@ CASES = [
          what="hop-by-hop options: walked, translated, delivered"),
     case("v6-routing-type4-done", v6(udp6_after((43, lambda n: struct.pack("!BBBB", n, 0, 4, 0) + bytes(4)),)),
          XLAT_NEW, what="routing header, no segments left: walked, translated"),
+    case("v6-routing-type4-transit",
+         v6(udp6_after((43, lambda n: struct.pack("!BBBBBBH", n, 2, 4, 1, 0, 0, 0) + addr("2001:db8:ff::1")),)),
+         x(1, foreign=1),
+         what="segment routing header with a segment left: vpm's address is a waypoint, untouched (the stack drops it: seg6 off)"),
     # (Linux refuses more than 7 bytes of padding in a row, RFC 8200
     # section 4.2: an unknown option the receiver skips breaks it up.)
     case("v6-dest-options", v6(udp6_after((60, lambda n: ext(n, 1, bytes([1, 2, 0, 0, 0x1E, 4, 0, 0, 0, 0, 1, 2, 0, 0]))),)),

@@ -78,9 +78,40 @@ def udp(src, dst, sport, dport, payload, check="ok", length=None):
     seg = struct.pack("!HHHH", sport, dport, ln, 0) + payload
     if check == "ok":
         c = l4sum(src, dst, 17, seg) or 0xFFFF
+    elif check == "seed":
+        c = seed(src, dst, 17, len(seg))
     else:
         c = check
     return seg[:6] + struct.pack("!H", c) + seg[8:]
+
+
+def seed(src, dst, proto, length):
+    """What a CHECKSUM_PARTIAL packet carries in its checksum field: the
+    pseudo-header's sum, folded, not complemented (the device or the stack
+    adds the segment's sum from csum_start on)."""
+    if len(src) == 4:
+        pseudo = src + dst + struct.pack("!BBH", 0, proto, length)
+    else:
+        pseudo = src + dst + struct.pack("!IxxxB", length, proto)
+    return fold(pseudo)
+
+
+# A virtio-net header (struct virtio_net_hdr, little-endian on x86), which
+# a packet socket with PACKET_VNET_HDR takes in front of each frame: the
+# sender, unprivileged in its own user namespace, chooses the offload
+# state of the skb it makes (CHECKSUM_PARTIAL, GSO).
+VNET_NEEDS_CSUM, VNET_GSO_UDP_L4 = 1, 5
+SOL_PACKET, PACKET_VNET_HDR = 263, 15
+
+
+def vnet(gso_type=0, gso_size=0):
+    """A builder of the header for an Ethernet frame whose IP header (no
+    options, no extension headers) is L3LEN bytes and is followed by UDP:
+    checksum from the UDP header on, to its checksum field."""
+    def hdr(l3len):
+        start = 14 + l3len
+        return struct.pack("<BBHHHH", VNET_NEEDS_CSUM, gso_type, start + 8, gso_size, start, 6)
+    return hdr
 
 
 def tcp(src, dst, sport, dport, flags=0x02, doff=5, payload=b"", opts=b""):
@@ -155,11 +186,15 @@ PAYLOAD = b"vpm corpus payload"
 # POST_ROUTING see it, twice what PRE_ROUTING sees, and a well-formed flow
 # to a remote fixed port is not vpm's (no translation, no flow): OTHER_OUT
 # unless a case says otherwise.
-def case(name, build, pre, out=OTHER_OUT, deliver=None, csum_err=0, what="", src=None, dst=None):
+def case(name, build, pre, out=OTHER_OUT, deliver=None, csum_err=0, what="", src=None, dst=None, vnet=None,
+         copies=1):
     """SRC and DST replace the spoofed source and vpm's address at
-    PRE_ROUTING (a case with either has no "out" path)."""
-    return {"name": name, "build": build, "pre": pre, "out": None if src or dst else out, "deliver": deliver,
-            "csum_err": csum_err, "what": what, "src": src, "dst": dst}
+    PRE_ROUTING (a case with either has no "out" path).  VNET (see vnet())
+    sends the frame behind a virtio-net header (no "out" path either);
+    COPIES is how many datagrams of PAYLOAD the listener then gets."""
+    return {"name": name, "build": build, "pre": pre, "out": None if src or dst or vnet else out,
+            "deliver": deliver, "csum_err": csum_err, "what": what, "src": src, "dst": dst, "vnet": vnet,
+            "copies": copies}
 
 
 def builder(make_ip, marker_base, body_fn, ipkw):
@@ -348,6 +383,16 @@ CASES = [
     case("v4-sctp", v4(lambda s, d, sp: (132, struct.pack("!HHII", sp, FIXED, 0, 0))), OTHER_IN, what="SCTP: untouched"),
     case("v4-udplite", v4(lambda s, d, sp: (136, udp(s, d, sp, FIXED, PAYLOAD, check=0))), OTHER_IN, what="UDP-Lite"),
     case("v4-gre", v4(lambda s, d, sp: (47, b"\x00\x00\x08\x00" + bytes(20))), OTHER_IN, what="GRE"),
+    # -- offloads a packet socket's sender chooses (PACKET_VNET_HDR)
+    case("v4-vnet-partial", v4(U4(check="seed")), XLAT_NEW, deliver="anon", vnet=vnet(),
+         what="CHECKSUM_PARTIAL from a virtio-net header: translated, its seed left as it is, delivered"),
+    case("v6-vnet-partial", v6(lambda s, d, sp: (17, udp(s, d, sp, FIXED, PAYLOAD, check="seed"))), XLAT_NEW,
+         deliver="anon", vnet=vnet(), what="the same over IPv6"),
+    case("v4-vnet-gso-udp", v4(lambda s, d, sp: (17, udp(s, d, sp, FIXED, PAYLOAD * 3, check="seed"))), XLAT_NEW,
+         deliver="anon", copies=3, vnet=vnet(VNET_GSO_UDP_L4, len(PAYLOAD)),
+         what="UDP GSO of 3 datagrams from a virtio-net header: translated once, the stack segments it, 3 delivered"),
+    case("v6-vnet-gso-udp", v6(lambda s, d, sp: (17, udp(s, d, sp, FIXED, PAYLOAD * 3, check="seed"))), XLAT_NEW,
+         deliver="anon", copies=3, vnet=vnet(VNET_GSO_UDP_L4, len(PAYLOAD)), what="the same over IPv6"),
 ]
 
 
@@ -425,11 +470,21 @@ def child(ifname):
     subprocess.run(["ip", "link", "set", ifname, "up"], check=True)
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((ifname, 0))
+    sv = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sv.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    sv.bind((ifname, 0))
     print("up", flush=True)
+    # A line is a frame in hex, or "v" and a virtio-net header and frame.
     for line in sys.stdin:
-        frame = bytes.fromhex(line.strip())
-        s.send(frame)
-        print("sent", flush=True)
+        line = line.strip()
+        try:
+            if line.startswith("v"):
+                sv.send(bytes.fromhex(line[1:]))
+            else:
+                s.send(bytes.fromhex(line))
+            print("sent", flush=True)
+        except OSError as e:
+            print(f"send: {e.strerror}", flush=True)
 
 
 # ---- the run ----------------------------------------------------------------------
@@ -439,6 +494,10 @@ def main(ns_vpm, ns_peer, anon):
     enter(ns_peer)
     peer_tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     peer_tx.bind(("veth-mc", ETH_P_ALL))
+    # Sends only (protocol 0: it receives nothing).
+    peer_vtx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    peer_vtx.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+    peer_vtx.bind(("veth-mc", 0))
     enter(ns_vpm)
     st = Status()
     tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -488,11 +547,14 @@ def main(ns_vpm, ns_peer, anon):
     enter(ns_peer)
     drain(peer_tx)
 
-    def kid_send(frame):
-        kid.stdin.write(frame.hex() + "\n")
+    def kid_send(frame, vhdr=None):
+        """The injector's verdict: True when sent, or the send's error."""
+        kid.stdin.write(("v" + (vhdr + frame).hex() if vhdr else frame.hex()) + "\n")
         kid.stdin.flush()
-        if kid.stdout.readline().strip() != "sent":
+        said = kid.stdout.readline().strip()
+        if not said:
             sys.exit("the unprivileged injector stopped")
+        return True if said == "sent" else said
 
     failures = 0
     sport = 41000
@@ -527,12 +589,19 @@ def main(ns_vpm, ns_peer, anon):
             frame = dmac + smac + struct.pack("!H", ETH_P_IPV6 if fam6 else ETH_P_IP) + pkt
             if len(frame) < 60:
                 frame += bytes(60 - len(frame))
+            vhdr = c["vnet"](40 if fam6 else 20) if c["vnet"] else None
             if path == "pre":
                 enter(ns_peer)
-                peer_tx.send(frame)
+                try:
+                    if vhdr:
+                        peer_vtx.send(vhdr + frame)
+                    else:
+                        peer_tx.send(frame)
+                except OSError as e:
+                    sent_ok = f"send: {e.strerror}"
                 enter(ns_vpm)
             else:
-                kid_send(frame)
+                sent_ok = kid_send(frame, vhdr)
         # Wait for the hooks to have seen what they will see (the packet
         # may still sit in the backlog when the send returns), then a
         # little longer for anything they should not have seen.
@@ -564,7 +633,12 @@ def main(ns_vpm, ns_peer, anon):
             if c["deliver"]:
                 select.select([listeners[c["deliver"]]], [], [], 1)
             delivered = [n for n, s in listeners.items() for data, _ in drain(s) if data == PAYLOAD]
-            want_d = [c["deliver"]] if c["deliver"] else []
+            if c["deliver"] and c["copies"] > 1:
+                deadline = time.time() + 1
+                while len(delivered) < c["copies"] and time.time() < deadline:
+                    select.select([listeners[c["deliver"]]], [], [], 0.1)
+                    delivered += [n for n, s in listeners.items() for data, _ in drain(s) if data == PAYLOAD]
+            want_d = [c["deliver"]] * c["copies"] if c["deliver"] else []
             if delivered != want_d:
                 problems.append(f"delivered to {delivered or 'nobody'}, expected {want_d or 'nobody'}")
             # The tap's copy of the frame must be the frame as injected.

@@ -27,9 +27,9 @@
 //!
 //! - inbound, at PRE_ROUTING, the destination must be a local unicast
 //!   address of the namespace (LOCAL_OUT packets come from local sockets
-//!   and are only considered when routed to this host), and an IPv6
-//!   routing header must have no segments left (with segments left, the
-//!   local address is a waypoint: the kernel forwards the packet on);
+//!   and are only considered when routed to this host), and when an IPv6
+//!   routing header has segments left, its final destination must be
+//!   local too (otherwise this host is a waypoint);
 //! - outbound, the packet must have been sent by this host (not forwarded
 //!   or bridged), and if it carries a socket bound to a port, that port
 //!   must be the packet's source port: the instance's own socket, or the
@@ -59,7 +59,7 @@ use kernel::sync::rcu;
 use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_csum;
 use crate::vpm_flow::{FlowKey, Inserted, Pin, Pinned, Seen, TCP_ACK, TCP_SYN};
-use crate::vpm_parse::{self, Flow, IcmpError, Parsed, IPPROTO_TCP, IPPROTO_UDP};
+use crate::vpm_parse::{self, Flow, IcmpError, Parsed, Route, IPPROTO_TCP, IPPROTO_UDP};
 use crate::vpm_rules::Source;
 use crate::vpm_state::NetState;
 use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
@@ -180,9 +180,9 @@ fn steer_in<'g>(
     // own is spoofed (the stack drops it, IPv4 only after this hook): it
     // must not pin a flow that a local client with that address and port
     // would then follow, whatever its cgroup or the rules say.
-    // A packet whose routing header has segments left is passing through
-    // (its destination is a later segment), at either hook.
-    if flow.transit
+    // With a routing header, the final destination must be this host
+    // too: a waypoint passes the packet on (at either hook).
+    if !ends_here(skb, flow.route)
         || hooknum == PRE_ROUTING
             && (!skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src))
     {
@@ -295,7 +295,7 @@ fn steer_out<'g>(
             established,
         };
         f.touch(
-            &flow_key(flow, flow.dst, flow.dport, rev.fixed),
+            &flow_key(flow, flow.peer(), flow.dport, rev.fixed),
             now_secs(),
             seen,
         );
@@ -421,13 +421,13 @@ fn icmp_in(
 ) -> Option<(usize, u16, u16)> {
     let inner = &e.inner;
     state.views.fwd(inner.sport, guard)?;
-    if !skb.addr_is_local(&e.dst) {
+    if !skb.addr_is_local(&e.dst) || !ends_here(skb, e.route) {
         state.count(Stat::Foreign);
         return None;
     }
     // The quoted packet went to the quoted destination: its flow is keyed
     // by that peer.
-    let key = flow_key(inner, inner.dst, inner.dport, inner.sport);
+    let key = flow_key(inner, inner.peer(), inner.dport, inner.sport);
     let anon = match pinned_or_selected(state, guard, inner.proto, &key, None, now_secs())? {
         Found::Pinned(anon, _, _) => anon,
         Found::Selected(t, _) => t.anon,
@@ -482,6 +482,19 @@ fn rewrite_icmp(skb: &mut Skb<'_>, e: &IcmpError, at: usize, old: u16, new: u16)
         hdr[e.check_off..e.check_off + 2].copy_from_slice(&outer.to_be_bytes());
     }
     true
+}
+
+/// Whether a packet whose header's destination is this host ends here:
+/// with a routing header that has segments left, only if its final
+/// destination is local too (and known).  Linux delivers such a packet
+/// only then (a Mobile IPv6 home address, the last segment of an SRv6
+/// path when `seg6_enabled`), and forwards or drops it otherwise.
+fn ends_here(skb: &Skb<'_>, route: Route) -> bool {
+    match route {
+        Route::Direct => true,
+        Route::To(a) => skb.addr_is_local(&a),
+        Route::Unknown => false,
+    }
 }
 
 /// The flow of a packet between client `addr`:`port` and fixed port `fixed`.

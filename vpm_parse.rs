@@ -80,13 +80,43 @@ pub(crate) struct Flow {
     pub(crate) check: u16,
     /// TCP flags (byte 13 of the header); 0 for UDP and quoted packets.
     pub(crate) tcp_flags: u8,
-    /// An IPv6 routing header with segments left: `dst` is a waypoint
-    /// (RFC 8200 section 4.4), the packet's destination is further on,
-    /// so it is not this host's inbound traffic even when `dst` is local.
-    pub(crate) transit: bool,
+    /// Where the packet ends up: `dst`, or further on when an IPv6
+    /// routing header has segments left.
+    pub(crate) route: Route,
+}
+
+/// The final destination of a packet whose IPv6 routing header has
+/// segments left (RFC 8200 section 4.4): `dst` is then only the next
+/// waypoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// No segments left (or no routing header): `dst` is the destination.
+    Direct,
+    /// The last segment of a segment routing header (type 4), or the home
+    /// address of a Mobile IPv6 one (type 2).
+    To([u8; 16]),
+    /// Another type (0 is deprecated, 3 is RPL's compressed form), or an
+    /// address that is not all there (a quote cut short).
+    Unknown,
 }
 
 impl Flow {
+    /// The final destination, when it is known: the peer of an outbound
+    /// packet, or this host for an inbound one.
+    pub(crate) fn final_dst(&self) -> Option<[u8; 16]> {
+        match self.route {
+            Route::Direct => Some(self.dst),
+            Route::To(a) => Some(a),
+            Route::Unknown => None,
+        }
+    }
+
+    /// The peer a packet this host sends goes to: the final destination,
+    /// `dst` when that is unknown.
+    pub(crate) fn peer(&self) -> [u8; 16] {
+        self.final_dst().unwrap_or(self.dst)
+    }
+
     /// Offset of the source port field.
     pub(crate) fn sport_off(&self) -> usize {
         self.l4
@@ -136,6 +166,8 @@ impl Flow {
 pub(crate) struct IcmpError {
     /// The error's own destination address (IPv4 in the first 4 bytes).
     pub(crate) dst: [u8; 16],
+    /// Where the error ends up (see [`Flow::route`]).
+    pub(crate) route: Route,
     /// Offset of the ICMP checksum field.
     pub(crate) check_off: usize,
     /// The ICMP checksum field.
@@ -198,7 +230,7 @@ pub(crate) fn ipv4_general<P: Packet + ?Sized>(p: &P) -> Parsed {
         Err(r) => return r,
     };
     if proto == IPPROTO_ICMP {
-        return icmp(p, Family::V4, l4, end, dst);
+        return icmp(p, Family::V4, l4, end, dst, Route::Direct);
     }
     transport(p, Family::V4, proto, l4, end, src, dst, false)
 }
@@ -213,19 +245,15 @@ pub(crate) fn ipv6<P: Packet + ?Sized>(p: &P) -> Parsed {
 
 /// [`ipv6`] without its shortcut for the common case.
 pub(crate) fn ipv6_general<P: Packet + ?Sized>(p: &P) -> Parsed {
-    let ((proto, l4, end, src, dst), transit) = match ipv6_header_transit(p, 0, false) {
+    let ((proto, l4, end, src, dst), route) = match ipv6_header(p, 0, false) {
         Ok(h) => h,
         Err(r) => return r,
     };
     if proto == IPPROTO_ICMPV6 {
-        // An error on its way elsewhere is not about this host's streams.
-        if transit {
-            return Parsed::Other;
-        }
-        return icmp(p, Family::V6, l4, end, dst);
+        return icmp(p, Family::V6, l4, end, dst, route);
     }
     match transport(p, Family::V6, proto, l4, end, src, dst, false) {
-        Parsed::Flow(f) => Parsed::Flow(Flow { transit, ..f }),
+        Parsed::Flow(f) => Parsed::Flow(Flow { route, ..f }),
         r => r,
     }
 }
@@ -303,7 +331,7 @@ fn plain_transport(
         dport: be16(t, 2),
         check: be16(t, check_at),
         tcp_flags: if proto == IPPROTO_TCP { t[13] } else { 0 },
-        transit: false,
+        route: Route::Direct,
     })
 }
 
@@ -339,17 +367,13 @@ fn ipv4_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Hea
     Ok((h[9], at + ihl, at + tot, src, dst))
 }
 
-/// The IPv6 header at `at` and its extension headers.
-fn ipv6_header<P: Packet + ?Sized>(p: &P, at: usize, quoted: bool) -> Result<Header, Parsed> {
-    ipv6_header_transit(p, at, quoted).map(|(h, _)| h)
-}
-
-/// [`ipv6_header`], and whether a routing header has segments left.
-fn ipv6_header_transit<P: Packet + ?Sized>(
+/// The IPv6 header at `at` and its extension headers, and where the
+/// packet ends up.
+fn ipv6_header<P: Packet + ?Sized>(
     p: &P,
     at: usize,
     quoted: bool,
-) -> Result<(Header, bool), Parsed> {
+) -> Result<(Header, Route), Parsed> {
     let mut h = [0u8; 40];
     if !p.read(at, &mut h) || h[0] >> 4 != 6 {
         return Err(Parsed::Malformed);
@@ -371,17 +395,26 @@ fn ipv6_header_transit<P: Packet + ?Sized>(
     dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut off = at + 40;
-    let mut transit = false;
+    let mut route = Route::Direct;
     for _ in 0..MAX_EXT_HEADERS {
         let mut e = [0u8; 8];
         match next {
-            // Hop-by-hop, routing, destination options: (len + 1) * 8 bytes.
-            // A routing header's fourth byte counts the segments left.
-            0 | 43 | 60 => {
+            // Routing: (len + 1) * 8 bytes.
+            43 => {
                 if off + 4 > end || !p.read(off, &mut e[..4]) {
                     return Err(Parsed::Malformed);
                 }
-                transit |= next == 43 && e[3] != 0;
+                if e[3] != 0 {
+                    route = routing_final(p, off, e[1], e[2], end);
+                }
+                next = e[0];
+                off += (usize::from(e[1]) + 1) * 8;
+            }
+            // Hop-by-hop, destination options: (len + 1) * 8 bytes.
+            0 | 60 => {
+                if off + 2 > end || !p.read(off, &mut e[..2]) {
+                    return Err(Parsed::Malformed);
+                }
                 next = e[0];
                 off += (usize::from(e[1]) + 1) * 8;
             }
@@ -405,10 +438,25 @@ fn ipv6_header_transit<P: Packet + ?Sized>(
                 off += (usize::from(e[1]) + 2) * 4;
             }
             // The upper layer (or ESP, no next header: not ours to read).
-            _ => return Ok(((next, off, end, src, dst), transit)),
+            _ => return Ok(((next, off, end, src, dst), route)),
         }
     }
     Err(Parsed::Malformed)
+}
+
+/// The final destination named by the routing header at `off` (of
+/// `len` 8-byte units after the first, of routing type `kind`), which has
+/// segments left.  Type 4 (RFC 8754) lists segments last first, so the
+/// final one is the first address, right after the 8-byte fixed part; a
+/// type 2 header (RFC 6275) holds one address, the home address, in the
+/// same place.
+fn routing_final<P: Packet + ?Sized>(p: &P, off: usize, len: u8, kind: u8, end: usize) -> Route {
+    let mut a = [0u8; 16];
+    let fits = len >= 2 && off + 24 <= end;
+    match kind {
+        2 | 4 if fits && p.read(off + 8, &mut a) => Route::To(a),
+        _ => Route::Unknown,
+    }
 }
 
 /// An ICMP(v6) message at `l4`: an error quoting TCP/UDP, or `Other`.
@@ -418,6 +466,7 @@ fn icmp<P: Packet + ?Sized>(
     l4: usize,
     end: usize,
     outer_dst: [u8; 16],
+    outer_route: Route,
 ) -> Parsed {
     let mut h = [0u8; 4];
     if l4 + 8 > end || !p.read(l4, &mut h) {
@@ -437,10 +486,10 @@ fn icmp<P: Packet + ?Sized>(
     // The quote is a prefix of a packet: read it within this datagram.
     let inner = Window { p, end };
     let hdr = match family {
-        Family::V4 => ipv4_header(&inner, quote, true),
+        Family::V4 => ipv4_header(&inner, quote, true).map(|h| (h, Route::Direct)),
         _ => ipv6_header(&inner, quote, true),
     };
-    let (proto, il4, iend, src, dst) = match hdr {
+    let ((proto, il4, iend, src, dst), route) = match hdr {
         Ok(h) => h,
         // A quoted fragment or an unparsable quote: nothing to translate.
         Err(_) => return Parsed::Other,
@@ -448,9 +497,10 @@ fn icmp<P: Packet + ?Sized>(
     match transport(&inner, family, proto, il4, iend, src, dst, true) {
         Parsed::Flow(f) => Parsed::IcmpError(IcmpError {
             dst: outer_dst,
+            route: outer_route,
             check_off: l4 + 2,
             check: be16(&h, 2),
-            inner: f,
+            inner: Flow { route, ..f },
             inner_check: f.write_len() <= iend,
         }),
         _ => Parsed::Other,
@@ -533,6 +583,6 @@ fn transport<P: Packet + ?Sized>(
         } else {
             0
         },
-        transit: false,
+        route: Route::Direct,
     })
 }

@@ -98,12 +98,15 @@ guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TES
 # What counts as a kernel splat in a console log (the verdict below).
 splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
 
-# A kernel that dies before the guest script starts (no "VPM-GUEST" line)
-# has not met vpm.ko yet, which the script loads: an early-boot crash of
-# the emulated kernel (docs/TESTING.md, "Boot failures").  It gets one more
-# boot, and its console log stays beside the new one for a look.
+# A kernel that crashes (a splat in its console) before the guest script
+# starts (no "VPM-GUEST" anywhere) has not met vpm.ko yet, which the
+# script loads: an early-boot crash of the emulated kernel
+# (docs/TESTING.md, "Boot failures").  It gets one more boot, and its
+# console log stays beside the new one for a look.  Anything else (vng
+# failing to start, a guest that never prints) is judged as it is.
+boot_failed=
 for boot in 1 2; do
-	vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s); console log: $log"
+	vpm_log "booting $kdir under virtme-ng (${kvm[*]:-kvm}, ${form}limit ${vm_limit}s${VPM_KERNEL_ARGS:+, kernel args: $VPM_KERNEL_ARGS}); console log: $log"
 	set +e
 	timeout --kill-after=30 "$vm_limit" \
 		vng --run "$kdir" --user root "${kvm[@]}" --cpus 2 --memory 2G -v \
@@ -111,11 +114,13 @@ for boot in 1 2; do
 		tee "$log" | grep --line-buffered -E '^(PASS|FAIL|SKIP) |^    |^\| '
 	vm_rc=${PIPESTATUS[0]}
 	set -e
-	[ "$boot" = 1 ] && [ "$vm_rc" != 124 ] && ! grep -qa '^VPM-GUEST ' "$log" || break
+	[ "$boot" = 1 ] && [ "$vm_rc" != 124 ] && ! grep -qa 'VPM-GUEST' "$log" &&
+		grep -qaE "$splat_re" "$log" || break
 	sed -i 's/\r$//' "$log"
-	mv "$log" "${log%.log}.boot-failed.log"
-	echo "NOTE vm: the kernel died before the guest script started (log: ${log%.log}.boot-failed.log); booting it again"
-	grep -anE "$splat_re" "${log%.log}.boot-failed.log" | head -n 5 | sed 's/^/    /' || true
+	boot_failed=${log%.log}.boot-failed.log
+	mv "$log" "$boot_failed"
+	echo "NOTE vm: the kernel crashed before the guest script started (log: $boot_failed); booting it again"
+	grep -anE "$splat_re" "$boot_failed" | head -n 5 | sed 's/^/    /' || true
 done
 [ "$vm_rc" = 124 ] && echo "FAIL vm: no result within ${vm_limit}s"
 # The serial console ends lines with CR LF.
@@ -169,5 +174,6 @@ if [ -n "$taint" ] && [ $((taint & ~(4096 | 8192 | 262144))) -ne 0 ]; then
 	failed=$((failed + 1))
 fi
 echo "console log: $log"
+[ -z "$boot_failed" ] || echo "the first boot crashed before the guest script started: $boot_failed"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

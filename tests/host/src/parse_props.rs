@@ -3,8 +3,8 @@
 use proptest::prelude::*;
 
 use crate::vpm_parse::{
-    ipv4, ipv4_general, ipv6, ipv6_general, plain_ipv4, plain_ipv6, Packet, Parsed, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    ipv4, ipv4_general, ipv6, ipv6_general, plain_ipv4, plain_ipv6, Packet, Parsed, Route,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 use crate::vpm_rules::Family;
 
@@ -59,15 +59,26 @@ fn v6(proto: u8, exts: &[(u8, Vec<u8>)], body: &[u8]) -> Vec<u8> {
 
 fn ext() -> impl Strategy<Value = (u8, Vec<u8>)> {
     prop_oneof![
-        // A routing header (43) with 0-2 segments left.
-        (prop_oneof![Just(0u8), Just(43), Just(60)], 0u8..3, 0u8..3).prop_map(|(nh, len, left)| {
-            let mut b = vec![0u8; (usize::from(len) + 1) * 8];
-            b[1] = len;
-            if nh == 43 {
-                b[3] = left;
-            }
-            (nh, b)
-        }),
+        // A routing header (43) of type 0-4 with 0-2 segments left, its
+        // first address (from byte 8 on, when there is room) 0x77 bytes.
+        (
+            prop_oneof![Just(0u8), Just(43), Just(60)],
+            0u8..3,
+            0u8..5,
+            0u8..3
+        )
+            .prop_map(|(nh, len, kind, left)| {
+                let mut b = vec![0u8; (usize::from(len) + 1) * 8];
+                b[1] = len;
+                if nh == 43 {
+                    b[2] = kind;
+                    b[3] = left;
+                    for x in b.iter_mut().skip(8).take(16) {
+                        *x = 0x77;
+                    }
+                }
+                (nh, b)
+            }),
         // First fragment (offset 0, more fragments).
         Just((44u8, vec![0, 0, 0, 1, 0, 0, 0, 7])),
         (0u8..3).prop_map(|len| {
@@ -104,7 +115,11 @@ proptest! {
         prop_assert_eq!((f.family, f.sport, f.dport, f.check), (Family::V6, sp, dp, ck));
         prop_assert_eq!(f.l4, 40 + exts.iter().map(|e| e.1.len()).sum::<usize>());
         prop_assert_eq!(&p[f.dport_off()..f.dport_off() + 2], &dp.to_be_bytes());
-        prop_assert_eq!(f.transit, exts.iter().any(|e| e.0 == 43 && e.1[3] != 0));
+        // The last routing header with segments left decides.
+        let want = exts.iter().filter(|e| e.0 == 43 && e.1[3] != 0).last().map_or(Route::Direct, |e| {
+            if matches!(e.1[2], 2 | 4) && e.1.len() >= 24 { Route::To([0x77; 16]) } else { Route::Unknown }
+        });
+        prop_assert_eq!(f.route, want);
     }
 
     /// Any truncation of a valid packet is Malformed, never a Flow with
@@ -208,18 +223,73 @@ proptest! {
     }
 }
 
-/// Behind a routing header with segments left, an ICMPv6 error is on its
-/// way elsewhere: not one to translate.  With none left, it is.
+/// A segment routing header (type 4) with one segment: `final` as the
+/// last (and only) one, `left` segments left.
+fn srh(left: u8, last: [u8; 16]) -> (u8, Vec<u8>) {
+    let mut b = vec![0, 2, 4, left, 0, 0, 0, 0];
+    b.extend_from_slice(&last);
+    (43, b)
+}
+
+/// An ICMPv6 error, and the packet it quotes, name their final
+/// destinations: the outer one for the check that the error is for this
+/// host, the quoted one for the flow it is about.
 #[test]
-fn icmp6_errors_in_transit_are_others() {
-    let inner = v6(IPPROTO_UDP, &[], &l4(IPPROTO_UDP, 1, 2, 3, 0));
+fn icmp6_errors_carry_their_routes() {
+    let mut inner = v6(
+        IPPROTO_UDP,
+        &[srh(1, [0x55; 16])],
+        &l4(IPPROTO_UDP, 1, 2, 3, 0),
+    );
     let mut msg = vec![1, 0, 0xab, 0xcd, 0, 0, 0, 0];
-    msg.extend_from_slice(&inner);
-    let routing = |left: u8| (43u8, vec![0, 0, 4, left, 0, 0, 0, 0]);
-    let p = v6(IPPROTO_ICMPV6, &[routing(1)], &msg);
+    msg.append(&mut inner);
+    let p = v6(IPPROTO_ICMPV6, &[srh(1, [0x66; 16])], &msg);
+    let Parsed::IcmpError(e) = ipv6(&p[..]) else {
+        panic!("not an ICMP error");
+    };
+    assert_eq!(e.route, Route::To([0x66; 16]));
+    assert_eq!(e.inner.route, Route::To([0x55; 16]));
+    assert_eq!(e.inner.peer(), [0x55; 16]);
+    let p = v6(IPPROTO_ICMPV6, &[srh(0, [0x66; 16])], &msg);
+    let Parsed::IcmpError(e) = ipv6(&p[..]) else {
+        panic!("not an ICMP error");
+    };
+    assert_eq!(e.route, Route::Direct);
+    // A quote cut inside the segment list: its route is unknown.
+    let inner = v6(
+        IPPROTO_UDP,
+        &[srh(1, [0x55; 16])],
+        &l4(IPPROTO_UDP, 1, 2, 3, 0),
+    );
+    let mut msg = vec![1, 0, 0xab, 0xcd, 0, 0, 0, 0];
+    msg.extend_from_slice(&inner[..40 + 12]);
+    let p = v6(IPPROTO_ICMPV6, &[], &msg);
     assert_eq!(ipv6(&p[..]), Parsed::Other);
-    let p = v6(IPPROTO_ICMPV6, &[routing(0)], &msg);
-    assert!(matches!(ipv6(&p[..]), Parsed::IcmpError(_)));
+}
+
+/// A Mobile IPv6 routing header (type 2) names the home address; one
+/// without segments left names nothing.
+#[test]
+fn routing_type2_names_the_home_address() {
+    let mut rh = srh(1, [0x44; 16]);
+    rh.1[2] = 2;
+    let p = v6(IPPROTO_TCP, &[rh.clone()], &l4(IPPROTO_TCP, 1, 2, 3, 0));
+    let Parsed::Flow(f) = ipv6(&p[..]) else {
+        panic!("not a flow");
+    };
+    assert_eq!(
+        (f.route, f.final_dst(), f.peer()),
+        (Route::To([0x44; 16]), Some([0x44; 16]), [0x44; 16])
+    );
+    rh.1[2] = 3;
+    let p = v6(IPPROTO_TCP, &[rh], &l4(IPPROTO_TCP, 1, 2, 3, 0));
+    let Parsed::Flow(f) = ipv6(&p[..]) else {
+        panic!("not a flow");
+    };
+    assert_eq!(
+        (f.route, f.final_dst(), f.peer()),
+        (Route::Unknown, None, f.dst)
+    );
 }
 
 #[test]

@@ -187,14 +187,15 @@ PAYLOAD = b"vpm corpus payload"
 # to a remote fixed port is not vpm's (no translation, no flow): OTHER_OUT
 # unless a case says otherwise.
 def case(name, build, pre, out=OTHER_OUT, deliver=None, csum_err=0, what="", src=None, dst=None, vnet=None,
-         copies=1):
+         copies=1, seg6=False):
     """SRC and DST replace the spoofed source and vpm's address at
     PRE_ROUTING (a case with either has no "out" path).  VNET (see vnet())
     sends the frame behind a virtio-net header (no "out" path either);
-    COPIES is how many datagrams of PAYLOAD the listener then gets."""
+    COPIES is how many datagrams of PAYLOAD the listener then gets.  SEG6
+    turns segment routing on in vpm's namespace for the case."""
     return {"name": name, "build": build, "pre": pre, "out": None if src or dst or vnet else out,
             "deliver": deliver, "csum_err": csum_err, "what": what, "src": src, "dst": dst, "vnet": vnet,
-            "copies": copies}
+            "copies": copies, "seg6": seg6}
 
 
 def builder(make_ip, marker_base, body_fn, ipkw):
@@ -225,6 +226,11 @@ def T4(**kw):
 def cut(fn, n):
     """The transport segment FN builds, cut to N bytes."""
     return lambda s, d, sp: (lambda p, b: (p, b[:n]))(*fn(s, d, sp))
+
+
+def srh(last):
+    """A segment routing header (type 4) with one segment, LAST, left."""
+    return (43, lambda n: struct.pack("!BBBBBBH", n, 2, 4, 1, 0, 0, 0) + addr(last))
 
 
 def udp6_after(*headers):
@@ -316,10 +322,10 @@ CASES = [
          what="hop-by-hop options: walked, translated, delivered"),
     case("v6-routing-type4-done", v6(udp6_after((43, lambda n: struct.pack("!BBBB", n, 0, 4, 0) + bytes(4)),)),
          XLAT_NEW, what="routing header, no segments left: walked, translated"),
-    case("v6-routing-type4-transit",
-         v6(udp6_after((43, lambda n: struct.pack("!BBBBBBH", n, 2, 4, 1, 0, 0, 0) + addr("2001:db8:ff::1")),)),
-         x(1, foreign=1),
-         what="segment routing header with a segment left: vpm's address is a waypoint, untouched (the stack drops it: seg6 off)"),
+    case("v6-srh-waypoint", v6(udp6_after(srh("2001:db8:ff::1"),)), x(1, foreign=1),
+         what="segment routing header, a segment left, the last one elsewhere: this host is a waypoint, untouched (the stack drops it: seg6 off)"),
+    case("v6-srh-ends-here", v6(udp6_after(srh(VPM6),)), XLAT_NEW, deliver="anon", seg6=True,
+         what="segment routing header whose last segment is this host (seg6 on): translated, delivered to the instance"),
     # (Linux refuses more than 7 bytes of padding in a row, RFC 8200
     # section 4.2: an unknown option the receiver skips breaks it up.)
     case("v6-dest-options", v6(udp6_after((60, lambda n: ext(n, 1, bytes([1, 2, 0, 0, 0x1E, 4, 0, 0, 0, 0, 1, 2, 0, 0]))),)),
@@ -547,6 +553,13 @@ def main(ns_vpm, ns_peer, anon):
     enter(ns_peer)
     drain(peer_tx)
 
+    def seg6(on):
+        """Segment routing on or off in vpm's namespace (entered): for all
+        devices and the two the frames arrive on (both must allow it)."""
+        for dev in ("all", "veth-mr", "veth-mu"):
+            with open(f"/proc/sys/net/ipv6/conf/{dev}/seg6_enabled", "w") as f:
+                f.write("1" if on else "0")
+
     def kid_send(frame, vhdr=None):
         """The injector's verdict: True when sent, or the send's error."""
         kid.stdin.write(("v" + (vhdr + frame).hex() if vhdr else frame.hex()) + "\n")
@@ -576,6 +589,7 @@ def main(ns_vpm, ns_peer, anon):
         for s in listeners.values():
             drain(s)
         drain(tap), drain(utap)
+        seg6(c["seg6"])
         before, errs0 = st.read(), csum_errors()
         sent_ok = True
         if path == "out":
@@ -653,6 +667,8 @@ def main(ns_vpm, ns_peer, anon):
             enter(ns_vpm)
             if sent_ok is True and want["pkts_seen"] and pkt not in [f[: len(pkt)] for f in frames]:
                 problems.append(f"the peer did not receive the packet unchanged ({len(frames)} frames)")
+        enter(ns_vpm)
+        seg6(False)
         enter(ns_peer)
         return problems
 

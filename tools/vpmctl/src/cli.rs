@@ -203,7 +203,7 @@ pub enum RuleCmd {
     /// source port; a rule with the same FROM is refused.
     #[command(after_help = "Examples:
   vpmctl rule add --port 9000 --from 10.0.0.0/8 --aid a
-  vpmctl rule add --port 9000 --from [2001:db8::/32]:5000 --aid b
+  vpmctl rule add --port 9000 --from 2001:db8::/32 --aid b
   vpmctl rule add --port 9000 --aid a")]
     Add {
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
@@ -234,8 +234,9 @@ pub enum RuleCmd {
 /// exit statuses, built from the table the code uses.
 pub fn command() -> clap::Command {
     let mut text = String::from("Exit status:\n");
-    for (code, meaning) in crate::error::exit::MEANINGS {
-        text.push_str(&format!("  {code:<9} {meaning}\n"));
+    for (codes, meaning) in crate::error::exit::MEANINGS {
+        let codes: Vec<String> = codes.iter().map(i32::to_string).collect();
+        text.push_str(&format!("  {:<9} {meaning}\n", codes.join(", ")));
     }
     text.push_str("\nvpmctl COMMAND --help shows a command's options and examples.");
     Cli::command().after_long_help(text)

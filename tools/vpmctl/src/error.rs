@@ -18,14 +18,14 @@ pub mod exit {
     pub const HOST: i32 = 5;
 
     /// What each exit status means, for `--help` and the man page.
-    pub const MEANINGS: &[(&str, &str)] = &[
-        ("0", "success"),
-        ("1", "the kernel refused or failed the request; the message says why and what to do"),
-        ("2", "the command line was wrong"),
-        ("3", "the vpm module is not loaded (insmod vpm.ko, or modprobe vpm once installed)"),
-        ("4", "talking netlink failed, or the kernel's answer made no sense"),
-        ("5", "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), its socket hooks could not be set, or another group holds the AID"),
-        ("126, 127", "exec: the program was found but could not be run, or was not found; otherwise exec exits with the program's own status"),
+    pub const MEANINGS: &[(&[i32], &str)] = &[
+        (&[0], "success"),
+        (&[KERNEL], "the kernel refused or failed the request; the message says why and what to do"),
+        (&[USAGE], "the command line was wrong, or a file it names could not be read or written"),
+        (&[NOT_LOADED], "the vpm module is not loaded (insmod vpm.ko, or modprobe vpm once installed)"),
+        (&[NETLINK], "talking netlink failed, or the kernel's answer made no sense"),
+        (&[HOST], "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), its socket hooks could not be set, or another group holds the AID"),
+        (&[126, 127], "exec: the program was found but could not be run, or was not found; otherwise exec exits with the program's own status"),
     ];
 }
 

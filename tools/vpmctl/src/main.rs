@@ -58,10 +58,7 @@ fn run(cli: Cli) -> Result<()> {
             let code = exec::run(&opts)?;
             std::process::exit(code);
         }
-        Command::Completions { shell } => {
-            manpage::completions(shell);
-            Ok(())
-        }
+        Command::Completions { shell } => manpage::completions(shell),
         Command::Man { dir } => {
             for page in manpage::write_pages(&dir)? {
                 println!("{}", page.display());

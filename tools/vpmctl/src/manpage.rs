@@ -92,10 +92,42 @@ fn escape(line: &str) -> String {
     }
 }
 
-/// Prints the completion script for `shell` on standard output.
-pub fn completions(shell: clap_complete::Shell) {
-    let mut cmd = crate::cli::command();
-    clap_complete::generate(shell, &mut cmd, "vpmctl", &mut std::io::stdout());
+/// The completion script for `shell`.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut cmd = visible(&crate::cli::command());
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "vpmctl", &mut out);
+    out
+}
+
+/// Prints the completion script for `shell` on standard output (a reader
+/// that stops early, `| head`, is not an error).
+pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+    match std::io::stdout().write_all(&completion_script(shell)) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Input(format!(
+            "cannot write the completion script: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `cmd` without its hidden commands (the generators list them all; clap
+/// cannot remove a subcommand, so the tree is rebuilt).
+fn visible(cmd: &clap::Command) -> clap::Command {
+    let mut out = clap::Command::new(cmd.get_name().to_owned())
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
+        .subcommands(
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(visible),
+        );
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    if let Some(v) = cmd.get_version() {
+        out = out.version(v.to_owned());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -175,11 +207,19 @@ mod tests {
             clap_complete::Shell::Zsh,
             clap_complete::Shell::Fish,
         ] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut crate::cli::command(), "vpmctl", &mut out);
-            let s = String::from_utf8(out).unwrap();
-            for word in ["restore", "monitor", "max-entries", "cgroup-parent"] {
+            let s = String::from_utf8(completion_script(shell)).unwrap();
+            for word in [
+                "restore",
+                "monitor",
+                "max-entries",
+                "cgroup-parent",
+                "anon-port",
+            ] {
                 assert!(s.contains(word), "{shell:?}: no {word}");
+            }
+            // The internal keeper (and its --detach) is not offered.
+            for word in ["keep", "detach"] {
+                assert!(!s.contains(word), "{shell:?}: offers {word}");
             }
         }
     }

@@ -135,6 +135,19 @@ proptest! {
         prop_assert_eq!(ipv4(short4), Parsed::Malformed);
     }
 
+    /// The same with the payload length cut to match, so that the cut
+    /// lands in the extension chain or the transport header as the walk
+    /// reads them (not at the IPv6 header's length check).
+    #[test]
+    fn consistent_truncation_is_malformed(proto in proto(), exts in proptest::collection::vec(ext(), 1..5), cut in 1usize..200) {
+        let mut p = v6(proto, &exts, &l4(proto, 1, 2, 3, 0));
+        let cut = cut.min(p.len() - 40);
+        p.truncate(p.len() - cut);
+        let plen = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        prop_assert_eq!(ipv6(&p[..]), Parsed::Malformed);
+    }
+
     /// Random bytes never panic, and a Flow's write window lies inside.
     #[test]
     fn random_bytes(mut p in proptest::collection::vec(any::<u8>(), 0..120), v6ver: bool) {

@@ -196,6 +196,10 @@ stress: deps
 # generated from its console log, whatever the verdict (a failure is on the
 # page); the target fails with the run.
 RELIABILITY_TESTS ?= 9[6-9]-*
+# Earlier console logs whose suites this run leaves as they were (a run of
+# part of the suite, RELIABILITY_TESTS='96-*', after a change to it): the
+# page takes each suite from the last log that ran it.
+RELIABILITY_BASE ?=
 # The page comes only from this run's own log: the link to the last one
 # goes first, so a run that never booted leaves the page as it was.
 reliability: deps
@@ -203,7 +207,8 @@ reliability: deps
 	rc=0; VPM_KFLAVOR=kasan VPM_LONG=1 VPM_TESTS='$(RELIABILITY_TESTS)' \
 		$(MAKE) --no-print-directory vm-test || rc=$$?; \
 	if [ -e "$$last" ]; then \
-		python3 $(ROOT)/tests/vm/reliability.py "$$last" --out $(ROOT)/docs/RELIABILITY.md || rc=1; \
+		python3 $(ROOT)/tests/vm/reliability.py $(RELIABILITY_BASE) "$$(readlink -f "$$last")" \
+			--out $(ROOT)/docs/RELIABILITY.md || rc=1; \
 	else echo "vpm: the reliability run left no console log; docs/RELIABILITY.md left as it was" >&2; rc=1; fi; \
 	exit $$rc
 

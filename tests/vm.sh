@@ -127,9 +127,10 @@ done
 sed -i 's/\r$//' "$log"
 # What tests/vm/reliability.py needs to know about the run, and where the
 # last run of each mode is.
-printf 'VPM-RUN {"kernel":"%s","config_sha256":"%s","long":%d,"date":"%s"}\n' \
+printf 'VPM-RUN {"kernel":"%s","config_sha256":"%s","long":%d,"date":"%s","commit":"%s"}\n' \
 	"$(basename "$(dirname "$kdir")")" "$(sha256sum "$kdir/.config" 2>/dev/null | cut -c1-12)" \
-	"$VPM_LONG" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$log"
+	"$VPM_LONG" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	"$(git -C "$VPM_ROOT" describe --always --dirty 2>/dev/null || echo unknown)" >>"$log"
 ln -sf "$(basename "$log")" "$VPM_CACHE/logs/last-$mode.log"
 
 # The benchmark's records: the host's facts first (the guest adds its own

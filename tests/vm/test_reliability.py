@@ -22,33 +22,57 @@ PASS 97-nlfuzz:root (40s)
 PASS rmmod
 PASS kmemleak
 VPM-RESULT 5 1
-VPM-RUN {"kernel":"kasan-abc","config_sha256":"123","long":1,"date":"2026-12-03T00:00:00Z"}
+VPM-RUN {"kernel":"kasan-abc","config_sha256":"123","long":1,"date":"2026-12-03T00:00:00Z","commit":"abc1234"}
+"""
+
+LATER = """\
+PASS insmod
+VPM-REL {"suite": "malformed", "case": "v6-new", "path": "pre", "inputs": 1, "expect": "seen +1", "what": "new", "result": "pass"}
+PASS 96-malformed (50s of 600s)
+PASS rmmod
+PASS kmemleak
+VPM-RESULT 3 0
+VPM-RUN {"kernel":"kasan-abc","config_sha256":"123","long":1,"date":"2026-12-04T00:00:00Z","commit":"def5678"}
 """
 
 
 class Page(unittest.TestCase):
-    def page(self, text):
+    def log(self, text):
         with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
             f.write(text)
         self.addCleanup(os.unlink, f.name)
-        recs, verdicts, run = reliability.parse(f.name)
-        return reliability.render(recs, verdicts, run, f.name), f.name
+        return f.name
+
+    def page(self, *texts):
+        paths = [self.log(t) for t in texts]
+        return reliability.render([(p, *reliability.parse(p)) for p in paths]), paths[-1]
 
     def test_counts_cases_and_failures(self):
         page, _ = self.page(LOG)
         self.assertIn("**2 of 3 records passed**, 2,002 inputs", page)
         self.assertIn("kernel `kasan-abc`", page)
+        self.assertIn("commit `abc1234`", page)
         self.assertIn("long forms", page)
         # One row per malformed case, with both paths' results.
         self.assertIn("pre pass, out **FAIL**: pkts_seen moved by 1, expected 2", page)
         self.assertIn("1 cases, 2 injections.", page)
         self.assertIn("`96-malformed`: FAIL", page)
         self.assertIn("`97-nlfuzz:root`: PASS", page)
-        self.assertIn("| kmemleak | PASS |", page)
+        self.assertIn("| PASS | PASS | PASS |", page)
         self.assertIn("5 passed, 1 failed", page)
         # A suite without records says so.
         self.assertIn("## Teardown races", page)
         self.assertIn("No records.", page)
+
+    def test_a_later_log_replaces_a_suite(self):
+        page, later = self.page(LOG, LATER)
+        # The malformed suite from the later log only; nlfuzz from the first.
+        self.assertIn("**2 of 2 records passed**, 2,001 inputs", page)
+        self.assertIn("v6-new", page)
+        self.assertNotIn("v4-udp-ok", page)
+        self.assertIn(f"From `{later.split('/')[-1]}`. Test verdicts: `96-malformed`: PASS", page)
+        self.assertIn("commit `def5678`", page)
+        self.assertIn("commit `abc1234`", page)
 
     def test_no_records_fails(self):
         _, path = self.page("PASS insmod\n")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vpm-timeout: 420
-# vpm-timeout-long: 2400
+# vpm-timeout-long: 3600
 # Netlink fuzzing (issue 11, tests/vm/lib/nlfuzz.py): mutated and random
 # messages against the vpm family, with do and dump requests mixed, half
 # read dumps and sockets closed mid-dump; 2,000 as root and 500 from an

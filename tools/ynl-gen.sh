@@ -6,7 +6,8 @@
 #
 # Outputs: uapi/linux/vpm.h (uapi enums, used by vpmctl too) and
 # gen/vpm_nl_gen.{c,h} (kernel policies, split ops and the genl_family),
-# and gen/vpm_uapi.rs (the header's constants for Rust, by bindgen).
+# and gen/vpm_uapi.rs (the header's constants for Rust, by bindgen), and
+# docs/netlink-api.rst (the API reference, by the kernel's ynl_gen_rst.py).
 # The generator comes from the same Debian linux-source package as the test
 # kernel, so its output only changes when that package does.
 set -euo pipefail
@@ -52,7 +53,15 @@ bindgen --use-core --ctypes-prefix core::ffi --no-layout-tests \
 	"$work/out/uapi/linux/vpm.h" -o "$work/out/gen/vpm_uapi.rs" ||
 	vpm_die "bindgen failed on the generated uapi header"
 
-files=(uapi/linux/vpm.h gen/vpm_nl_gen.h gen/vpm_nl_gen.c gen/vpm_uapi.rs)
+# The API reference, with the kernel's own documentation generator (what
+# renders Documentation/netlink/specs), without its line-number comments
+# (Sphinx's, for error reports): docs/netlink-api.rst.
+mkdir -p "$work/out/docs"
+"$py" "$ynl/tools/net/ynl/pyynl/ynl_gen_rst.py" -i "$work/uapi/vpm.yaml" -o "$work/vpm.rst" ||
+	vpm_die "the kernel's ynl_gen_rst.py failed on uapi/vpm.yaml"
+grep -v '^\.\. LINENO ' "$work/vpm.rst" | cat -s >"$work/out/docs/netlink-api.rst"
+
+files=(uapi/linux/vpm.h gen/vpm_nl_gen.h gen/vpm_nl_gen.c gen/vpm_uapi.rs docs/netlink-api.rst)
 if [ -n "$check" ]; then
 	drift=0
 	for f in "${files[@]}"; do

@@ -182,11 +182,12 @@ check: deps check-spec check-fmt host-test
 	@$(MAKE) --no-print-directory bench-short
 
 # The long forms of the VM tests (tests/vm/lib/lib.sh: long, pick), which
-# make check leaves out to stay within its time.  VPM_LONG reaches the
+# make check leaves out to stay within its time, with SLUB's allocation and
+# free stack traces on (tests/vm.sh).  VPM_LONG reaches the
 # guest through tests/vm.sh.  Then the reliability suite again on the
 # KASAN kernel, and the benchmarks.
 stress: deps
-	@VPM_LONG=1 $(MAKE) --no-print-directory vm-test
+	@VPM_LONG=1 VPM_KERNEL_ARGS="slub_debug=FZPU $${VPM_KERNEL_ARGS:-}" $(MAKE) --no-print-directory vm-test
 	@$(MAKE) --no-print-directory reliability
 	@$(MAKE) --no-print-directory bench
 

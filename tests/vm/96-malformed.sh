@@ -23,26 +23,35 @@ for n in vpmmr vpmmc; do
 		net.ipv6.conf.all.router_solicitations=0 net.ipv4.conf.all.rp_filter=0 \
 		net.ipv4.conf.default.rp_filter=0
 done
-ip link add veth-mc address 02:00:00:00:06:01 netns vpmmc type veth \
-	peer name veth-mr address 02:00:00:00:06:02 netns vpmmr
-ip link add veth-mup address 02:00:00:00:06:03 netns vpmmc type veth \
-	peer name veth-mu address 02:00:00:00:06:04 netns vpmmr
-for l in vpmmc/veth-mc vpmmr/veth-mr vpmmr/veth-mu vpmmc/veth-mup; do
-	ip -n "${l%/*}" link set "${l#*/}" addrgenmode none
-done
-ip -n vpmmr addr add 10.206.1.2/24 dev veth-mr
-ip -n vpmmr addr add fd00:206::2/64 dev veth-mr nodad
-ip -n vpmmr link set lo up
-ip -n vpmmr link set veth-mr up
-ip -n vpmmr link set veth-mu up
-ip -n vpmmc link set veth-mc up
+# One ip process per namespace (ip -batch): every process start costs
+# about a second in the debug guest.
+ip -b - <<'EOF'
+link add veth-mc address 02:00:00:00:06:01 netns vpmmc type veth peer name veth-mr address 02:00:00:00:06:02 netns vpmmr
+link add veth-mup address 02:00:00:00:06:03 netns vpmmc type veth peer name veth-mu address 02:00:00:00:06:04 netns vpmmr
+EOF
+ip -n vpmmr -b - <<'EOF'
+link set veth-mr addrgenmode none
+link set veth-mu addrgenmode none
+addr add 10.206.1.2/24 dev veth-mr
+addr add fd00:206::2/64 dev veth-mr nodad
+link set lo up
+link set veth-mr up
+link set veth-mu up
+EOF
+ip -n vpmmc -b - <<'EOF'
+link set veth-mc addrgenmode none
+link set veth-mup addrgenmode none
+link set veth-mc up
+EOF
 # Software checksums and segmentation on the way out: what the peer
 # captures is what a wire would carry.
 ip netns exec vpmmr ethtool -K veth-mr tx off >/dev/null
 # The peer has no address (its stack answers nothing); vpm's side knows
 # its link-layer address, so no neighbour discovery runs during the corpus.
-ip -n vpmmr neigh add 10.206.1.1 lladdr 02:00:00:00:06:01 dev veth-mr nud permanent
-ip -n vpmmr neigh add fd00:206::1 lladdr 02:00:00:00:06:01 dev veth-mr nud permanent
+ip -n vpmmr -b - <<'EOF'
+neigh add 10.206.1.1 lladdr 02:00:00:00:06:01 dev veth-mr nud permanent
+neigh add fd00:206::1 lladdr 02:00:00:00:06:01 dev veth-mr nud permanent
+EOF
 
 A=$(ip netns exec vpmmr vpmctl add --aid a --port 9000 --json | json anon_port)
 ip netns exec vpmmr vpmctl rule add --port 9000 --aid a

@@ -229,8 +229,10 @@ def cut(fn, n):
 
 
 def srh(last):
-    """A segment routing header (type 4) with one segment, LAST, left."""
-    return (43, lambda n: struct.pack("!BBBBBBH", n, 2, 4, 1, 0, 0, 0) + addr(last))
+    """A segment routing header (type 4) of two segments, vpm's address
+    (the packet's destination, the active one) then LAST, with one left
+    (RFC 8754: the list runs last first, and Segments Left indexes it)."""
+    return (43, lambda n: struct.pack("!BBBBBBH", n, 4, 4, 1, 1, 0, 0) + addr(last) + addr(VPM6))
 
 
 def udp6_after(*headers):

@@ -97,7 +97,7 @@ def describe(run):
     form = "long forms" if run.get("long") else "short forms"
     res = run.get("result")
     return (f"kernel `{run.get('kernel', '?')}` (config sha256 `{run.get('config_sha256', '?')}`), "
-            f"commit `{run.get('commit', '?')}`, {form}, {run.get('date', '?')}"
+            f"{'commit `' + run['commit'] + '`' if run.get('commit') else 'commit not recorded'}, {form}, {run.get('date', '?')}"
             + (f"; the run as a whole (every test it ran): {res[0]} passed, {res[1]} failed" if res else ""))
 
 

@@ -187,7 +187,7 @@ check: deps check-spec check-fmt host-test
 # guest through tests/vm.sh.  Then the reliability suite again on the
 # KASAN kernel, and the benchmarks.
 stress: deps
-	@VPM_LONG=1 VPM_KERNEL_ARGS="slub_debug=FZPU $${VPM_KERNEL_ARGS:-}" $(MAKE) --no-print-directory vm-test
+	@VPM_LONG=1 VPM_SLUB_TRACES=1 $(MAKE) --no-print-directory vm-test
 	@$(MAKE) --no-print-directory reliability
 	@$(MAKE) --no-print-directory bench
 

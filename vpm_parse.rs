@@ -404,8 +404,13 @@ fn ipv6_header<P: Packet + ?Sized>(
                 if off + 4 > end || !p.read(off, &mut e[..4]) {
                     return Err(Parsed::Malformed);
                 }
+                // Linux acts on the first header with segments left; a
+                // second one is only read once the first is used up.
                 if e[3] != 0 {
-                    route = routing_final(p, off, e[1], e[2], end);
+                    route = match route {
+                        Route::Direct => routing_final(p, off, e[1], e[2], e[3], end),
+                        _ => Route::Unknown,
+                    };
                 }
                 next = e[0];
                 off += (usize::from(e[1]) + 1) * 8;
@@ -446,16 +451,32 @@ fn ipv6_header<P: Packet + ?Sized>(
 
 /// The final destination named by the routing header at `off` (of
 /// `len` 8-byte units after the first, of routing type `kind`), which has
-/// segments left.  Type 4 (RFC 8754) lists segments last first, so the
-/// final one is the first address, right after the 8-byte fixed part; a
-/// type 2 header (RFC 6275) holds one address, the home address, in the
-/// same place.
-fn routing_final<P: Packet + ?Sized>(p: &P, off: usize, len: u8, kind: u8, end: usize) -> Route {
+/// `left` segments left, when that is the only address still to visit.
+/// Type 4 (RFC 8754) lists segments last first, so the final one is the
+/// first address, right after the 8-byte fixed part; with more than one
+/// left the packet visits others first, and whether it stays on this host
+/// depends on each of them (`Unknown`).  A type 2 header (RFC 6275) holds
+/// one address, the home address, in the same place.  Anything Linux
+/// refuses (Segments Left past the list, a malformed type 2) is `Unknown`.
+fn routing_final<P: Packet + ?Sized>(
+    p: &P,
+    off: usize,
+    len: u8,
+    kind: u8,
+    left: u8,
+    end: usize,
+) -> Route {
     let mut a = [0u8; 16];
     let fits = len >= 2 && off + 24 <= end;
-    match kind {
-        2 | 4 if fits && p.read(off + 8, &mut a) => Route::To(a),
-        _ => Route::Unknown,
+    let one_left = match kind {
+        2 => len == 2 && left == 1,
+        4 => left == 1 && left < len / 2,
+        _ => false,
+    };
+    if one_left && fits && p.read(off + 8, &mut a) {
+        Route::To(a)
+    } else {
+        Route::Unknown
     }
 }
 

@@ -96,10 +96,11 @@ autorun=1
 # the stack traces of every allocation and free: they only make a report
 # say who allocated and freed the object, and they cost make check about
 # a fifth of its time (process starts under TCG, docs/TESTING.md "The
-# debug kernel").  make stress puts them back (slub_debug=FZPU).
+# debug kernel").  make stress puts them back (VPM_SLUB_TRACES=1: FZPU).
 # VPM_KERNEL_ARGS adds to the command line (a later parameter wins).
 slub=
-grep -q '^CONFIG_SLUB_DEBUG_ON=y' "$kdir/.config" 2>/dev/null && slub="slub_debug=FZP"
+grep -q '^CONFIG_SLUB_DEBUG_ON=y' "$kdir/.config" 2>/dev/null &&
+	if [ "${VPM_SLUB_TRACES:-0}" = 1 ]; then slub="slub_debug=FZPU"; else slub="slub_debug=FZP"; fi
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 $slub kunit.enable=1 kunit.autorun=$autorun printk.time=1 ${VPM_KERNEL_ARGS:-}"
 
 guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"

@@ -41,6 +41,9 @@ link set veth-rc up
 link set veth-rs up
 link set veth-rc mtu 1280
 EOF
+# (Only the router's side of the client link is small, the 1280 above: the
+# client still advertises a 1460-byte MSS, so the server's segments must
+# shrink by PMTU discovery.)
 ip -n vpmis -b - <<'EOF'
 addr add 10.202.2.1/24 dev veth-s
 addr add fd00:202:2::1/64 dev veth-s nodad

@@ -115,10 +115,23 @@ proptest! {
         prop_assert_eq!((f.family, f.sport, f.dport, f.check), (Family::V6, sp, dp, ck));
         prop_assert_eq!(f.l4, 40 + exts.iter().map(|e| e.1.len()).sum::<usize>());
         prop_assert_eq!(&p[f.dport_off()..f.dport_off() + 2], &dp.to_be_bytes());
-        // The last routing header with segments left decides.
-        let want = exts.iter().filter(|e| e.0 == 43 && e.1[3] != 0).last().map_or(Route::Direct, |e| {
-            if matches!(e.1[2], 2 | 4) && e.1.len() >= 24 { Route::To([0x77; 16]) } else { Route::Unknown }
-        });
+        // The first routing header with segments left decides; a second
+        // one makes the route unknown.  Exactly one segment left, within
+        // the list (type 4) or a well-formed type 2, names the address.
+        let mut left = exts.iter().filter(|e| e.0 == 43 && e.1[3] != 0);
+        let want = match (left.next(), left.next()) {
+            (None, _) => Route::Direct,
+            (Some(_), Some(_)) => Route::Unknown,
+            (Some(e), None) => {
+                let (len, kind, sl) = (e.1[1], e.1[2], e.1[3]);
+                let ok = match kind {
+                    2 => len == 2 && sl == 1,
+                    4 => sl == 1 && sl < len / 2,
+                    _ => false,
+                };
+                if ok && e.1.len() >= 24 { Route::To([0x77; 16]) } else { Route::Unknown }
+            }
+        };
         prop_assert_eq!(f.route, want);
     }
 
@@ -236,11 +249,12 @@ proptest! {
     }
 }
 
-/// A segment routing header (type 4) with one segment: `final` as the
-/// last (and only) one, `left` segments left.
+/// A segment routing header (type 4) of two segments, `last` and then
+/// the active one, with `left` segments left.
 fn srh(left: u8, last: [u8; 16]) -> (u8, Vec<u8>) {
-    let mut b = vec![0, 2, 4, left, 0, 0, 0, 0];
+    let mut b = vec![0, 4, 4, left, 1, 0, 0, 0];
     b.extend_from_slice(&last);
+    b.extend_from_slice(&[0x11; 16]);
     (43, b)
 }
 
@@ -280,12 +294,12 @@ fn icmp6_errors_carry_their_routes() {
     assert_eq!(ipv6(&p[..]), Parsed::Other);
 }
 
-/// A Mobile IPv6 routing header (type 2) names the home address; one
-/// without segments left names nothing.
+/// A Mobile IPv6 routing header (type 2) names the home address; type 3
+/// (RPL) and a segment routing header with two segments left do not.
 #[test]
 fn routing_type2_names_the_home_address() {
-    let mut rh = srh(1, [0x44; 16]);
-    rh.1[2] = 2;
+    let mut rh = (43u8, vec![0, 2, 2, 1, 0, 0, 0, 0]);
+    rh.1.extend_from_slice(&[0x44; 16]);
     let p = v6(IPPROTO_TCP, &[rh.clone()], &l4(IPPROTO_TCP, 1, 2, 3, 0));
     let Parsed::Flow(f) = ipv6(&p[..]) else {
         panic!("not a flow");
@@ -303,6 +317,15 @@ fn routing_type2_names_the_home_address() {
         (f.route, f.final_dst(), f.peer()),
         (Route::Unknown, None, f.dst)
     );
+    let p = v6(
+        IPPROTO_TCP,
+        &[srh(2, [0x44; 16])],
+        &l4(IPPROTO_TCP, 1, 2, 3, 0),
+    );
+    let Parsed::Flow(f) = ipv6(&p[..]) else {
+        panic!("not a flow");
+    };
+    assert_eq!(f.route, Route::Unknown);
 }
 
 #[test]

@@ -324,9 +324,9 @@ CASES = [
          what="hop-by-hop options: walked, translated, delivered"),
     case("v6-routing-type4-done", v6(udp6_after((43, lambda n: struct.pack("!BBBB", n, 0, 4, 0) + bytes(4)),)),
          XLAT_NEW, what="routing header, no segments left: walked, translated"),
-    case("v6-srh-waypoint", v6(udp6_after(srh("2001:db8:ff::1"),)), x(1, foreign=1),
+    case("v6-srh-waypoint", v6(udp6_after(srh("2001:db8:ff::1"),)), x(1, foreign=1), out=None,
          what="segment routing header, a segment left, the last one elsewhere: this host is a waypoint, untouched (the stack drops it: seg6 off)"),
-    case("v6-srh-ends-here", v6(udp6_after(srh(VPM6),)), XLAT_NEW, deliver="anon", seg6=True,
+    case("v6-srh-ends-here", v6(udp6_after(srh(VPM6),)), XLAT_NEW, out=None, deliver="anon", seg6=True,
          what="segment routing header whose last segment is this host (seg6 on): translated, delivered to the instance"),
     # (Linux refuses more than 7 bytes of padding in a row, RFC 8200
     # section 4.2: an unknown option the receiver skips breaks it up.)

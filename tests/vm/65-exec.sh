@@ -19,22 +19,7 @@ PROBE="python3 $VPM_ROOT/tests/vm/lib/bindprobe.py"
 
 load
 fresh_netns vpmc1 vpmc2 vpms
-# One ip process per namespace (ip -batch): every process start costs
-# about a second in the debug guest.
-for i in 1 2; do
-	echo "link add veth-c$i netns vpmc$i type veth peer name veth-s$i netns vpms"
-done | ip -b -
-for i in 1 2; do
-	printf '%s\n' "addr add 10.203.$i.1/24 dev veth-c$i" "addr add fd00:203:$i::1/64 dev veth-c$i nodad" \
-		"link set lo up" "link set veth-c$i up" | ip -n "vpmc$i" -b -
-done
-{
-	for i in 1 2; do
-		printf '%s\n' "addr add 10.203.$i.2/24 dev veth-s$i" "addr add fd00:203:$i::2/64 dev veth-s$i nodad" \
-			"link set veth-s$i up"
-	done
-	echo "link set lo up"
-} | ip -n vpms -b -
+two_clients 203
 
 scope=net-$(stat -Lc %i /run/netns/vpms)
 groups=/sys/fs/cgroup/vpm/$scope

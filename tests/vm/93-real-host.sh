@@ -20,38 +20,7 @@ raw() { python3 "$VPM_ROOT/tests/vm/lib/vpmraw.py" "$@"; }
 
 load
 fresh_netns vpmhc vpmhr vpmhs
-# One ip process per namespace (ip -batch): every process start costs
-# about a second in the debug guest.
-ip -b - <<'EOF'
-link add veth-c netns vpmhc type veth peer name veth-rc netns vpmhr
-link add veth-s netns vpmhs type veth peer name veth-rs netns vpmhr
-EOF
-ip -n vpmhc -b - <<'EOF'
-addr add 10.203.1.1/24 dev veth-c
-addr add fd00:203:1::1/64 dev veth-c nodad
-link set lo up
-link set veth-c up
-route add default via 10.203.1.2
-route add default via fd00:203:1::2
-EOF
-ip -n vpmhr -b - <<'EOF'
-addr add 10.203.1.2/24 dev veth-rc
-addr add fd00:203:1::2/64 dev veth-rc nodad
-addr add 10.203.2.2/24 dev veth-rs
-addr add fd00:203:2::2/64 dev veth-rs nodad
-link set lo up
-link set veth-rc up
-link set veth-rs up
-EOF
-ip -n vpmhs -b - <<'EOF'
-addr add 10.203.2.1/24 dev veth-s
-addr add fd00:203:2::1/64 dev veth-s nodad
-link set lo up
-link set veth-s up
-route add default via 10.203.2.2
-route add default via fd00:203:2::2
-EOF
-r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+routed vpmhc vpmhr vpmhs 203
 
 A=$(r vpmctl add --aid a --port 9000 --json | json anon_port)
 B=$(r vpmctl add --aid b --port 9000 --json | json anon_port)

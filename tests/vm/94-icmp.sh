@@ -17,42 +17,11 @@ net() { python3 "$VPM_ROOT/tests/vm/lib/vpmnet.py" "$@"; }
 
 load
 fresh_netns vpmic vpmir vpmis
-# One ip process per namespace (ip -batch): every process start costs
-# about a second in the debug guest.
-ip -b - <<'EOF'
-link add veth-c netns vpmic type veth peer name veth-rc netns vpmir
-link add veth-s netns vpmis type veth peer name veth-rs netns vpmir
-EOF
-ip -n vpmic -b - <<'EOF'
-addr add 10.202.1.1/24 dev veth-c
-addr add fd00:202:1::1/64 dev veth-c nodad
-link set lo up
-link set veth-c up
-route add default via 10.202.1.2
-route add default via fd00:202:1::2
-EOF
-ip -n vpmir -b - <<'EOF'
-addr add 10.202.1.2/24 dev veth-rc
-addr add fd00:202:1::2/64 dev veth-rc nodad
-addr add 10.202.2.2/24 dev veth-rs
-addr add fd00:202:2::2/64 dev veth-rs nodad
-link set lo up
-link set veth-rc up
-link set veth-rs up
-link set veth-rc mtu 1280
-EOF
-# (Only the router's side of the client link is small, the 1280 above: the
-# client still advertises a 1460-byte MSS, so the server's segments must
-# shrink by PMTU discovery.)
-ip -n vpmis -b - <<'EOF'
-addr add 10.202.2.1/24 dev veth-s
-addr add fd00:202:2::1/64 dev veth-s nodad
-link set lo up
-link set veth-s up
-route add default via 10.202.2.2
-route add default via fd00:202:2::2
-EOF
-ip netns exec vpmir sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+routed vpmic vpmir vpmis 202
+# Only the router's side of the client link is small: the client still
+# advertises a 1460-byte MSS, so the server's segments must shrink by
+# PMTU discovery.
+ip -n vpmir link set veth-rc mtu 1280
 
 A=$(s vpmctl add --aid a --port 9000 --json | json anon_port)
 s vpmctl rule add --port 9000 --aid a

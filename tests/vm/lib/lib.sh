@@ -151,6 +151,50 @@ fresh_netns() {
 	done
 }
 
+# The namespaces' links and addresses go through one `ip -batch` per
+# namespace: every process start costs about a second in the debug guest.
+
+# two_clients NET: clients vpmc1 and vpmc2, each linked to server vpms
+# (veth-cI to veth-sI; 10.NET.I.1 and fd00:NET:I::1 on the client,
+# .2 and ::2 on the server), every link up.  The namespaces must exist.
+two_clients() {
+	local net=$1 i
+	for i in 1 2; do
+		echo "link add veth-c$i netns vpmc$i type veth peer name veth-s$i netns vpms"
+	done | ip -b -
+	for i in 1 2; do
+		printf '%s\n' "addr add 10.$net.$i.1/24 dev veth-c$i" "addr add fd00:$net:$i::1/64 dev veth-c$i nodad" \
+			"link set lo up" "link set veth-c$i up" | ip -n "vpmc$i" -b -
+	done
+	{
+		for i in 1 2; do
+			printf '%s\n' "addr add 10.$net.$i.2/24 dev veth-s$i" "addr add fd00:$net:$i::2/64 dev veth-s$i nodad" \
+				"link set veth-s$i up"
+		done
+		echo "link set lo up"
+	} | ip -n vpms -b -
+}
+
+# routed CLIENT ROUTER SERVER NET: CLIENT (veth-c, 10.NET.1.1) reaches
+# SERVER (veth-s, 10.NET.2.1) through ROUTER (veth-rc .1.2, veth-rs .2.2),
+# which forwards; the same over fd00:NET:1::/64 and fd00:NET:2::/64, each
+# end's default route via the router.  The namespaces must exist.
+routed() {
+	local c=$1 r=$2 s=$3 net=$4 side
+	printf '%s\n' "link add veth-c netns $c type veth peer name veth-rc netns $r" \
+		"link add veth-s netns $s type veth peer name veth-rs netns $r" | ip -b -
+	for side in "$c c 1" "$s s 2"; do
+		set -- $side
+		printf '%s\n' "addr add 10.$net.$3.1/24 dev veth-$2" "addr add fd00:$net:$3::1/64 dev veth-$2 nodad" \
+			"link set lo up" "link set veth-$2 up" \
+			"route add default via 10.$net.$3.2" "route add default via fd00:$net:$3::2" | ip -n "$1" -b -
+	done
+	printf '%s\n' "addr add 10.$net.1.2/24 dev veth-rc" "addr add fd00:$net:1::2/64 dev veth-rc nodad" \
+		"addr add 10.$net.2.2/24 dev veth-rs" "addr add fd00:$net:2::2/64 dev veth-rs nodad" \
+		"link set lo up" "link set veth-rc up" "link set veth-rs up" | ip -n "$r" -b -
+	ip netns exec "$r" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
 # make_cgroup PATH: create cgroup v2 group PATH (below /sys/fs/cgroup,
 # every missing level, with one mkdir), removed when the test exits.
 make_cgroup() {

@@ -131,11 +131,12 @@ fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<C
             | Command::Monitor
             | Command::Exec { .. }
             | Command::Keep { .. }
+            | Command::Metrics { .. }
             | Command::Completions { .. }
             | Command::Man { .. }
     ) {
         return Err(Error::Batch(format!(
-            "line {number}: batch, restore, monitor, exec, completions and man do not run inside a batch"
+            "line {number}: batch, restore, monitor, exec, metrics, completions and man do not run inside a batch"
         )));
     }
     Ok(cli)
@@ -282,13 +283,15 @@ mod tests {
             "monitor",
             "exec --aid a --port 9000 -- true",
             "keep --aid a --cgroup-parent /x --pid 1",
+            "metrics",
+            "metrics --listen 127.0.0.1:9477",
             "completions bash",
             "man /tmp",
         ] {
             let e = parse(cmd, false).unwrap_err();
             assert!(
                 e.to_string().contains(
-                    "line 1: batch, restore, monitor, exec, completions and man do not run"
+                    "line 1: batch, restore, monitor, exec, metrics, completions and man do not run"
                 ),
                 "{e}"
             );

@@ -127,6 +127,35 @@ pub enum Command {
   vpmctl status
   vpmctl status --json")]
     Status,
+    /// Print the namespace's counters and every allocation's in the
+    /// Prometheus text format, or serve them over HTTP for scraping.
+    ///
+    /// Every metric has the label netns: the inode number of the network
+    /// namespace vpmctl runs in, as `stat -L -c %i /proc/self/ns/net` and
+    /// `lsns -t net` show it (`ip netns exec NS vpmctl metrics` reports
+    /// NS).  Namespace metrics: vpm_info{version} (always 1),
+    /// vpm_netfilter_hooks, vpm_allocations and vpm_flows_active (gauges),
+    /// and the counters of `vpmctl status` as vpm_packets_*_total,
+    /// vpm_icmp_errors_translated_total and vpm_flows_*_total.  Each
+    /// allocation's counters of `vpmctl show`, with the labels aid, port,
+    /// anon_port and proto (tcp, udp or tcp,udp):
+    /// vpm_allocation_{in,out}_packets_total and
+    /// vpm_allocation_{in,out}_bytes_total (bytes from the IP header on).
+    /// Needs no privilege (but a port below 1024 to listen on), and
+    /// --json does not change the output.
+    #[command(after_help = "Examples:
+  vpmctl metrics
+  vpmctl metrics --listen 127.0.0.1:9477
+  ip netns exec blue vpmctl metrics --listen [::1]:9477")]
+    Metrics {
+        /// Serve GET /metrics on this address instead of printing once
+        /// (until killed); every scrape reads the kernel anew, and a
+        /// failed read answers 503 (module not loaded) or 500 with the
+        /// error, the server running on.  Port 0 picks a free port; the
+        /// address is logged on standard error.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Run an unmodified program as AID: its binds of the fixed ports
     /// become binds of the AID's anonymous ports (cgroup socket hooks),
     /// and it is started only once that is in place.
@@ -272,6 +301,7 @@ mod tests {
             "config",
             "status",
             "monitor",
+            "metrics",
         ] {
             assert!(parse(&format!("{cmd} --json")).json, "{cmd} --json");
             assert!(parse(&format!("--json {cmd}")).json, "--json {cmd}");
@@ -308,8 +338,29 @@ mod tests {
             "exec --aid blue --port 9000 -- python3 -m http.server 9000",
             "exec --aid b --port 9000 --port 9001 --proto tcp --wait 5s --release -- srv -p 9000",
             "exec --aid b --port 53 --cgroup-parent /sys/fs/cgroup/apps/vpm -- dnsd",
+            "metrics",
+            "metrics --listen 127.0.0.1:9477",
+            "metrics --listen [::]:0",
         ] {
             parse(line);
+        }
+    }
+
+    #[test]
+    fn metrics_listens_on_an_address_and_port() {
+        let Command::Metrics { listen } = parse("metrics --listen [::1]:9477").command else {
+            panic!("not metrics");
+        };
+        assert_eq!(listen, Some("[::1]:9477".parse().unwrap()));
+        assert!(matches!(
+            parse("metrics").command,
+            Command::Metrics { listen: None }
+        ));
+        for bad in ["localhost:9477", "9477", "127.0.0.1", "127.0.0.1:99999"] {
+            assert!(
+                Cli::try_parse_from(["vpmctl", "metrics", "--listen", bad]).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -449,7 +500,7 @@ mod tests {
         }
         let mut n = 0;
         walk(&command(), "vpmctl", &mut n);
-        assert!(n >= 16, "only {n} commands walked");
+        assert!(n >= 17, "only {n} commands walked");
     }
 
     #[test]

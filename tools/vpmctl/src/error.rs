@@ -14,7 +14,8 @@ pub mod exit {
     /// Talking netlink failed, or the kernel's answer made no sense.
     pub const NETLINK: i32 = 4;
     /// The host lacks what `exec` needs (cgroup v2, the BPF filesystem,
-    /// the kernel's cgroup-BPF support), or a hook could not be set.
+    /// the kernel's cgroup-BPF support), or a hook could not be set; or
+    /// `metrics` could not listen on its address or read its namespace.
     pub const HOST: i32 = 5;
 
     /// What each exit status means, for `--help` and the man page.
@@ -24,7 +25,7 @@ pub mod exit {
         (&[USAGE], "the command line was wrong, or a file it names could not be read or written"),
         (&[NOT_LOADED], "the vpm module is not loaded (insmod vpm.ko, or modprobe vpm once installed)"),
         (&[NETLINK], "talking netlink failed, or the kernel's answer made no sense"),
-        (&[HOST], "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), its socket hooks could not be set, or another group holds the AID"),
+        (&[HOST], "the host lacks what exec needs (cgroup v2, the BPF filesystem, cgroup-BPF), its socket hooks could not be set, or another group holds the AID; metrics could not listen on its address or read /proc/self/ns/net"),
         (&[126, 127], "exec: the program was found but could not be run, or was not found; otherwise exec exits with the program's own status"),
     ];
 }

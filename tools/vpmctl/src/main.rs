@@ -13,6 +13,7 @@ mod exec;
 mod hooks;
 mod manpage;
 mod mapping;
+mod metrics;
 mod monitor;
 mod place;
 mod proto;
@@ -58,6 +59,8 @@ fn run(cli: Cli) -> Result<()> {
             let code = exec::run(&opts)?;
             std::process::exit(code);
         }
+        // Opens its own connection for every read of the kernel.
+        Command::Metrics { listen } => metrics::run(listen),
         Command::Completions { shell } => manpage::completions(shell),
         Command::Man { dir } => {
             for page in manpage::write_pages(&dir)? {
@@ -122,6 +125,7 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
         Command::Batch { .. }
         | Command::Exec { .. }
         | Command::Keep { .. }
+        | Command::Metrics { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => {
             unreachable!("handled by run")

@@ -214,6 +214,8 @@ mod tests {
                 "max-entries",
                 "cgroup-parent",
                 "anon-port",
+                "metrics",
+                "listen",
             ] {
                 assert!(s.contains(word), "{shell:?}: no {word}");
             }

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::uapi::{Cmd, StatusAttr};
 
 /// The module's status in the caller's network namespace.
-#[derive(Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
     /// Version of the loaded vpm module.
     pub version: String,

@@ -21,6 +21,13 @@
 #   make spec     regenerate netlink code from uapi/vpm.yaml and the glue's
 #                 Rust prototypes from vpm_glue.h
 #   make fmt      rustfmt the module, the host tests and vpmctl
+#   make install  vpm.ko into /lib/modules/<KDIR's release>/updates (depmod),
+#                 vpmctl, its man pages, completions and systemd units under
+#                 PREFIX (default /usr/local); DESTDIR honoured.  Run `make
+#                 module vpmctl` first, with the same KDIR: install builds
+#                 nothing.  make uninstall reverses it.
+#   make dkms-src the module's sources and dkms.conf into
+#                 $(DESTDIR)/usr/src/vpm-<version>, for dkms add/build/install
 #
 # KDIR=/path/to/linux builds against your own Rust-enabled kernel tree.
 # Kbuild (not this file) lists the module's objects.
@@ -73,6 +80,7 @@ REPORT := python3 $(ROOT)/tests/bench/report.py
 BENCH_ASSERT ?= G1,G2,G3
 BENCH_SHORT_ASSERT ?= G1,G2,G3
 
+.PHONY: install install-module install-vpmctl uninstall dkms-src dkms-tarball
 .PHONY: all module deps kernel kernel-dir spec check-spec vpmctl loadgen host-test \
 	vm-test bench-module bench bench-short check stress reliability run clean fmt check-fmt clippy
 
@@ -137,7 +145,7 @@ host-test:
 	@$(ENV); cd $(ROOT)/tests/host && RUSTFLAGS="--cfg loom" \
 		CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/loom cargo test --quiet --release flow_loom
 
-vm-test: module vpmctl
+vm-test: module vpmctl dkms-tarball
 	@kdir=$(KDIR_SH) && $(ROOT)/tests/vm.sh check "$$kdir"
 
 # The lean kernel and vpm.ko for it, with the micro-benchmark's debugfs
@@ -218,6 +226,85 @@ reliability: deps
 run: deps
 	@$(MAKE) --no-print-directory module vpmctl
 	@kdir=$(KDIR_SH) && $(ROOT)/tests/vm.sh run "$$kdir"
+
+# Installation.  PREFIX and the directories below are the GNU ones; the
+# module goes where the kernel's own modules_install puts an external
+# module (INSTALL_MOD_PATH=$(DESTDIR)), and depmod runs for that release.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+INSTALL_MOD_DIR ?= updates
+VERSION := $(shell sed -n 's/^pub(crate) const VERSION: &CStr = c"\([^"]*\)";$$/\1/p' $(ROOT)/vpm_mod.rs)
+UNITS := vpm-restore.service vpm-metrics.service
+# What DKMS builds from: the module's sources, and the scripts its build
+# step (tools/dkms-make.sh) uses to pick the kernel's toolchain.
+DKMS_FILES := Kbuild dkms.conf vpm_*.rs vpm_sys vpm_glue.c vpm_glue.h gen/*.c gen/*.h gen/*.rs uapi \
+	tools/dkms-make.sh tools/env.sh tools/kernel.sh
+
+install: install-module install-vpmctl
+
+# The release is KDIR's (the kernel vpm.ko was built for), not uname -r's.
+install-module:
+	@test -f $(ROOT)/vpm.ko || { echo "vpm: no vpm.ko to install: run 'make module' first (with the same KDIR)" >&2; exit 1; }
+	@kdir=$(KDIR_SH) && $(ENV) && \
+		$(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) INSTALL_MOD_PATH=$(DESTDIR) \
+		INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) modules_install
+
+install-vpmctl:
+	@test -x $(VPMCTL) || { echo "vpm: no $(VPMCTL) to install: run 'make vpmctl' first" >&2; exit 1; }
+	install -D -m 0755 $(VPMCTL) $(DESTDIR)$(SBINDIR)/vpmctl
+	install -d $(DESTDIR)$(MANDIR)/man8
+	$(VPMCTL) man $(DESTDIR)$(MANDIR)/man8 >/dev/null
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
+	$(VPMCTL) completions bash >$(DESTDIR)$(BASHCOMPDIR)/vpmctl
+	$(VPMCTL) completions zsh >$(DESTDIR)$(ZSHCOMPDIR)/_vpmctl
+	$(VPMCTL) completions fish >$(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for u in $(UNITS); do \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' $(ROOT)/tools/systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+	done
+
+# Everything install put there, by the same names; then depmod, so that
+# modprobe no longer finds vpm.ko.
+uninstall:
+	@kdir=$(KDIR_SH) && rel=$$(cat "$$kdir/include/config/kernel.release") && \
+		rm -f $(DESTDIR)/lib/modules/$$rel/$(INSTALL_MOD_DIR)/vpm.ko* && \
+		if [ -d $(DESTDIR)/lib/modules/$$rel ]; then depmod $(if $(DESTDIR),-b $(DESTDIR)) $$rel; fi
+	rm -f $(DESTDIR)$(SBINDIR)/vpmctl $(DESTDIR)$(MANDIR)/man8/vpmctl.8 $(DESTDIR)$(MANDIR)/man8/vpmctl-*.8
+	rm -f $(DESTDIR)$(BASHCOMPDIR)/vpmctl $(DESTDIR)$(ZSHCOMPDIR)/_vpmctl $(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
+
+dkms-src:
+	@[ -n "$(VERSION)" ] || { echo "vpm: no VERSION in vpm_mod.rs" >&2; exit 1; }
+	@grep -qx 'PACKAGE_VERSION="$(VERSION)"' $(ROOT)/dkms.conf || \
+		{ echo "vpm: dkms.conf's PACKAGE_VERSION is not vpm_mod.rs's VERSION $(VERSION)" >&2; exit 1; }
+	rm -rf $(DESTDIR)/usr/src/vpm-$(VERSION)
+	install -d $(DESTDIR)/usr/src/vpm-$(VERSION)
+	cd $(ROOT) && cp -r --parents $(DKMS_FILES) $(DESTDIR)/usr/src/vpm-$(VERSION)/
+	@echo "vpm: now dkms add vpm/$(VERSION) && dkms build vpm/$(VERSION) && dkms install vpm/$(VERSION)"
+
+# DKMS's binary package of vpm.ko for the kernel under test, built on the
+# host with DKMS's own commands in private trees (nothing under /var/lib/dkms
+# or /usr/src changes): tests/vm/85-install.sh loads it in the VM with dkms
+# ldtarball and installs it.  A build from source inside the emulated guest
+# takes minutes, so only the test's long form does that one.
+DKMS_TEST = $(CARGO_TARGET_DIR)/dkms
+dkms-tarball: $(KDIR_DEP)
+	@kdir=$(KDIR_SH) && rel=$$(cat "$$kdir/include/config/kernel.release") && \
+		t=$(DKMS_TEST) && rm -rf "$$t" && mkdir -p "$$t/tree" && \
+		$(MAKE) --no-print-directory -s dkms-src DESTDIR="$$t/root" >/dev/null && \
+		trees="--sourcetree $$t/root/usr/src --dkmstree $$t/tree" && \
+		dkms add -m vpm -v $(VERSION) $$trees >"$$t/dkms.log" 2>&1 && \
+		dkms build -m vpm -v $(VERSION) -k "$$rel" --kernelsourcedir "$$kdir" $$trees >>"$$t/dkms.log" 2>&1 && \
+		dkms mktarball -m vpm -v $(VERSION) -k "$$rel" --binaries-only --archive vpm.dkms.tar.gz \
+			--kernelsourcedir "$$kdir" $$trees >>"$$t/dkms.log" 2>&1 && \
+		mv "$$t/tree/vpm/$(VERSION)/tarball/vpm.dkms.tar.gz" "$$t/" || \
+		{ cat "$$t/dkms.log" "$$t"/tree/vpm/$(VERSION)/build/make.log 2>/dev/null | tail -n 30 >&2; \
+		  echo "vpm: DKMS could not build vpm.ko for $$kdir (log: $$t/dkms.log)" >&2; exit 1; }
 
 # Cleaning never builds a kernel: without one there is nothing to clean in it.
 clean:

@@ -75,6 +75,34 @@ module! {
     authors: ["vpm developers"],
     description: "Virtual port multiplexing: several applications share one TCP/UDP port",
     license: "GPL",
+    // Load-time only (the macro gives them no sysfs file, so they never
+    // change under a running table): the settings every namespace starts
+    // with, which `vpmctl config` then changes per namespace.
+    params: {
+        anon_port_min: u16 {
+            default: 20000,
+            description: "First anonymous port of each new namespace's range (1-65535, at most anon_port_max; default 20000)",
+        },
+        anon_port_max: u16 {
+            default: 29999,
+            description: "Last anonymous port of each new namespace's range (1-65535, at least anon_port_min; default 29999)",
+        },
+        max_entries: u32 {
+            default: 65535,
+            description: "Limit on allocations (and on rules) per new namespace (1-4294967295; default 65535)",
+        },
+    },
+}
+
+/// The settings a new namespace starts with (the module parameters).
+pub(crate) fn net_defaults() -> vpm_table::Defaults {
+    vpm_table::Defaults {
+        range: (
+            module_parameters::anon_port_min.value(),
+            module_parameters::anon_port_max.value(),
+        ),
+        max_entries: module_parameters::max_entries.value(),
+    }
 }
 
 /// Version reported by `get-status`; bumped with user-visible changes.
@@ -96,6 +124,16 @@ struct Vpm {
 
 impl kernel::Module for Vpm {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let defaults = net_defaults();
+        if !defaults.valid() {
+            pr_err!(
+                "anon_port_min={} anon_port_max={} max_entries={}: the range must be 1-65535 with min <= max, and max_entries at least 1\n",
+                defaults.range.0,
+                defaults.range.1,
+                defaults.max_entries
+            );
+            return Err(EINVAL);
+        }
         let pernet = vpm_net::PERNET.register()?;
         let genl = vpm_sys::GenlFamily::register()?;
         #[cfg(vpm_bench)]

@@ -49,7 +49,7 @@ impl NetState {
     /// Creates the state of a new namespace (process context).
     pub(crate) fn create(net: NetRef) -> Result<Self> {
         let (views, writer) = Views::new()?;
-        let table = Table::new(writer, net)?;
+        let table = Table::new(writer, net, crate::net_defaults())?;
         Ok(Self {
             counters: NetCounters::new()?,
             hooks: AtomicU32::new(0),

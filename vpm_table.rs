@@ -23,11 +23,23 @@ use crate::vpm_rules::Match;
 use crate::vpm_sys::{random_u64, NetRef};
 use crate::vpm_views::{PortView, RevView, Target, ViewWriter};
 
-/// Default anonymous port range: below the default ephemeral range
-/// (32768-60999), so the kernel never hands these ports to `connect()`.
-pub(crate) const DEFAULT_RANGE: (u16, u16) = (20000, 29999);
-/// Default limit on allocations per namespace.
-pub(crate) const DEFAULT_MAX_ENTRIES: u32 = 65535;
+/// The range and limit a new namespace starts with: the module
+/// parameters (`vpm_mod.rs`), whose defaults are 20000-29999, below the
+/// default ephemeral range (32768-60999) so that the kernel never hands
+/// these ports to `connect()`, and 65535.
+#[derive(Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) range: (u16, u16),
+    pub(crate) max_entries: u32,
+}
+
+impl Defaults {
+    /// Whether `set-config` would accept these (the range 1-65535 with
+    /// its first port not after its last, a limit of at least 1).
+    pub(crate) fn valid(&self) -> bool {
+        self.range.0 != 0 && self.range.0 <= self.range.1 && self.max_entries >= 1
+    }
+}
 /// Slots of a namespace's flow table (`vpm_flow.rs`): 8,192 pinned flows,
 /// 128 KiB, allocated with the namespace's first allocation.
 pub(crate) const FLOW_SLOTS: usize = 8192;
@@ -128,18 +140,18 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// An empty table with the default range and limit.
-    pub(crate) fn new(views: ViewWriter, net: NetRef) -> Result<Self> {
+    /// An empty table with the given range and limit.
+    pub(crate) fn new(views: ViewWriter, net: NetRef, defaults: Defaults) -> Result<Self> {
         let bits = KVec::from_elem(0u64, WORDS, GFP_KERNEL_ACCOUNT)?;
-        let alloc =
-            PortAllocator::new(bits, DEFAULT_RANGE.0, DEFAULT_RANGE.1).map_err(|_| EINVAL)?;
+        let (lo, hi) = defaults.range;
+        let alloc = PortAllocator::new(bits, lo, hi).map_err(|_| EINVAL)?;
         Ok(Self {
             alloc,
             map: RBTree::new(),
             rules: RBTree::new(),
             entries: 0,
             rule_count: 0,
-            max_entries: DEFAULT_MAX_ENTRIES,
+            max_entries: defaults.max_entries,
             generation: 1,
             views,
             net,

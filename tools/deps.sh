@@ -21,6 +21,8 @@ APT_PKGS=(
 	qemu-system-x86 busybox-static
 	# userspace test tools used by tests/vm
 	iproute2 nftables socat iperf3 ethtool tcpdump iputils-ping procps
+	# tests/vm/85-install.sh: DKMS builds and installs vpm.ko in the guest
+	dkms
 )
 SRC_LIST=/etc/apt/sources.list.d/vpm-$VPM_APT_SUITE.sources
 PIN_FILE=/etc/apt/preferences.d/vpm-$VPM_APT_SUITE

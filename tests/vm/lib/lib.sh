@@ -18,6 +18,18 @@ expect() {
 	fi
 }
 
+# expect_not DESCRIPTION COMMAND...: run COMMAND, fail the test with
+# DESCRIPTION if it succeeds (`expect D ! CMD` would run a command named !).
+expect_not() {
+	local what=$1
+	shift
+	if "$@"; then
+		echo "expected: $what" >&2
+		echo "  command (succeeded): $*" >&2
+		exit 1
+	fi
+}
+
 # expect_eq DESCRIPTION WANT GOT
 expect_eq() {
 	if [ "$2" != "$3" ]; then

@@ -103,7 +103,10 @@ grep -q '^CONFIG_SLUB_DEBUG_ON=y' "$kdir/.config" 2>/dev/null &&
 	if [ "${VPM_SLUB_TRACES:-0}" = 1 ]; then slub="slub_debug=FZPU"; else slub="slub_debug=FZP"; fi
 append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 $slub kunit.enable=1 kunit.autorun=$autorun printk.time=1 ${VPM_KERNEL_ARGS:-}"
 
-guest="VPM_ROOT=$VPM_ROOT VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
+# The kernel's YNL client, for tests/vm/87-ynl.sh (extracted once into
+# the cache from the kernel source package, as make spec does).
+ynl_cli=$("$VPM_ROOT/tools/ynl-gen.sh" --cli)
+guest="VPM_ROOT=$VPM_ROOT VPM_YNL_CLI='$ynl_cli' VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
 # What counts as a kernel splat in a console log (the verdict below).
 splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
 

@@ -3,6 +3,7 @@
 #
 #   tools/ynl-gen.sh          regenerate the files in place
 #   tools/ynl-gen.sh --check  fail if a committed file differs from the spec
+#   tools/ynl-gen.sh --cli    print the path of the kernel's ynl CLI (cli.py)
 #
 # Outputs: uapi/linux/vpm.h (uapi enums, used by vpmctl too) and
 # gen/vpm_nl_gen.{c,h} (kernel policies, split ops and the genl_family),
@@ -14,7 +15,11 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 
 check=
-[ "${1:-}" = --check ] && check=1
+cli=
+case ${1:-} in
+--check) check=1 ;;
+--cli) cli=1 ;;
+esac
 
 tarball=/usr/src/linux-source-$VPM_KSERIES.tar.xz
 [ -f "$tarball" ] || vpm_die "$tarball missing: run 'make deps'"
@@ -26,6 +31,12 @@ if [ ! -f "$ynl/.done" ]; then
 	tar -xf "$tarball" -C "$ynl" --strip-components=1 --wildcards \
 		'*/tools/net/ynl/pyynl/*' '*/Documentation/netlink/genetlink.yaml'
 	touch "$ynl/.done"
+fi
+# tools/ynl-gen.sh --cli: where the kernel's YNL command-line client is
+# (tests/vm/87-ynl.sh drives vpm with it).
+if [ -n "$cli" ]; then
+	echo "$ynl/tools/net/ynl/pyynl/cli.py"
+	exit 0
 fi
 py=python3
 [ -x "$VPM_VENV/bin/python" ] && py=$VPM_VENV/bin/python

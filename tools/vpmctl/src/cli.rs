@@ -70,8 +70,10 @@ pub enum Command {
     #[command(after_help = "Example:
   vpmctl del --aid a --port 9000")]
     Del {
+        /// Application id whose allocation goes.
         #[arg(long)]
         aid: Aid,
+        /// Its fixed port.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
     },
@@ -163,6 +165,7 @@ pub enum Command {
   vpmctl exec --aid blue --port 9000 -- python3 -m http.server 9000
   vpmctl exec --aid green --port 53 --proto udp --release -- dnsd")]
     Exec {
+        /// Application id the program runs as (its allocations, its cgroup).
         #[arg(long)]
         aid: Aid,
         /// A fixed port the program binds (repeat for more).
@@ -235,11 +238,13 @@ pub enum RuleCmd {
   vpmctl rule add --port 9000 --from 2001:db8::/32 --aid b
   vpmctl rule add --port 9000 --aid a")]
     Add {
+        /// Fixed port the rule is for.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
         /// ADDR[/LEN][:PORT], [V6ADDR[/LEN]]:PORT or :PORT.
         #[arg(long, value_parser = rule::Source::parse)]
         from: Option<rule::Source>,
+        /// Application id whose allocation on PORT these sources reach.
         #[arg(long)]
         aid: Aid,
     },
@@ -248,8 +253,10 @@ pub enum RuleCmd {
   vpmctl rule del --port 9000 --from 10.0.0.0/8
   vpmctl rule del --port 9000")]
     Del {
+        /// Fixed port of the rule.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,
+        /// The rule's FROM, as it was added (without it: the default rule).
         #[arg(long, value_parser = rule::Source::parse)]
         from: Option<rule::Source>,
     },

@@ -48,6 +48,8 @@ pub enum Error {
     Input(String),
     #[error("restore: {0}")]
     State(String),
+    #[error("save: {0}")]
+    Save(String),
     #[error("{0}")]
     Host(String),
     #[error("batch line {line}: {err}")]
@@ -61,7 +63,7 @@ impl Error {
             Error::Kernel(_) => exit::KERNEL,
             Error::Netlink(_) | Error::Protocol(_) => exit::NETLINK,
             Error::Batch(_) | Error::Input(_) => exit::USAGE,
-            Error::State(_) => exit::KERNEL,
+            Error::State(_) | Error::Save(_) => exit::KERNEL,
             Error::Host(_) => exit::HOST,
             Error::AtLine { err, .. } => err.exit_code(),
         }

@@ -84,7 +84,7 @@ pub fn save(conn: &Connection) -> Result<State> {
             return Ok(state);
         }
     }
-    Err(Error::State(format!(
+    Err(Error::Save(format!(
         "the table changed during each of {SAVE_TRIES} reads; save again when it is quieter"
     )))
 }

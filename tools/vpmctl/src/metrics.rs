@@ -3,13 +3,15 @@
 //! (version 0.0.4), printed once or served on `GET /metrics`.
 //!
 //! [`render`] builds the text from what the kernel reported, without a
-//! kernel; [`serve`] answers HTTP requests from any source of that text,
+//! kernel; [`Server::serve`] answers HTTP requests from any source of that text,
 //! so both are tested on the host.  Every scrape reads the kernel anew
 //! ([`scrape`]), over a connection of its own: a reloaded module is
 //! found again, and nothing is ever served from an earlier read.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -285,83 +287,299 @@ pub fn run(listen: Option<SocketAddr>) -> Result<()> {
         return Ok(());
     };
     let server = bind(addr)?;
-    let at = server.server_addr().to_ip().unwrap_or(addr);
+    let at = server.local_addr().unwrap_or(addr);
     eprintln!("vpmctl: serving metrics on http://{at}/metrics");
-    serve(&server, || scrape(netns), &AtomicBool::new(false));
+    server.serve(|| scrape(netns), &AtomicBool::new(false));
     Ok(())
 }
 
-/// An HTTP server listening on `addr`.
-pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server> {
-    tiny_http::Server::http(addr).map_err(|e| {
+/// The longest request head (request line and headers) read; a longer
+/// one is answered 431.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// At most this much of what a client sends after its request is read
+/// (and discarded) before its connection is closed.
+const MAX_DRAIN: usize = 64 * 1024;
+
+/// A blocking HTTP/1.1 server for `GET /metrics`: one thread, one
+/// connection at a time, one request per connection.  Every wait on a
+/// client is bounded, so no client holds up the next one for longer than
+/// `read_timeout` (the whole request head) plus `write_timeout` (the
+/// whole response), and no client costs a thread or unbounded memory.
+pub struct Server {
+    listener: TcpListener,
+    /// How long a client has to send its whole request head.
+    pub read_timeout: Duration,
+    /// How long a client has to take the whole response.
+    pub write_timeout: Duration,
+}
+
+/// A server listening on `addr`.
+pub fn bind(addr: SocketAddr) -> Result<Server> {
+    let listener = TcpListener::bind(addr).map_err(|e| {
         Error::Host(format!(
             "cannot listen on {addr}: {e} (pick another address or port)"
         ))
+    })?;
+    Ok(Server {
+        listener,
+        read_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(10),
     })
 }
 
-/// Answers `server`'s requests one at a time until `stop` is set (and
-/// the server unblocked): `GET /metrics` (or `HEAD`) with what `scrape`
-/// returns at that moment, 503 (module not loaded) or 500 (any other
-/// failure) with the error's text when it fails, 405 for other methods
-/// and 404 for other paths.  A failed scrape is logged when it differs
-/// from the previous one's outcome, and the server keeps running.
-pub fn serve(
-    server: &tiny_http::Server,
-    mut scrape: impl FnMut() -> Result<String>,
-    stop: &AtomicBool,
-) {
-    let mut last_error: Option<String> = None;
-    loop {
-        let request = match server.recv() {
-            Ok(r) => r,
-            Err(_) if stop.load(Ordering::Relaxed) => return,
-            Err(e) => {
-                eprintln!("vpmctl: metrics: accepting a connection failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                continue;
+/// A request that can be answered, or why not.
+#[derive(Debug, PartialEq)]
+enum Request<'a> {
+    /// Method and path (the query string removed).
+    Ok(&'a str, &'a str),
+    /// Not a request line: 400.
+    Malformed,
+}
+
+/// The request line at the start of `head`.
+fn parse_request(head: &[u8]) -> Request<'_> {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(line) = std::str::from_utf8(line) else {
+        return Request::Malformed;
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Request::Malformed;
+    };
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    if !token(method)
+        || !target.starts_with('/')
+        || !target.bytes().all(|b| b.is_ascii_graphic())
+        || !version.starts_with("HTTP/1.")
+    {
+        return Request::Malformed;
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    Request::Ok(method, path)
+}
+
+/// Where the request head in `buf` ends (after its blank line), if it does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    (0..buf.len()).find_map(|i| {
+        if buf[i..].starts_with(b"\r\n\r\n") {
+            Some(i + 4)
+        } else if buf[i..].starts_with(b"\n\n") {
+            Some(i + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// The time left until `deadline`, if any.
+fn left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+/// What a connection is answered: status code, extra headers, content
+/// type and body.
+type Response = (
+    u16,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    String,
+);
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+impl Server {
+    /// The address the server listens on (the port chosen if it was 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Answers connections one at a time until `stop` is set (checked
+    /// after each accept): `GET /metrics` (or `HEAD`, a query string
+    /// allowed) with what `scrape` returns at that moment, 503 (module
+    /// not loaded) or 500 (any other failure) with the error's text when
+    /// it fails, 404 for other paths, 405 for other methods, 400 for what
+    /// is no request and 431 for a head over 8 KiB.  A failed scrape is
+    /// logged when it differs from the previous one's outcome; a failed
+    /// accept (e.g. EMFILE) when it differs from the last one logged or a
+    /// minute after it, and is retried 100 ms later.  Never returns
+    /// otherwise.
+    pub fn serve(&self, mut scrape: impl FnMut() -> Result<String>, stop: &AtomicBool) {
+        let mut last_error: Option<String> = None;
+        let mut last_accept_error: Option<(String, Instant)> = None;
+        loop {
+            let accepted = self.listener.accept();
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            match accepted {
+                Ok((stream, _)) => self.handle(stream, &mut scrape, &mut last_error),
+                Err(e) => {
+                    let what = e.to_string();
+                    let quiet = last_accept_error.as_ref().is_some_and(|(w, at)| {
+                        *w == what && at.elapsed() < Duration::from_secs(60)
+                    });
+                    if !quiet {
+                        eprintln!(
+                            "vpmctl: metrics: accepting a connection failed: {what} \
+                             (retrying; logged again after a minute)"
+                        );
+                        last_accept_error = Some((what, Instant::now()));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Reads one request head from `stream`, answers it and closes the
+    /// connection; a client that is too slow, goes away or fails gets no
+    /// answer.
+    fn handle(
+        &self,
+        mut stream: TcpStream,
+        scrape: &mut impl FnMut() -> Result<String>,
+        last_error: &mut Option<String>,
+    ) {
+        let deadline = Instant::now() + self.read_timeout;
+        let mut buf = vec![0u8; MAX_HEAD];
+        let mut len = 0;
+        let end = loop {
+            if let Some(end) = head_end(&buf[..len]) {
+                break Some(end);
+            }
+            if len == buf.len() {
+                break None;
+            }
+            let Some(wait) = left(deadline) else { return };
+            if stream.set_read_timeout(Some(wait)).is_err() {
+                return;
+            }
+            match stream.read(&mut buf[len..]) {
+                Ok(0) => return,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
             }
         };
-        let (code, content_type, body) = answer(&request, &mut scrape, &mut last_error);
-        let header =
-            tiny_http::Header::from_bytes("Content-Type", content_type).expect("a valid header");
-        let mut response = tiny_http::Response::from_string(body)
-            .with_status_code(code)
-            .with_header(header);
-        if code == 405 {
-            response.add_header(
-                tiny_http::Header::from_bytes("Allow", "GET, HEAD").expect("a valid header"),
-            );
+        let (head, response) = match end {
+            None => (
+                false,
+                (431, &[][..], TEXT, "request head too large\n".into()),
+            ),
+            Some(end) => match parse_request(&buf[..end]) {
+                Request::Malformed => (false, (400, &[][..], TEXT, "bad request\n".into())),
+                Request::Ok(method, path) => {
+                    (method == "HEAD", answer(method, path, scrape, last_error))
+                }
+            },
+        };
+        if self.respond(&mut stream, response, head).is_err() {
+            return;
         }
-        // A client that went away is no concern of the next one.
-        let _ = request.respond(response);
+        // Anything the client sent after its request is ignored; it is
+        // read (a little of it, briefly) before closing so that the
+        // close does not reset the connection and lose the response.
+        let _ = stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + self.read_timeout.min(Duration::from_secs(1));
+        let mut drained = 0;
+        while drained < MAX_DRAIN {
+            let Some(wait) = left(deadline) else { break };
+            if stream.set_read_timeout(Some(wait)).is_err() {
+                break;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => drained += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Writes `response` (its body only if not `head`) within
+    /// `write_timeout`.
+    fn respond(
+        &self,
+        stream: &mut TcpStream,
+        (code, extra, content_type, body): Response,
+        head: bool,
+    ) -> std::io::Result<()> {
+        let mut out = format!(
+            "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            reason(code),
+            body.len()
+        );
+        for (name, value) in extra {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        let mut out = out.into_bytes();
+        if !head {
+            out.extend_from_slice(body.as_bytes());
+        }
+        let deadline = Instant::now() + self.write_timeout;
+        let mut sent = 0;
+        while sent < out.len() {
+            let wait = left(deadline).ok_or(std::io::ErrorKind::TimedOut)?;
+            stream.set_write_timeout(Some(wait))?;
+            match stream.write(&out[sent..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// Status code, content type and body for `request`.
+/// The response to `method` on `path`.
 fn answer(
-    request: &tiny_http::Request,
+    method: &str,
+    path: &str,
     scrape: &mut impl FnMut() -> Result<String>,
     last_error: &mut Option<String>,
-) -> (u16, &'static str, String) {
-    let path = request.url().split('?').next().unwrap_or_default();
+) -> Response {
     if path != "/metrics" {
-        return (404, TEXT, "not found: vpmctl serves /metrics\n".into());
+        return (404, &[], TEXT, "not found: vpmctl serves /metrics\n".into());
     }
-    if !matches!(
-        request.method(),
-        tiny_http::Method::Get | tiny_http::Method::Head
-    ) {
-        return (405, TEXT, "method not allowed: use GET /metrics\n".into());
+    if !matches!(method, "GET" | "HEAD") {
+        return (
+            405,
+            &[("Allow", "GET, HEAD")],
+            TEXT,
+            "method not allowed: use GET /metrics\n".into(),
+        );
     }
     match scrape() {
         Ok(text) => {
             if last_error.take().is_some() {
                 eprintln!("vpmctl: metrics: scrapes work again");
             }
-            (200, CONTENT_TYPE, text)
+            (200, &[], CONTENT_TYPE, text)
         }
         Err(e) => {
             let text = e.to_string();
@@ -373,7 +591,7 @@ fn answer(
                 Error::NotLoaded | Error::Unloaded(_) => 503,
                 _ => 500,
             };
-            (code, TEXT, format!("vpmctl: {text}\n"))
+            (code, &[], TEXT, format!("vpmctl: {text}\n"))
         }
     }
 }
@@ -668,18 +886,27 @@ mod tests {
     /// Sends one request, returns the status code, the headers (names in
     /// lowercase) and the body.
     fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, HashMap<String, String>, String) {
-        use std::io::{Read, Write};
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        split(&exchange(addr, request.as_bytes()))
+    }
+
+    /// Sends `request` as it is, returns all the server sent until it
+    /// closed the connection.
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
         let mut reply = String::new();
         s.read_to_string(&mut reply).unwrap();
-        let (head, body) = reply.split_once("\r\n\r\n").expect(&reply);
+        reply
+    }
+
+    /// The status code, headers (names in lowercase) and body of `reply`,
+    /// checked to be one response with `Content-Length` and
+    /// `Connection: close`.
+    fn split(reply: &str) -> (u16, HashMap<String, String>, String) {
+        let (head, body) = reply.split_once("\r\n\r\n").expect(reply);
         let mut lines = head.lines();
         let code = lines
             .next()
@@ -689,28 +916,45 @@ mod tests {
             .unwrap()
             .parse()
             .unwrap();
-        let headers = lines
+        let headers: HashMap<_, _> = lines
             .filter_map(|l| l.split_once(": "))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
             .collect();
+        assert_eq!(headers["connection"], "close", "{reply}");
+        let length: usize = headers["content-length"].parse().unwrap();
+        assert!(body.is_empty() || body.len() == length, "{reply}");
         (code, headers, body.to_string())
     }
 
-    /// A server on 127.0.0.1 (any port) fed by `scrape`, in a thread; the
-    /// closure returned stops it.
+    /// A server on 127.0.0.1 (any port) fed by `scrape`, with the
+    /// default timeouts, in a thread; the closure returned stops it.
     fn server(
         scrape: impl FnMut() -> Result<String> + Send + 'static,
     ) -> (SocketAddr, impl FnOnce()) {
-        let server = std::sync::Arc::new(bind("127.0.0.1:0".parse().unwrap()).unwrap());
-        let addr = server.server_addr().to_ip().unwrap();
+        server_with(scrape, None)
+    }
+
+    /// A server as [`server`], with `timeout` to read a request head and
+    /// to write a response if given.
+    fn server_with(
+        scrape: impl FnMut() -> Result<String> + Send + 'static,
+        timeout: Option<Duration>,
+    ) -> (SocketAddr, impl FnOnce()) {
+        let mut server = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        if let Some(t) = timeout {
+            server.read_timeout = t;
+            server.write_timeout = t;
+        }
+        let addr = server.local_addr().unwrap();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let thread = {
-            let (server, stop) = (server.clone(), stop.clone());
-            std::thread::spawn(move || serve(&server, scrape, &stop))
+            let stop = stop.clone();
+            std::thread::spawn(move || server.serve(scrape, &stop))
         };
         (addr, move || {
             stop.store(true, Ordering::Relaxed);
-            server.unblock();
+            // Wakes the accept up.
+            drop(std::net::TcpStream::connect(addr));
             thread.join().unwrap();
         })
     }
@@ -780,7 +1024,7 @@ mod tests {
         assert_eq!(headers["content-type"], TEXT);
         assert_eq!(
             body,
-            "vpmctl: vpm kernel module not loaded: insmod vpm.ko\n"
+            "vpmctl: vpm kernel module not loaded, and the kernel could not load it: insmod vpm.ko, or install it (make install) for modprobe; dmesg may say why\n"
         );
         let (code, _, body) = http(addr, "GET", "/metrics");
         assert_eq!(code, 500);
@@ -795,9 +1039,114 @@ mod tests {
     }
 
     #[test]
+    fn head_has_the_length_of_get_and_no_body() {
+        let (addr, stop) = server(|| Ok(render(&status(), &[], NETNS)));
+        let (_, _, body) = http(addr, "GET", "/metrics");
+        let (code, headers, body_head) = http(addr, "HEAD", "/metrics");
+        assert_eq!((code, body_head.as_str()), (200, ""));
+        assert_eq!(headers["content-length"], body.len().to_string());
+        stop();
+    }
+
+    #[test]
+    fn what_is_no_request_is_bad() {
+        let (addr, stop) = server(|| Ok(render(&status(), &[], NETNS)));
+        for bad in [
+            &b"\r\n\r\n"[..],
+            b"GET\r\n\r\n",
+            b"GET /metrics\r\n\r\n",
+            b"GET /metrics HTTP/1.1 x\r\n\r\n",
+            b"GET metrics HTTP/1.1\r\n\r\n",
+            b"GET /metrics SPDY/3\r\n\r\n",
+            b"G(T /metrics HTTP/1.1\r\n\r\n",
+            b"GET /m\xffetrics HTTP/1.1\r\n\r\n",
+        ] {
+            let (code, _, _) = split(&exchange(addr, bad));
+            assert_eq!(code, 400, "{}", String::from_utf8_lossy(bad));
+        }
+        // A bare LF ends lines too, and HTTP/1.0 is answered.
+        let (code, _, body) = split(&exchange(addr, b"GET /metrics HTTP/1.0\n\n"));
+        assert_eq!(code, 200);
+        parse(&body);
+        stop();
+    }
+
+    /// A client that connects and sends nothing (or trickles its request)
+    /// holds the server up for the read timeout at most, not forever.
+    #[test]
+    fn a_silent_or_slow_client_does_not_block_the_next_scrape() {
+        let timeout = Duration::from_millis(200);
+        let (addr, stop) = server_with(|| Ok(render(&status(), &[], NETNS)), Some(timeout));
+        let mut silent = std::net::TcpStream::connect(addr).unwrap();
+        let mut slow = std::net::TcpStream::connect(addr).unwrap();
+        let trickle = std::thread::spawn(move || {
+            for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" {
+                if slow.write_all(&[*b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let start = Instant::now();
+        let (code, _, body) = http(addr, "GET", "/metrics");
+        let took = start.elapsed();
+        assert_eq!(code, 200);
+        parse(&body);
+        // Two timeouts (and some slack), far from the 5 s default.
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        // The silent client was closed without an answer.
+        silent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        silent.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        trickle.join().unwrap();
+        stop();
+    }
+
+    #[test]
+    fn an_oversized_head_is_refused_and_the_server_goes_on() {
+        let (addr, stop) = server(|| Ok(render(&status(), &[], NETNS)));
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        request.resize(request.len() + 20 * 1024, b'a');
+        let (code, _, _) = split(&exchange(addr, &request));
+        assert_eq!(code, 431);
+        // Just within the limit is fine.
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        request.resize(MAX_HEAD - 4, b'a');
+        request.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(split(&exchange(addr, &request)).0, 200);
+        assert_eq!(http(addr, "GET", "/metrics").0, 200);
+        stop();
+    }
+
+    #[test]
+    fn one_response_per_connection_and_more_requests_ignored() {
+        let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (addr, stop) = server({
+            let scrapes = scrapes.clone();
+            move || {
+                scrapes.fetch_add(1, Ordering::Relaxed);
+                Ok(render(&status(), &[], NETNS))
+            }
+        });
+        let one = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";
+        let reply = exchange(addr, one.repeat(3).as_bytes());
+        assert_eq!(reply.matches("HTTP/1.1 ").count(), 1, "{reply}");
+        let (code, _, body) = split(&reply);
+        assert_eq!(code, 200);
+        parse(&body);
+        assert_eq!(scrapes.load(Ordering::Relaxed), 1);
+        assert_eq!(http(addr, "GET", "/metrics").0, 200);
+        assert_eq!(scrapes.load(Ordering::Relaxed), 2);
+        stop();
+    }
+
+    #[test]
     fn an_address_in_use_says_so() {
         let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = first.server_addr().to_ip().unwrap();
+        let addr = first.local_addr().unwrap();
         let e = bind(addr).err().expect("a second bind fails");
         assert_eq!(e.exit_code(), crate::error::exit::HOST);
         assert!(

@@ -247,12 +247,19 @@ DKMS_FILES := Kbuild dkms.conf vpm_*.rs vpm_sys vpm_glue.c vpm_glue.h gen/*.c ge
 
 install: install-module install-vpmctl
 
-# The release is KDIR's (the kernel vpm.ko was built for), not uname -r's.
+# The release is KDIR's, which must be the one vpm.ko was built for.  The
+# kernel's modules_install skips depmod without KDIR/System.map (header
+# trees lack it), so depmod runs here (DEPMOD=depmod; DEPMOD=true leaves
+# modules.* alone, for a package that runs depmod when it is installed).
+DEPMOD ?= depmod
 install-module:
 	@test -f $(ROOT)/vpm.ko || { echo "vpm: no vpm.ko to install: run 'make module' first (with the same KDIR)" >&2; exit 1; }
-	@kdir=$(KDIR_SH) && $(ENV) && \
-		$(MAKE) --no-print-directory -C "$$kdir" M=$(ROOT) INSTALL_MOD_PATH=$(DESTDIR) \
-		INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) modules_install
+	@kdir=$(KDIR_SH) && rel=$$(cat "$$kdir/include/config/kernel.release") && \
+		built=$$(modinfo -F vermagic $(ROOT)/vpm.ko | cut -d' ' -f1) && \
+		{ [ "$$built" = "$$rel" ] || { echo "vpm: vpm.ko was built for $$built, KDIR is $$rel: run 'make KDIR=$$kdir module' first" >&2; exit 1; }; } && \
+		$(ENV) && $(MAKE) --no-print-directory -C "$$kdir" M="$(ROOT)" INSTALL_MOD_PATH="$(DESTDIR)" \
+		INSTALL_MOD_DIR=$(INSTALL_MOD_DIR) DEPMOD=true modules_install && \
+		PATH="$$PATH:/sbin:/usr/sbin" $(DEPMOD) $(if $(DESTDIR),-b "$(DESTDIR)") "$$rel"
 
 install-vpmctl:
 	@test -x $(VPMCTL) || { echo "vpm: no $(VPMCTL) to install: run 'make vpmctl' first" >&2; exit 1; }
@@ -268,15 +275,21 @@ install-vpmctl:
 		sed 's|@SBINDIR@|$(SBINDIR)|g' $(ROOT)/tools/systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
 	done
 
-# Everything install put there, by the same names; then depmod, so that
-# modprobe no longer finds vpm.ko.
+# Everything install put there, by the same names, userspace first; then
+# depmod, so that modprobe no longer finds vpm.ko.  The module's release:
+# KRELEASE, else KDIR's when KDIR is given, else the running kernel's.
 uninstall:
-	@kdir=$(KDIR_SH) && rel=$$(cat "$$kdir/include/config/kernel.release") && \
-		rm -f $(DESTDIR)/lib/modules/$$rel/$(INSTALL_MOD_DIR)/vpm.ko* && \
-		if [ -d $(DESTDIR)/lib/modules/$$rel ]; then depmod $(if $(DESTDIR),-b $(DESTDIR)) $$rel; fi
-	rm -f $(DESTDIR)$(SBINDIR)/vpmctl $(DESTDIR)$(MANDIR)/man8/vpmctl.8 $(DESTDIR)$(MANDIR)/man8/vpmctl-*.8
-	rm -f $(DESTDIR)$(BASHCOMPDIR)/vpmctl $(DESTDIR)$(ZSHCOMPDIR)/_vpmctl $(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish
-	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
+	rm -f "$(DESTDIR)$(SBINDIR)/vpmctl" "$(DESTDIR)$(MANDIR)/man8/vpmctl.8" "$(DESTDIR)$(MANDIR)"/man8/vpmctl-*.8
+	rm -f "$(DESTDIR)$(BASHCOMPDIR)/vpmctl" "$(DESTDIR)$(ZSHCOMPDIR)/_vpmctl" "$(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish"
+	rm -f $(addprefix "$(DESTDIR)$(SYSTEMDUNITDIR)/,$(addsuffix ",$(UNITS)))
+	@rel="$(KRELEASE)"; \
+		if [ -z "$$rel" ] && [ "$(origin KDIR)" != undefined ]; then rel=$$(cat "$(KDIR)/include/config/kernel.release"); fi; \
+		rel=$${rel:-$$(uname -r)}; \
+		rm -f "$(DESTDIR)/lib/modules/$$rel/$(INSTALL_MOD_DIR)"/vpm.ko*; \
+		if [ -d "$(DESTDIR)/lib/modules/$$rel" ]; then \
+			PATH="$$PATH:/sbin:/usr/sbin" $(DEPMOD) $(if $(DESTDIR),-b "$(DESTDIR)") "$$rel" || \
+			echo "vpm: depmod $$rel failed: run it by hand" >&2; fi
+	@echo "vpm: if you enabled them: systemctl disable --now $(UNITS)"
 
 dkms-src:
 	@[ -n "$(VERSION)" ] || { echo "vpm: no VERSION in vpm_mod.rs" >&2; exit 1; }

@@ -24,20 +24,6 @@
 #include <linux/slab.h>
 #include <linux/netfilter_bridge.h>
 #include <net/addrconf.h>
-#include <net/genetlink.h>
-#include <uapi/linux/vpm.h>
-
-/*
- * modinfo that module! (vpm_mod.rs) has no field for, or spells only as a
- * hand-written string: the version (Kbuild passes vpm_mod.rs's VERSION, the
- * one get-status reports), and the alias through which the kernel loads
- * vpm.ko on the first lookup of the "vpm" generic netlink family (genl's
- * request_module of "net-pf-16-proto-16-family-vpm"), so `vpmctl add`
- * works before anyone ran modprobe.  The kernel's own macro spells it from
- * the uapi header's family name.
- */
-MODULE_ALIAS_GENL_FAMILY(VPM_FAMILY_NAME);
-MODULE_VERSION(VPM_VERSION);
 #include <net/dst.h>
 #include <net/route.h>
 #include <net/genetlink.h>
@@ -51,6 +37,19 @@ MODULE_VERSION(VPM_VERSION);
 
 #include "vpm_glue.h"
 #include "gen/vpm_nl_gen.h"
+#include <uapi/linux/vpm.h>
+
+/*
+ * modinfo that module! (vpm_mod.rs) has no field for, or spells only as a
+ * hand-written string: the version (Kbuild passes vpm_mod.rs's VERSION, the
+ * one get-status reports), and the alias through which the kernel loads
+ * vpm.ko on the first lookup of the "vpm" generic netlink family (genl's
+ * request_module of "net-pf-16-proto-16-family-vpm"), so `vpmctl add`
+ * works before anyone ran modprobe.  The kernel's own macro spells it from
+ * the uapi header's family name.
+ */
+MODULE_ALIAS_GENL_FAMILY(VPM_FAMILY_NAME);
+MODULE_VERSION(VPM_VERSION);
 
 #ifndef CONFIG_64BIT
 #error "vpm reads per-CPU u64 counters without a seqcount: 64-bit only"

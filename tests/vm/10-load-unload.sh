@@ -20,5 +20,5 @@ rc=$?
 set -e
 expect_eq "vpmctl exit code without the module" 3 "$rc"
 expect_eq "vpmctl message without the module" \
-	"vpmctl: vpm kernel module not loaded: insmod vpm.ko" "$out"
+	"vpmctl: vpm kernel module not loaded, and the kernel could not load it: insmod vpm.ko, or install it (make install) for modprobe; dmesg may say why" "$out"
 load

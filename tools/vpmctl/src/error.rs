@@ -32,7 +32,7 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("vpm kernel module not loaded: insmod vpm.ko")]
+    #[error("vpm kernel module not loaded, and the kernel could not load it: insmod vpm.ko, or install it (make install) for modprobe; dmesg may say why")]
     NotLoaded,
     #[error("vpm kernel module not loaded any more: it was unloaded while {0} waited (insmod vpm.ko, then try again)")]
     Unloaded(&'static str),
@@ -151,7 +151,7 @@ mod tests {
     fn not_loaded_message_and_code() {
         assert_eq!(
             Error::NotLoaded.to_string(),
-            "vpm kernel module not loaded: insmod vpm.ko"
+            "vpm kernel module not loaded, and the kernel could not load it: insmod vpm.ko, or install it (make install) for modprobe; dmesg may say why"
         );
         assert_eq!(Error::NotLoaded.exit_code(), exit::NOT_LOADED);
     }
@@ -171,7 +171,7 @@ mod tests {
         let e = Error::NotLoaded.at_line(7);
         assert_eq!(
             e.to_string(),
-            "batch line 7: vpm kernel module not loaded: insmod vpm.ko"
+            "batch line 7: vpm kernel module not loaded, and the kernel could not load it: insmod vpm.ko, or install it (make install) for modprobe; dmesg may say why"
         );
         assert_eq!(e.exit_code(), exit::NOT_LOADED);
     }

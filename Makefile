@@ -263,27 +263,28 @@ install-module:
 
 install-vpmctl:
 	@test -x $(VPMCTL) || { echo "vpm: no $(VPMCTL) to install: run 'make vpmctl' first" >&2; exit 1; }
-	install -D -m 0755 $(VPMCTL) $(DESTDIR)$(SBINDIR)/vpmctl
-	install -d $(DESTDIR)$(MANDIR)/man8
-	$(VPMCTL) man $(DESTDIR)$(MANDIR)/man8 >/dev/null
-	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR)
-	$(VPMCTL) completions bash >$(DESTDIR)$(BASHCOMPDIR)/vpmctl
-	$(VPMCTL) completions zsh >$(DESTDIR)$(ZSHCOMPDIR)/_vpmctl
-	$(VPMCTL) completions fish >$(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish
-	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	install -D -m 0755 "$(VPMCTL)" "$(DESTDIR)$(SBINDIR)/vpmctl"
+	install -d "$(DESTDIR)$(MANDIR)/man8"
+	"$(VPMCTL)" man "$(DESTDIR)$(MANDIR)/man8" >/dev/null
+	install -d "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)"
+	"$(VPMCTL)" completions bash >"$(DESTDIR)$(BASHCOMPDIR)/vpmctl"
+	"$(VPMCTL)" completions zsh >"$(DESTDIR)$(ZSHCOMPDIR)/_vpmctl"
+	"$(VPMCTL)" completions fish >"$(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish"
+	install -d "$(DESTDIR)$(SYSTEMDUNITDIR)"
 	for u in $(UNITS); do \
-		sed 's|@SBINDIR@|$(SBINDIR)|g' $(ROOT)/tools/systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u || exit 1; \
+		sed 's|@SBINDIR@|$(SBINDIR)|g' "$(ROOT)/tools/systemd/$$u.in" >"$(DESTDIR)$(SYSTEMDUNITDIR)/$$u" || exit 1; \
 	done
 
 # Everything install put there, by the same names, userspace first; then
 # depmod, so that modprobe no longer finds vpm.ko.  The module's release:
-# KRELEASE, else KDIR's when KDIR is given, else the running kernel's.
+# KRELEASE, else KDIR's (as for install, whose KDIR it takes), else, when
+# that tree is gone, the running kernel's.
 uninstall:
 	rm -f "$(DESTDIR)$(SBINDIR)/vpmctl" "$(DESTDIR)$(MANDIR)/man8/vpmctl.8" "$(DESTDIR)$(MANDIR)"/man8/vpmctl-*.8
 	rm -f "$(DESTDIR)$(BASHCOMPDIR)/vpmctl" "$(DESTDIR)$(ZSHCOMPDIR)/_vpmctl" "$(DESTDIR)$(FISHCOMPDIR)/vpmctl.fish"
 	rm -f $(addprefix "$(DESTDIR)$(SYSTEMDUNITDIR)/,$(addsuffix ",$(UNITS)))
-	@rel="$(KRELEASE)"; \
-		if [ -z "$$rel" ] && [ "$(origin KDIR)" != undefined ]; then rel=$$(cat "$(KDIR)/include/config/kernel.release"); fi; \
+	@rel="$(KRELEASE)"; kdir=$(KDIR_SH); \
+		if [ -z "$$rel" ] && [ -f "$$kdir/include/config/kernel.release" ]; then rel=$$(cat "$$kdir/include/config/kernel.release"); fi; \
 		rel=$${rel:-$$(uname -r)}; \
 		rm -f "$(DESTDIR)/lib/modules/$$rel/$(INSTALL_MOD_DIR)"/vpm.ko*; \
 		if [ -d "$(DESTDIR)/lib/modules/$$rel" ]; then \

@@ -40,6 +40,7 @@ impl Defaults {
         self.range.0 != 0 && self.range.0 <= self.range.1 && self.max_entries >= 1
     }
 }
+
 /// Slots of a namespace's flow table (`vpm_flow.rs`): 8,192 pinned flows,
 /// 128 KiB, allocated with the namespace's first allocation.
 pub(crate) const FLOW_SLOTS: usize = 8192;

@@ -17,8 +17,10 @@ set -euo pipefail
 check=
 cli=
 case ${1:-} in
+"") ;;
 --check) check=1 ;;
 --cli) cli=1 ;;
+*) vpm_die "usage: $0 [--check | --cli]" ;;
 esac
 
 tarball=/usr/src/linux-source-$VPM_KSERIES.tar.xz

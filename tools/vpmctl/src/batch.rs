@@ -132,11 +132,13 @@ fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<C
             | Command::Exec { .. }
             | Command::Keep { .. }
             | Command::Metrics { .. }
+            | Command::Agent { .. }
+            | Command::Peer { .. }
             | Command::Completions { .. }
             | Command::Man { .. }
     ) {
         return Err(Error::Batch(format!(
-            "line {number}: batch, restore, monitor, exec, metrics, completions and man do not run inside a batch"
+            "line {number}: batch, restore, monitor, exec, metrics, agent, peer, completions and man do not run inside a batch"
         )));
     }
     Ok(cli)
@@ -291,7 +293,7 @@ mod tests {
             let e = parse(cmd, false).unwrap_err();
             assert!(
                 e.to_string().contains(
-                    "line 1: batch, restore, monitor, exec, metrics, completions and man do not run"
+                    "line 1: batch, restore, monitor, exec, metrics, agent, peer, completions and man do not run"
                 ),
                 "{e}"
             );

@@ -158,6 +158,28 @@ pub enum Command {
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Run the cooperative agent of this network namespace: negotiate
+    /// fixed ports with peer hosts' agents (docs/COOPERATIVE.md).  It
+    /// answers peers' requests for the ports the configuration exports,
+    /// asks peers for the mappings listed under [[map]], renews both,
+    /// logs one line per event on standard error and records its state in
+    /// a file that `vpmctl peer show` reads.  Runs until SIGTERM; the
+    /// kernel's allocations outlive it.
+    #[command(after_help = "Example:
+  vpmctl agent --config /etc/vpm/agent.toml")]
+    Agent {
+        /// The configuration file (TOML: listen, state_file,
+        /// max_lifetime, [[peer]], [[export]], [[map]]).
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
+    /// The cooperative agent's peers and negotiated mappings.
+    #[command(after_help = "Example:
+  vpmctl peer show")]
+    Peer {
+        #[command(subcommand)]
+        cmd: PeerCmd,
+    },
     /// Run an unmodified program as AID: its binds of the fixed ports
     /// become binds of the AID's anonymous ports (cgroup socket hooks),
     /// and it is started only once that is in place.
@@ -534,4 +556,20 @@ mod tests {
         let err = Cli::try_parse_from(["vpmctl", "frobnicate"]).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::USAGE);
     }
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum PeerCmd {
+    /// The mappings this namespace's agent negotiated, both sides: asked
+    /// of peers (client) and granted to peers (server), with the
+    /// negotiated port and the lifetime left.
+    #[command(after_help = "Examples:
+  vpmctl peer show
+  vpmctl peer show --json --state-file /run/vpm/agent.json")]
+    Show {
+        /// The agent's state file (default: this network namespace's,
+        /// /run/vpm/agent-net<inode>.json).
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<std::path::PathBuf>,
+    },
 }

@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod config;
 mod connection;
+mod coop;
 mod error;
 mod exec;
 mod hooks;
@@ -25,7 +26,7 @@ mod uapi;
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, RuleCmd};
+use crate::cli::{Cli, Command, PeerCmd, RuleCmd};
 use crate::connection::Connection;
 use crate::error::Result;
 
@@ -61,6 +62,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         // Opens its own connection for every read of the kernel.
         Command::Metrics { listen } => metrics::run(listen),
+        Command::Agent { config } => coop::agent::run(&config),
+        Command::Peer {
+            cmd: PeerCmd::Show { state_file },
+        } => {
+            print!("{}", coop::agent::show(state_file.as_deref(), cli.json)?);
+            if cli.json {
+                println!();
+            }
+            Ok(())
+        }
         Command::Completions { shell } => manpage::completions(shell),
         Command::Man { dir } => {
             for page in manpage::write_pages(&dir)? {
@@ -126,6 +137,8 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
         | Command::Exec { .. }
         | Command::Keep { .. }
         | Command::Metrics { .. }
+        | Command::Agent { .. }
+        | Command::Peer { .. }
         | Command::Completions { .. }
         | Command::Man { .. } => {
             unreachable!("handled by run")

@@ -1,0 +1,791 @@
+//! `vpmctl agent`: the cooperative agent of one host (one network
+//! namespace).  It answers its peers' requests for local allocations
+//! ([`super::server`]), asks its peers for the mappings its own client
+//! AIDs want ([`super::client`]), renews both, and writes what it knows
+//! to its state file, which `vpmctl peer show` reads.
+//!
+//! One UDP socket, one thread: a request costs a netlink round trip at
+//! most, and peers are few.  The allocations are kernel state: stopping
+//! the agent changes nothing in the kernel, so established flows carry
+//! on, and a restarted agent reads its state file back (which peer holds
+//! which mapping, until when) and keeps its epoch while the kernel still
+//! holds what the file says.  When the kernel lost them (the module was
+//! reloaded), the agent starts a new epoch, which tells its peers to ask
+//! again.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::auth::{self, Key, ReplayWindow, SeqCounter};
+use super::client::{Client, Event, Want};
+use super::server::{AllocError, Allocator, Export, Outcome, Policy, ServerState};
+use super::wire::{self, Msg, Opcode, ResultCode};
+use crate::aid::Aid;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::mapping::{self, AddOpts};
+use crate::proto::Proto;
+
+/// The agents' UDP port unless the configuration says otherwise.
+pub const DEFAULT_PORT: u16 = 9478;
+/// The longest lifetime granted unless the configuration says otherwise.
+const DEFAULT_MAX_LIFETIME: u32 = 3600;
+/// Unauthenticated error answers per second, at most (they go to
+/// addresses nobody vouched for: a flood must not make this host a
+/// reflector).
+const ERROR_ANSWERS_PER_SEC: u32 = 20;
+
+/// The configuration file (TOML; docs/COOPERATIVE.md, "Configuration").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (default `[::]:9478`, both families).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The state file (default: per network namespace, under /run/vpm).
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime: u32,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConf>,
+    #[serde(default, rename = "export")]
+    pub exports: Vec<Export>,
+    #[serde(default, rename = "map")]
+    pub maps: Vec<Want>,
+}
+
+fn default_max_lifetime() -> u32 {
+    DEFAULT_MAX_LIFETIME
+}
+
+/// A peer: the allow-list entry and its key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConf {
+    pub name: String,
+    pub address: IpAddr,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub key_id: u32,
+    /// The shared secret, hex; or `key_file`, a file holding it.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Input(format!("agent: cannot read {}: {e}", path.display())))?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| Error::Input(format!("agent: {}: {e}", path.display())))?;
+        cfg.check()
+            .map_err(|e| Error::Input(format!("agent: {}: {e}", path.display())))?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("peer {} is listed twice", p.name));
+            }
+            if self
+                .peers
+                .iter()
+                .filter(|q| canon(q.address) == canon(p.address))
+                .count()
+                > 1
+            {
+                return Err(format!("address {} belongs to two peers", p.address));
+            }
+            if p.key.is_some() == p.key_file.is_some() {
+                return Err(format!(
+                    "peer {}: give exactly one of key and key_file",
+                    p.name
+                ));
+            }
+        }
+        for e in &self.exports {
+            for peer in &e.peers {
+                if !names.contains(peer.as_str()) {
+                    return Err(format!("export of port {}: no peer named {peer}", e.port));
+                }
+            }
+        }
+        for m in &self.maps {
+            if !names.contains(m.peer.as_str()) {
+                return Err(format!(
+                    "map {} port {}: no peer named {}",
+                    m.aid, m.port, m.peer
+                ));
+            }
+            if m.port == 0 || m.lifetime == 0 {
+                return Err(format!(
+                    "map {} port {}: port and lifetime must be above 0",
+                    m.aid, m.port
+                ));
+            }
+        }
+        if self.max_lifetime < super::server::MIN_LIFETIME {
+            return Err(format!(
+                "max_lifetime must be at least {}",
+                super::server::MIN_LIFETIME
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The state file of this network namespace unless the configuration
+/// names one: `vpmctl peer show` finds it the same way.
+pub fn default_state_file() -> Result<PathBuf> {
+    Ok(PathBuf::from(format!(
+        "/run/vpm/agent-net{}.json",
+        crate::metrics::netns()?
+    )))
+}
+
+/// IPv4-mapped addresses as IPv4, so that both spellings match.
+fn canon(a: IpAddr) -> IpAddr {
+    a.to_canonical()
+}
+
+/// What the state file holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateFile {
+    pub epoch: u32,
+    pub server: ServerState,
+    /// The mappings asked of peers, with where each stands.
+    pub client: Vec<super::client::Entry>,
+    /// What the agent did since it started (see docs/COOPERATIVE.md).
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl StateFile {
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                Error::Input(format!(
+                    "{}: {e} (delete it to start afresh)",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Input(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        let io =
+            |e: std::io::Error| Error::Host(format!("agent: cannot write {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("plain data")).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// The kernel's allocations over netlink.
+struct Kernel<'a>(&'a Connection);
+
+impl Allocator for Kernel<'_> {
+    fn find(
+        &mut self,
+        aid: &Aid,
+        port: u16,
+    ) -> std::result::Result<Option<(u16, Proto)>, AllocError> {
+        let all = mapping::list(self.0).map_err(|e| AllocError::Failed(e.to_string()))?;
+        Ok(all
+            .into_iter()
+            .find(|m| m.aid == *aid && m.port == port)
+            .map(|m| (m.anon_port, m.proto)))
+    }
+
+    fn allocate(
+        &mut self,
+        aid: &Aid,
+        port: u16,
+        proto: Proto,
+    ) -> std::result::Result<u16, AllocError> {
+        let opts = AddOpts {
+            proto: Some(proto),
+            ..Default::default()
+        };
+        match mapping::add(self.0, aid, port, &opts) {
+            Ok(m) => Ok(m.anon_port),
+            Err(Error::Kernel(e)) if e.errno == libc::ENOSPC => Err(AllocError::NoResources),
+            Err(e) => Err(AllocError::Failed(e.to_string())),
+        }
+    }
+
+    fn release(&mut self, aid: &Aid, port: u16) -> std::result::Result<(), AllocError> {
+        mapping::del(self.0, aid, port).map_err(|e| AllocError::Failed(e.to_string()))
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGHUP {
+        RELOAD.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("the kernel's random source");
+    b
+}
+
+fn jitter(n: u64) -> u64 {
+    u64::from_ne_bytes(random::<8>()) % n.max(1)
+}
+
+/// One peer at run time.
+struct Peer {
+    conf: PeerConf,
+    key: Key,
+    /// Its sequence numbers we accepted.
+    window: ReplayWindow,
+    /// Ours towards it.
+    seq: SeqCounter,
+    /// Our address as it sees it (the client address of our requests).
+    local: Option<IpAddr>,
+}
+
+/// Logs one event: `vpm-agent: event=NAME key=value ...`.
+macro_rules! log {
+    ($($arg:tt)*) => { eprintln!("vpm-agent: {}", format_args!($($arg)*)) };
+}
+
+struct Agent {
+    cfg: Config,
+    /// The configuration file, read again on SIGHUP.
+    config: PathBuf,
+    peers: Vec<Peer>,
+    sock: UdpSocket,
+    conn: Connection,
+    state: StateFile,
+    client: Client,
+    path: PathBuf,
+    /// Unauthenticated error answers: the second they were counted in,
+    /// and how many.
+    error_budget: (u64, u32),
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(config: &Path) -> Result<()> {
+    let cfg = Config::load(config)?;
+    let path = match &cfg.state_file {
+        Some(p) => p.clone(),
+        None => default_state_file()?,
+    };
+    let mut peers = Vec::new();
+    for p in &cfg.peers {
+        let hex = match (&p.key, &p.key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
+                Error::Input(format!(
+                    "agent: peer {}: cannot read {}: {e}",
+                    p.name,
+                    f.display()
+                ))
+            })?,
+            (None, None) => unreachable!("checked by Config::check"),
+        };
+        let key = Key::from_hex(p.key_id, &hex)
+            .map_err(|e| Error::Input(format!("agent: peer {}: {e}", p.name)))?;
+        peers.push(Peer {
+            conf: p.clone(),
+            key,
+            window: ReplayWindow::default(),
+            seq: SeqCounter::new(now_ms() * 1000),
+            local: None,
+        });
+    }
+    let conn = Connection::open()?;
+    let listen = cfg
+        .listen
+        .unwrap_or(SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
+    let sock = UdpSocket::bind(listen).map_err(|e| {
+        Error::Host(format!(
+            "agent: cannot listen on {listen}: {e} (is another agent running?)"
+        ))
+    })?;
+    let mut state = StateFile::read(&path)?.unwrap_or_default();
+    let epoch = recover(&conn, &mut state)?;
+    let client = Client::new(cfg.maps.clone(), now_ms());
+    for (sig, what) in [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        // SAFETY: on_signal only stores to an atomic, which is
+        // async-signal-safe.
+        if unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) }
+            == libc::SIG_ERR
+        {
+            return Err(Error::Host(format!("agent: cannot handle {what}")));
+        }
+    }
+    log!(
+        "event=start listen={listen} epoch={epoch:08x} peers={} exports={} maps={} state={}",
+        cfg.peers.len(),
+        cfg.exports.len(),
+        cfg.maps.len(),
+        path.display()
+    );
+    let mut agent = Agent {
+        cfg,
+        config: config.to_path_buf(),
+        peers,
+        sock,
+        conn,
+        state,
+        client,
+        path,
+        error_budget: (0, 0),
+    };
+    agent.save()?;
+    agent.serve()
+}
+
+/// Keeps the state file's epoch if the kernel still holds every
+/// allocation it says the agent created; otherwise the kernel lost them
+/// (or there was no file): a new epoch, and the records of what is gone
+/// dropped.
+fn recover(conn: &Connection, state: &mut StateFile) -> Result<u32> {
+    let live = mapping::list(conn)?;
+    let have = |aid: &Aid, port: u16| live.iter().any(|m| m.aid == *aid && m.port == port);
+    let lost = state.server.created.iter().any(|(a, p)| !have(a, *p))
+        || state.server.records.iter().any(|r| !have(&r.aid, r.port));
+    if state.epoch == 0 || lost {
+        state.epoch = u32::from_ne_bytes(random::<4>()).max(1);
+        state.server.records.retain(|r| have(&r.aid, r.port));
+        let kept: Vec<_> = state
+            .server
+            .created
+            .iter()
+            .filter(|(a, p)| have(a, *p))
+            .cloned()
+            .collect();
+        state.server.created = kept.into_iter().collect();
+    }
+    Ok(state.epoch)
+}
+
+impl Agent {
+    fn count(&mut self, what: &str) {
+        *self.state.counters.entry(what.to_string()).or_default() += 1;
+    }
+
+    fn save(&mut self) -> Result<()> {
+        self.state.client = self.client.entries.clone();
+        self.state.write(&self.path)
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        let mut buf = [0u8; 2048];
+        while !STOP.load(Ordering::Relaxed) {
+            if RELOAD.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            let now = now_ms();
+            let mut changed = self.timers(now);
+            let next = [self.client.next_due(), self.state.server.next_expiry()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(now + 1000);
+            // At most a second, so that a signal is seen soon.
+            let wait = next.saturating_sub(now).clamp(10, 1000);
+            self.sock
+                .set_read_timeout(Some(Duration::from_millis(wait)))
+                .map_err(|e| Error::Host(format!("agent: socket: {e}")))?;
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    changed |= self.datagram(&buf[..n], from);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => log!("event=recv-error error=\"{e}\""),
+            }
+            if changed {
+                if let Err(e) = self.save() {
+                    log!("event=save-error error=\"{e}\"");
+                }
+            }
+        }
+        log!(
+            "event=stop (mappings stay in the kernel; peers' grants run until their lifetimes end)"
+        );
+        self.save()
+    }
+
+    /// SIGHUP: the exports and the wanted mappings of the configuration
+    /// file as it is now.  Mappings no longer wanted are released on
+    /// both sides.  Peers (addresses, keys) and the socket need a
+    /// restart; a file that does not load changes nothing.
+    fn reload(&mut self) {
+        let cfg = match Config::load(&self.config) {
+            Ok(c) => c,
+            Err(e) => {
+                log!("event=reload-failed error=\"{e}\" (the running configuration stays)");
+                return;
+            }
+        };
+        let peers_changed = cfg.peers.len() != self.cfg.peers.len()
+            || cfg.peers.iter().zip(&self.cfg.peers).any(|(a, b)| {
+                a.name != b.name
+                    || a.address != b.address
+                    || a.port != b.port
+                    || a.key_id != b.key_id
+                    || a.key != b.key
+                    || a.key_file != b.key_file
+            });
+        if peers_changed {
+            log!("event=reload-failed error=\"peers changed: restart the agent for that\" (the running configuration stays)");
+            return;
+        }
+        let (released, added) = self.client.reconfigure(cfg.maps.clone(), now_ms());
+        log!(
+            "event=reload exports={} maps={} released={released} added={added}",
+            cfg.exports.len(),
+            cfg.maps.len()
+        );
+        self.cfg.exports = cfg.exports;
+        self.cfg.maps = cfg.maps;
+        self.cfg.max_lifetime = cfg.max_lifetime;
+    }
+
+    /// Expiries and due requests; whether anything changed.
+    fn timers(&mut self, now: u64) -> bool {
+        let mut changed = false;
+        for (r, released) in self.state.server.expire(&mut Kernel(&self.conn), now) {
+            log!(
+                "event=expired side=server peer={} aid={} port={} negotiated={} released={released}",
+                r.peer, r.aid, r.port, r.negotiated
+            );
+            self.count("server_expired");
+            changed = true;
+        }
+        let n = self.client.expire(now);
+        if n > 0 {
+            log!("event=expired side=client count={n}");
+            changed = true;
+        }
+        let due = self.client.due(now, random::<12>, jitter);
+        for r in due {
+            let Some(pi) = self.peers.iter().position(|p| p.conf.name == r.peer) else {
+                continue;
+            };
+            let peer_addr = SocketAddr::new(self.peers[pi].conf.address, self.peers[pi].conf.port);
+            let local = match self.peers[pi].local {
+                Some(a) => a,
+                None => match local_address(peer_addr) {
+                    Ok(a) => {
+                        self.peers[pi].local = Some(a);
+                        a
+                    }
+                    Err(e) => {
+                        log!("event=send-error peer={} error=\"no route: {e}\"", r.peer);
+                        continue;
+                    }
+                },
+            };
+            let p = &mut self.peers[pi];
+            let msg = Msg {
+                answer: false,
+                opcode: Opcode::Map,
+                result: ResultCode::Success,
+                key_id: p.key.id,
+                epoch: self.state.epoch,
+                seq: p.seq.next(now * 1000),
+                time_ms: now,
+                nonce: r.nonce,
+                lifetime: r.lifetime,
+                port: r.port,
+                negotiated: 0,
+                protos: wire::protos_of(r.proto),
+                aid: r.aid.clone(),
+                client: wire::to_wire_addr(local),
+            };
+            let bytes = p.key.seal(&msg);
+            match self.sock.send_to(&bytes, peer_addr) {
+                Ok(_) => {
+                    log!(
+                        "event=request peer={} aid={} port={} lifetime={}",
+                        r.peer,
+                        r.aid,
+                        r.port,
+                        r.lifetime
+                    );
+                    self.count("requests_sent");
+                }
+                Err(e) => log!("event=send-error peer={} error=\"{e}\"", r.peer),
+            }
+        }
+        changed
+    }
+
+    /// One datagram; whether state changed.
+    fn datagram(&mut self, bytes: &[u8], from: SocketAddr) -> bool {
+        let src = canon(from.ip());
+        let Some(pi) = self.peers.iter().position(|p| canon(p.conf.address) == src) else {
+            self.count("refused_not_allowed");
+            log!("event=refused from={from} reason=not-on-allow-list");
+            self.error_answer(from, bytes, ResultCode::NotAuthorized);
+            return true;
+        };
+        if let Some(result) = wire::unauthenticated_error(bytes) {
+            // A peer that could not authenticate our request (or could
+            // not parse it) says so unsigned: a hint for the operator,
+            // never acted on.
+            self.count("unauthenticated_errors_received");
+            log!(
+                "event=peer-error peer={} result={} (unsigned: check keys and clocks)",
+                self.peers[pi].conf.name,
+                result.name()
+            );
+            return true;
+        }
+        let (msg, tag) = match Msg::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.count("refused_malformed");
+                log!(
+                    "event=refused peer={} reason=malformed detail=\"{e}\"",
+                    self.peers[pi].conf.name
+                );
+                self.error_answer(from, bytes, e.result());
+                return true;
+            }
+        };
+        let name = self.peers[pi].conf.name.clone();
+        let now = now_ms();
+        let p = &mut self.peers[pi];
+        if let Err(r) = auth::check(&p.key, &mut p.window, &msg, &tag, now) {
+            self.count(&format!("refused_{}", r.name().replace('-', "_")));
+            log!("event=refused peer={name} reason={}", r.name());
+            if !msg.answer {
+                self.error_answer(from, bytes, ResultCode::NotAuthorized);
+            }
+            return true;
+        }
+        if msg.answer {
+            self.count("answers_received");
+            let events = self.client.answer(&name, &msg, now, jitter);
+            for e in &events {
+                self.log_client(e);
+            }
+            return !events.is_empty();
+        }
+        self.count("requests_received");
+        let (result, negotiated, lifetime, outcome) =
+            if wire::from_wire_addr(msg.client).to_canonical() != src {
+                (
+                    ResultCode::AddressMismatch,
+                    0,
+                    0,
+                    Outcome::Refused(
+                        ResultCode::AddressMismatch,
+                        format!(
+                            "request says {} but came from {src}",
+                            wire::from_wire_addr(msg.client)
+                        ),
+                    ),
+                )
+            } else {
+                let policy = Policy {
+                    exports: &self.cfg.exports,
+                    max_lifetime: self.cfg.max_lifetime,
+                };
+                self.state
+                    .server
+                    .handle(&policy, &mut Kernel(&self.conn), &name, &msg, now)
+            };
+        match &outcome {
+            Outcome::Granted { negotiated, lifetime, created } => log!(
+                "event=granted peer={name} aid={} port={} negotiated={negotiated} lifetime={lifetime} created={created}",
+                msg.aid, msg.port
+            ),
+            Outcome::Deleted { released } => {
+                log!("event=deleted peer={name} aid={} port={} released={released}", msg.aid, msg.port)
+            }
+            Outcome::Absent => log!("event=deleted peer={name} aid={} port={} (had none)", msg.aid, msg.port),
+            Outcome::Refused(code, why) => log!(
+                "event=refused peer={name} aid={} port={} result={} reason=\"{why}\"",
+                msg.aid, msg.port, code.name()
+            ),
+        }
+        self.count(&format!("answers_{}", result.name().replace('-', "_")));
+        let p = &mut self.peers[pi];
+        let answer = Msg {
+            answer: true,
+            result,
+            key_id: p.key.id,
+            epoch: self.state.epoch,
+            seq: p.seq.next(now * 1000),
+            time_ms: now,
+            lifetime,
+            negotiated,
+            ..msg
+        };
+        if let Err(e) = self.sock.send_to(&p.key.seal(&answer), from) {
+            log!("event=send-error peer={name} error=\"{e}\"");
+        }
+        true
+    }
+
+    /// An unsigned error answer, within [`ERROR_ANSWERS_PER_SEC`]; never
+    /// to an answer, or to anything that looks like one.
+    fn error_answer(&mut self, to: SocketAddr, bytes: &[u8], result: ResultCode) {
+        if bytes.len() > 1 && bytes[1] & 0x80 != 0 {
+            return;
+        }
+        let sec = now_ms() / 1000;
+        if self.error_budget.0 != sec {
+            self.error_budget = (sec, 0);
+        }
+        if self.error_budget.1 >= ERROR_ANSWERS_PER_SEC {
+            self.count("error_answers_suppressed");
+            return;
+        }
+        self.error_budget.1 += 1;
+        let _ = self.sock.send_to(&wire::error_answer(result), to);
+    }
+
+    fn log_client(&mut self, e: &Event) {
+        let want = |i: usize| self.client.entries.get(i).map(|e| e.want.clone());
+        match e {
+            Event::Granted {
+                index,
+                negotiated,
+                lifetime,
+            } => {
+                if let Some(w) = want(*index) {
+                    log!(
+                        "event=negotiated peer={} aid={} port={} negotiated={negotiated} lifetime={lifetime}",
+                        w.peer, w.aid, w.port
+                    );
+                }
+                self.count("client_granted");
+            }
+            Event::Deleted { .. } => {
+                log!("event=released side=client");
+                self.count("client_released");
+            }
+            Event::Refused { index, result } => {
+                if let Some(w) = want(*index) {
+                    log!(
+                        "event=refused-by-peer peer={} aid={} port={} result={}",
+                        w.peer,
+                        w.aid,
+                        w.port,
+                        result.name()
+                    );
+                }
+                self.count("client_refused");
+            }
+            Event::PeerRestarted { peer } => {
+                log!("event=peer-restarted peer={peer} (its mappings are requested again)");
+                self.count("peer_restarts");
+            }
+        }
+    }
+}
+
+/// This host's address towards `peer` (what the kernel would pick).
+fn local_address(peer: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = match peer {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        SocketAddr::V6(_) => "[::]:0".parse().unwrap(),
+    };
+    let s = UdpSocket::bind(any)?;
+    s.connect(peer)?;
+    Ok(s.local_addr()?.ip())
+}
+
+/// `vpmctl peer show`: the state file of this namespace's agent.
+pub fn show(state_file: Option<&Path>, json: bool) -> Result<String> {
+    let path = match state_file {
+        Some(p) => p.to_path_buf(),
+        None => default_state_file()?,
+    };
+    let Some(st) = StateFile::read(&path)? else {
+        return Err(Error::Input(format!(
+            "no agent state at {}: is vpmctl agent running in this network namespace?",
+            path.display()
+        )));
+    };
+    if json {
+        return Ok(serde_json::to_string(&st).expect("plain data"));
+    }
+    let now = now_ms();
+    let left = |t: u64| format!("{}s", t.saturating_sub(now) / 1000);
+    let mut out = format!("epoch {:08x}\n", st.epoch);
+    out += "asked of peers (client):\n";
+    for e in &st.client {
+        let w = &e.want;
+        let (neg, life, state) = match &e.status {
+            super::client::Status::Granted {
+                negotiated,
+                expires_ms,
+            } => (
+                negotiated.to_string(),
+                left(*expires_ms),
+                "granted".to_string(),
+            ),
+            super::client::Status::Pending => ("-".into(), "-".into(), "pending".into()),
+            super::client::Status::Refused { result } => {
+                ("-".into(), "-".into(), format!("refused: {result}"))
+            }
+        };
+        out += &format!(
+            "  peer {:<12} aid {:<12} port {:<5} {:<8} negotiated {neg:<5} left {life:<6} {state}\n",
+            w.peer, w.aid, w.port, w.proto.to_string(),
+        );
+    }
+    out += "granted to peers (server):\n";
+    for r in &st.server.records {
+        out += &format!(
+            "  peer {:<12} aid {:<12} port {:<5} {:<8} negotiated {:<5} left {}\n",
+            r.peer,
+            r.aid,
+            r.port,
+            r.proto.to_string(),
+            r.negotiated,
+            left(r.expires_ms)
+        );
+    }
+    Ok(out)
+}

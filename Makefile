@@ -239,7 +239,7 @@ ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 INSTALL_MOD_DIR ?= updates
 VERSION := $(shell sed -n 's/^pub(crate) const VERSION: &CStr = c"\([^"]*\)";$$/\1/p' $(ROOT)/vpm_mod.rs)
-UNITS := vpm-restore.service vpm-metrics.service
+UNITS := vpm-restore.service vpm-metrics.service vpm-agent.service
 # What DKMS builds from: the module's sources, and the scripts its build
 # step (tools/dkms-make.sh) uses to pick the kernel's toolchain.
 DKMS_FILES := Kbuild dkms.conf vpm_*.rs vpm_sys vpm_glue.c vpm_glue.h gen/*.c gen/*.h gen/*.rs uapi \

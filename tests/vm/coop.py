@@ -8,7 +8,8 @@ sends them to an agent and prints what it answered.
       sends one request (N times, the same bytes: a replay) and prints
       one line per answer: "result=R negotiated=P lifetime=S signed=0|1"
   coop.py fuzz --to ADDR --from ADDR --key HEX --key-id N --count N
-      sends N random and mutated messages, prints how many got answers
+      sends N random, mutated, truncated, badly signed and validly signed
+      (but refused) messages, prints how many got answers
 """
 import argparse
 import hashlib
@@ -83,7 +84,7 @@ def cmd_fuzz(a):
     answered = 0
     base = seal(key, body(a.key_id, 1, b"\1" * 12, 60, 9000, "a", a.frm))
     for i in range(a.count):
-        kind = i % 4
+        kind = i % 5
         if kind == 0:
             m = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200)))
         elif kind == 1:
@@ -93,6 +94,18 @@ def cmd_fuzz(a):
             m = bytes(m)
         elif kind == 2:
             m = base[:rnd.randrange(0, len(base))]
+        elif kind == 4:
+            # Signed, fresh: past authentication, into the server's
+            # decisions, but for AIDs or ports S does not export (z...),
+            # any lifetime (0: a delete of nothing), any protocol bits,
+            # sometimes the wrong client address.  Must change nothing.
+            aid = "z" + "".join(rnd.choice("abc.-_09") for _ in range(rnd.randrange(0, 30)))
+            port = rnd.choice([9000, 9001, rnd.randrange(1, 65536)])
+            lifetime = rnd.choice([0, 1, 60, 2**32 - 1, rnd.getrandbits(32)])
+            client = a.frm if rnd.random() < 0.8 else "10.203.0.9"
+            seq = int(time.time() * 1e6) + i
+            m = seal(key, body(a.key_id, seq, os.urandom(12), lifetime, port, aid, client,
+                               protos=rnd.choice([1, 2, 3, rnd.randrange(0, 256)])))
         else:
             # Well-formed fields, random values, a bad MAC.
             b = bytearray(body(rnd.getrandbits(32), rnd.getrandbits(64), os.urandom(12),

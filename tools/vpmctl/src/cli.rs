@@ -169,7 +169,7 @@ pub enum Command {
   vpmctl agent --config /etc/vpm/agent.toml")]
     Agent {
         /// The configuration file (TOML: listen, state_file,
-        /// max_lifetime, [[peer]], [[export]], [[map]]).
+        /// max_lifetime, max_mappings_per_peer, [[peer]], [[export]], [[map]]).
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
     },

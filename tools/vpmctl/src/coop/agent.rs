@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{self, Key, ReplayWindow, SeqCounter};
 use super::client::{Client, Event, Want};
-use super::server::{AllocError, Allocator, Export, Outcome, Policy, ServerState};
+use super::server::{Alloc, AllocError, Allocator, Answer, Export, Outcome, Policy, ServerState};
 use super::wire::{self, Msg, Opcode, ResultCode};
 use crate::aid::Aid;
 use crate::connection::Connection;
@@ -40,6 +40,10 @@ const DEFAULT_MAX_LIFETIME: u32 = 3600;
 /// addresses nobody vouched for: a flood must not make this host a
 /// reflector).
 const ERROR_ANSWERS_PER_SEC: u32 = 20;
+/// Refusals logged per second, at most (any sender can cause them).
+const REFUSAL_LOGS_PER_SEC: u32 = 20;
+/// The records one peer may hold unless the configuration says otherwise.
+const DEFAULT_MAX_PER_PEER: usize = 64;
 
 /// The configuration file (TOML; docs/COOPERATIVE.md, "Configuration").
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +57,9 @@ pub struct Config {
     pub state_file: Option<PathBuf>,
     #[serde(default = "default_max_lifetime")]
     pub max_lifetime: u32,
+    /// The mappings one peer may hold here.
+    #[serde(default = "default_max_per_peer")]
+    pub max_mappings_per_peer: usize,
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConf>,
     #[serde(default, rename = "export")]
@@ -63,6 +70,10 @@ pub struct Config {
 
 fn default_max_lifetime() -> u32 {
     DEFAULT_MAX_LIFETIME
+}
+
+fn default_max_per_peer() -> usize {
+    DEFAULT_MAX_PER_PEER
 }
 
 /// A peer: the allow-list entry and its key.
@@ -119,14 +130,35 @@ impl Config {
                 ));
             }
         }
-        for e in &self.exports {
+        for (i, e) in self.exports.iter().enumerate() {
+            if self.exports[..i].iter().any(|f| f.port == e.port) {
+                return Err(format!(
+                    "port {} is exported twice: list its AIDs in one [[export]]",
+                    e.port
+                ));
+            }
+            if e.aids.is_empty() {
+                return Err(format!(
+                    "export of port {}: list the AIDs peers may ask for (aids = [...])",
+                    e.port
+                ));
+            }
             for peer in &e.peers {
                 if !names.contains(peer.as_str()) {
                     return Err(format!("export of port {}: no peer named {peer}", e.port));
                 }
             }
         }
-        for m in &self.maps {
+        for (i, m) in self.maps.iter().enumerate() {
+            if self.maps[..i]
+                .iter()
+                .any(|n| n.peer == m.peer && n.aid == m.aid && n.port == m.port)
+            {
+                return Err(format!(
+                    "map {} port {} from peer {} is listed twice",
+                    m.aid, m.port, m.peer
+                ));
+            }
             if !names.contains(m.peer.as_str()) {
                 return Err(format!(
                     "map {} port {}: no peer named {}",
@@ -173,6 +205,11 @@ pub struct StateFile {
     pub client: Vec<super::client::Entry>,
     /// What the agent did since it started (see docs/COOPERATIVE.md).
     pub counters: BTreeMap<String, u64>,
+    /// Per peer, the highest sequence number accepted: a restarted agent
+    /// refuses everything up to it, so a message captured before the
+    /// restart cannot be replayed after it.
+    #[serde(default)]
+    pub replay_tops: BTreeMap<String, u64>,
 }
 
 impl StateFile {
@@ -205,16 +242,16 @@ impl StateFile {
 struct Kernel<'a>(&'a Connection);
 
 impl Allocator for Kernel<'_> {
-    fn find(
-        &mut self,
-        aid: &Aid,
-        port: u16,
-    ) -> std::result::Result<Option<(u16, Proto)>, AllocError> {
+    fn find(&mut self, aid: &Aid, port: u16) -> std::result::Result<Option<Alloc>, AllocError> {
         let all = mapping::list(self.0).map_err(|e| AllocError::Failed(e.to_string()))?;
         Ok(all
             .into_iter()
             .find(|m| m.aid == *aid && m.port == port)
-            .map(|m| (m.anon_port, m.proto)))
+            .map(|m| Alloc {
+                anon: m.anon_port,
+                proto: m.proto,
+                claimed: m.cgroup.is_some() || m.cgroup_id.is_some(),
+            }))
     }
 
     fn allocate(
@@ -297,6 +334,13 @@ struct Agent {
     /// Unauthenticated error answers: the second they were counted in,
     /// and how many.
     error_budget: (u64, u32),
+    /// Refusals logged: the second, how many, how many left out since.
+    refusal_logs: (u64, u32, u64),
+    /// Counters changed since the last save, and when that was: counters
+    /// alone are saved at most once a second, so a flood of refused
+    /// datagrams does not rewrite the file at its own pace.
+    dirty: bool,
+    saved_ms: u64,
 }
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -308,22 +352,9 @@ pub fn run(config: &Path) -> Result<()> {
     };
     let mut peers = Vec::new();
     for p in &cfg.peers {
-        let hex = match (&p.key, &p.key_file) {
-            (Some(k), _) => k.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
-                Error::Input(format!(
-                    "agent: peer {}: cannot read {}: {e}",
-                    p.name,
-                    f.display()
-                ))
-            })?,
-            (None, None) => unreachable!("checked by Config::check"),
-        };
-        let key = Key::from_hex(p.key_id, &hex)
-            .map_err(|e| Error::Input(format!("agent: peer {}: {e}", p.name)))?;
         peers.push(Peer {
             conf: p.clone(),
-            key,
+            key: load_key(p)?,
             window: ReplayWindow::default(),
             seq: SeqCounter::new(now_ms() * 1000),
             local: None,
@@ -339,6 +370,11 @@ pub fn run(config: &Path) -> Result<()> {
         ))
     })?;
     let mut state = StateFile::read(&path)?.unwrap_or_default();
+    for p in &mut peers {
+        if let Some(&top) = state.replay_tops.get(&p.conf.name) {
+            p.window = ReplayWindow::after(top);
+        }
+    }
     let epoch = recover(&conn, &mut state)?;
     let client = Client::new(cfg.maps.clone(), now_ms());
     for (sig, what) in [
@@ -371,9 +407,28 @@ pub fn run(config: &Path) -> Result<()> {
         client,
         path,
         error_budget: (0, 0),
+        refusal_logs: (0, 0, 0),
+        dirty: false,
+        saved_ms: 0,
     };
     agent.save()?;
     agent.serve()
+}
+
+/// A peer's key, from the configuration or its key file.
+fn load_key(p: &PeerConf) -> Result<Key> {
+    let hex = match (&p.key, &p.key_file) {
+        (Some(k), _) => k.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
+            Error::Input(format!(
+                "agent: peer {}: cannot read {}: {e}",
+                p.name,
+                f.display()
+            ))
+        })?,
+        (None, None) => unreachable!("checked by Config::check"),
+    };
+    Key::from_hex(p.key_id, &hex).map_err(|e| Error::Input(format!("agent: peer {}: {e}", p.name)))
 }
 
 /// Keeps the state file's epoch if the kernel still holds every
@@ -382,20 +437,31 @@ pub fn run(config: &Path) -> Result<()> {
 /// dropped.
 fn recover(conn: &Connection, state: &mut StateFile) -> Result<u32> {
     let live = mapping::list(conn)?;
-    let have = |aid: &Aid, port: u16| live.iter().any(|m| m.aid == *aid && m.port == port);
-    let lost = state.server.created.iter().any(|(a, p)| !have(a, *p))
-        || state.server.records.iter().any(|r| !have(&r.aid, r.port));
+    // The very allocation: same (AID, port) and same anonymous port.
+    let have = |aid: &Aid, port: u16, anon: u16| {
+        live.iter()
+            .any(|m| m.aid == *aid && m.port == port && m.anon_port == anon)
+    };
+    let lost = state
+        .server
+        .created
+        .values()
+        .any(|(a, p, anon)| !have(a, *p, *anon))
+        || state
+            .server
+            .records
+            .iter()
+            .any(|r| !have(&r.aid, r.port, r.negotiated));
     if state.epoch == 0 || lost {
         state.epoch = u32::from_ne_bytes(random::<4>()).max(1);
-        state.server.records.retain(|r| have(&r.aid, r.port));
-        let kept: Vec<_> = state
+        state
+            .server
+            .records
+            .retain(|r| have(&r.aid, r.port, r.negotiated));
+        state
             .server
             .created
-            .iter()
-            .filter(|(a, p)| have(a, *p))
-            .cloned()
-            .collect();
-        state.server.created = kept.into_iter().collect();
+            .retain(|_, (a, p, anon)| have(a, *p, *anon));
     }
     Ok(state.epoch)
 }
@@ -403,10 +469,18 @@ fn recover(conn: &Connection, state: &mut StateFile) -> Result<u32> {
 impl Agent {
     fn count(&mut self, what: &str) {
         *self.state.counters.entry(what.to_string()).or_default() += 1;
+        self.dirty = true;
     }
 
     fn save(&mut self) -> Result<()> {
         self.state.client = self.client.entries.clone();
+        for p in &self.peers {
+            self.state
+                .replay_tops
+                .insert(p.conf.name.clone(), p.window.top());
+        }
+        self.dirty = false;
+        self.saved_ms = now_ms();
         self.state.write(&self.path)
     }
 
@@ -439,7 +513,7 @@ impl Agent {
                     ) => {}
                 Err(e) => log!("event=recv-error error=\"{e}\""),
             }
-            if changed {
+            if changed || (self.dirty && now_ms().saturating_sub(self.saved_ms) >= 1000) {
                 if let Err(e) = self.save() {
                     log!("event=save-error error=\"{e}\"");
                 }
@@ -463,17 +537,19 @@ impl Agent {
                 return;
             }
         };
-        let peers_changed = cfg.peers.len() != self.cfg.peers.len()
-            || cfg.peers.iter().zip(&self.cfg.peers).any(|(a, b)| {
-                a.name != b.name
-                    || a.address != b.address
-                    || a.port != b.port
-                    || a.key_id != b.key_id
-                    || a.key != b.key
-                    || a.key_file != b.key_file
-            });
+        // Keys compared by their secrets, so that a rotated key file is
+        // seen too.
+        let peers_changed = cfg.peers.len() != self.peers.len()
+            || cfg.peers.iter().zip(&self.peers).any(|(a, b)| {
+                a.name != b.conf.name
+                    || a.address != b.conf.address
+                    || a.port != b.conf.port
+                    || load_key(a).map_or(true, |k| !k.same_as(&b.key))
+            })
+            || cfg.listen != self.cfg.listen
+            || cfg.state_file != self.cfg.state_file;
         if peers_changed {
-            log!("event=reload-failed error=\"peers changed: restart the agent for that\" (the running configuration stays)");
+            log!("event=reload-failed error=\"peers, keys, listen or state_file changed: restart the agent for those\" (the running configuration stays)");
             return;
         }
         let (released, added) = self.client.reconfigure(cfg.maps.clone(), now_ms());
@@ -509,8 +585,18 @@ impl Agent {
                 continue;
             };
             let peer_addr = SocketAddr::new(self.peers[pi].conf.address, self.peers[pi].conf.port);
-            let local = match self.peers[pi].local {
-                Some(a) => a,
+            // The listening address when it is one (the datagram leaves
+            // from it), else the kernel's choice towards the peer.
+            let bound = self
+                .cfg
+                .listen
+                .map(|l| l.ip())
+                .filter(|ip| !ip.is_unspecified());
+            let local = match self.peers[pi].local.or(bound) {
+                Some(a) => {
+                    self.peers[pi].local = Some(a);
+                    a
+                }
                 None => match local_address(peer_addr) {
                     Ok(a) => {
                         self.peers[pi].local = Some(a);
@@ -557,83 +643,107 @@ impl Agent {
         changed
     }
 
-    /// One datagram; whether state changed.
+    /// One datagram; whether state (not just counters) changed.
     fn datagram(&mut self, bytes: &[u8], from: SocketAddr) -> bool {
         let src = canon(from.ip());
+        if bytes.len() < wire::MSG_LEN {
+            // Never answered: an answer would be larger than what came.
+            self.count("dropped_short");
+            return false;
+        }
         let Some(pi) = self.peers.iter().position(|p| canon(p.conf.address) == src) else {
             self.count("refused_not_allowed");
-            log!("event=refused from={from} reason=not-on-allow-list");
+            self.refusal_log(format_args!(
+                "event=refused from={from} reason=not-on-allow-list"
+            ));
             self.error_answer(from, bytes, ResultCode::NotAuthorized);
-            return true;
+            return false;
         };
+        let name = self.peers[pi].conf.name.clone();
         if let Some(result) = wire::unauthenticated_error(bytes) {
             // A peer that could not authenticate our request (or could
             // not parse it) says so unsigned: a hint for the operator,
             // never acted on.
             self.count("unauthenticated_errors_received");
-            log!(
-                "event=peer-error peer={} result={} (unsigned: check keys and clocks)",
-                self.peers[pi].conf.name,
+            self.refusal_log(format_args!(
+                "event=peer-error peer={name} result={} (unsigned: check keys and clocks)",
                 result.name()
-            );
-            return true;
+            ));
+            return false;
         }
         let (msg, tag) = match Msg::decode(bytes) {
             Ok(m) => m,
             Err(e) => {
                 self.count("refused_malformed");
-                log!(
-                    "event=refused peer={} reason=malformed detail=\"{e}\"",
-                    self.peers[pi].conf.name
-                );
+                self.refusal_log(format_args!(
+                    "event=refused peer={name} reason=malformed detail=\"{e}\""
+                ));
                 self.error_answer(from, bytes, e.result());
-                return true;
+                return false;
             }
         };
-        let name = self.peers[pi].conf.name.clone();
         let now = now_ms();
-        let p = &mut self.peers[pi];
-        if let Err(r) = auth::check(&p.key, &mut p.window, &msg, &tag, now) {
+        let p = &self.peers[pi];
+        if let Err(r) = auth::verify(&p.key, &p.window, &msg, &tag, now) {
             self.count(&format!("refused_{}", r.name().replace('-', "_")));
-            log!("event=refused peer={name} reason={}", r.name());
+            self.refusal_log(format_args!(
+                "event=refused peer={name} reason={}",
+                r.name()
+            ));
             if !msg.answer {
                 self.error_answer(from, bytes, ResultCode::NotAuthorized);
             }
-            return true;
+            return false;
         }
         if msg.answer {
             self.count("answers_received");
-            let events = self.client.answer(&name, &msg, now, jitter);
-            for e in &events {
-                self.log_client(e);
+            // Bound to its direction: our address, our nonce.  Anything
+            // else (a reflected answer, a late duplicate) changes nothing.
+            let ours = self.peers[pi].local.map(|a| wire::to_wire_addr(canon(a)));
+            if ours != Some(wire::to_wire_addr(canon(wire::from_wire_addr(msg.client)))) {
+                self.count("answers_unmatched");
+                return false;
             }
-            return !events.is_empty();
+            let Some(events) = self.client.answer(&name, &msg, now, jitter) else {
+                self.count("answers_unmatched");
+                return false;
+            };
+            self.peers[pi].window.accept(msg.seq);
+            for e in &events {
+                self.log_client(pi, e);
+            }
+            return true;
         }
         self.count("requests_received");
-        let (result, negotiated, lifetime, outcome) =
-            if wire::from_wire_addr(msg.client).to_canonical() != src {
-                (
+        let claimed = wire::from_wire_addr(msg.client).to_canonical();
+        let answer = if claimed != src {
+            // Not accepted into the window: a request reflected back to
+            // its sender (which names the sender as client) lands here.
+            Answer {
+                result: ResultCode::AddressMismatch,
+                negotiated: 0,
+                lifetime: 0,
+                outcome: Outcome::Refused(
                     ResultCode::AddressMismatch,
-                    0,
-                    0,
-                    Outcome::Refused(
-                        ResultCode::AddressMismatch,
-                        format!(
-                            "request says {} but came from {src}",
-                            wire::from_wire_addr(msg.client)
-                        ),
-                    ),
-                )
-            } else {
-                let policy = Policy {
-                    exports: &self.cfg.exports,
-                    max_lifetime: self.cfg.max_lifetime,
-                };
-                self.state
-                    .server
-                    .handle(&policy, &mut Kernel(&self.conn), &name, &msg, now)
+                    format!("request says {claimed} but came from {src}"),
+                ),
+                state_lost: false,
+            }
+        } else {
+            self.peers[pi].window.accept(msg.seq);
+            let policy = Policy {
+                exports: &self.cfg.exports,
+                max_lifetime: self.cfg.max_lifetime,
+                max_per_peer: self.cfg.max_mappings_per_peer,
             };
-        match &outcome {
+            self.state
+                .server
+                .handle(&policy, &mut Kernel(&self.conn), &name, &msg, now)
+        };
+        if answer.state_lost {
+            self.new_epoch("an allocation peers held was gone or moved");
+        }
+        match &answer.outcome {
             Outcome::Granted { negotiated, lifetime, created } => log!(
                 "event=granted peer={name} aid={} port={} negotiated={negotiated} lifetime={lifetime} created={created}",
                 msg.aid, msg.port
@@ -642,28 +752,63 @@ impl Agent {
                 log!("event=deleted peer={name} aid={} port={} released={released}", msg.aid, msg.port)
             }
             Outcome::Absent => log!("event=deleted peer={name} aid={} port={} (had none)", msg.aid, msg.port),
-            Outcome::Refused(code, why) => log!(
+            Outcome::Refused(code, why) => self.refusal_log(format_args!(
                 "event=refused peer={name} aid={} port={} result={} reason=\"{why}\"",
                 msg.aid, msg.port, code.name()
-            ),
+            )),
         }
-        self.count(&format!("answers_{}", result.name().replace('-', "_")));
+        self.count(&format!(
+            "answers_{}",
+            answer.result.name().replace('-', "_")
+        ));
         let p = &mut self.peers[pi];
-        let answer = Msg {
+        let reply = Msg {
             answer: true,
-            result,
+            result: answer.result,
             key_id: p.key.id,
             epoch: self.state.epoch,
             seq: p.seq.next(now * 1000),
             time_ms: now,
-            lifetime,
-            negotiated,
+            lifetime: answer.lifetime,
+            negotiated: answer.negotiated,
             ..msg
         };
-        if let Err(e) = self.sock.send_to(&p.key.seal(&answer), from) {
+        if let Err(e) = self.sock.send_to(&p.key.seal(&reply), from) {
             log!("event=send-error peer={name} error=\"{e}\"");
         }
-        true
+        !matches!(answer.outcome, Outcome::Refused(..))
+    }
+
+    /// A new epoch: peers that see it ask for all their mappings again.
+    fn new_epoch(&mut self, why: &str) {
+        self.state.epoch = u32::from_ne_bytes(random::<4>()).max(1);
+        log!(
+            "event=new-epoch epoch={:08x} reason=\"{why}\"",
+            self.state.epoch
+        );
+        self.count("epochs");
+    }
+
+    /// Logs a refusal, at most [`REFUSAL_LOGS_PER_SEC`] a second (each a
+    /// sender may cause at will); how many were left out is logged with
+    /// the next one.
+    fn refusal_log(&mut self, line: std::fmt::Arguments<'_>) {
+        let sec = now_ms() / 1000;
+        let (at, n, left_out) = &mut self.refusal_logs;
+        if *at != sec {
+            *at = sec;
+            *n = 0;
+        }
+        if *n >= REFUSAL_LOGS_PER_SEC {
+            *left_out += 1;
+            return;
+        }
+        *n += 1;
+        if *left_out > 0 {
+            log!("event=refusals-not-logged count={left_out}");
+            *left_out = 0;
+        }
+        log!("{line}");
     }
 
     /// An unsigned error answer, within [`ERROR_ANSWERS_PER_SEC`]; never
@@ -684,35 +829,40 @@ impl Agent {
         let _ = self.sock.send_to(&wire::error_answer(result), to);
     }
 
-    fn log_client(&mut self, e: &Event) {
-        let want = |i: usize| self.client.entries.get(i).map(|e| e.want.clone());
+    fn log_client(&mut self, pi: usize, e: &Event) {
         match e {
             Event::Granted {
-                index,
+                want: w,
                 negotiated,
                 lifetime,
             } => {
-                if let Some(w) = want(*index) {
-                    log!(
-                        "event=negotiated peer={} aid={} port={} negotiated={negotiated} lifetime={lifetime}",
-                        w.peer, w.aid, w.port
-                    );
-                }
+                log!(
+                    "event=negotiated peer={} aid={} port={} negotiated={negotiated} lifetime={lifetime}",
+                    w.peer, w.aid, w.port
+                );
                 self.count("client_granted");
             }
-            Event::Deleted { .. } => {
-                log!("event=released side=client");
+            Event::Deleted { want: w, result } => {
+                log!(
+                    "event=released side=client peer={} aid={} port={} result={}",
+                    w.peer,
+                    w.aid,
+                    w.port,
+                    result.name()
+                );
                 self.count("client_released");
             }
-            Event::Refused { index, result } => {
-                if let Some(w) = want(*index) {
-                    log!(
-                        "event=refused-by-peer peer={} aid={} port={} result={}",
-                        w.peer,
-                        w.aid,
-                        w.port,
-                        result.name()
-                    );
+            Event::Refused { want: w, result } => {
+                log!(
+                    "event=refused-by-peer peer={} aid={} port={} result={}",
+                    w.peer,
+                    w.aid,
+                    w.port,
+                    result.name()
+                );
+                if *result == ResultCode::AddressMismatch {
+                    // Our address changed: look it up again.
+                    self.peers[pi].local = None;
                 }
                 self.count("client_refused");
             }

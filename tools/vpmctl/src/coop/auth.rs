@@ -8,8 +8,8 @@
 //! sequence number is new in the peer's anti-replay window (a 64-entry
 //! bitmap behind the highest number seen, as IPsec's); and, for an
 //! answer, its nonce is that of a request still waiting.  Nothing about
-//! a peer's state changes before the MAC has verified, so forged
-//! messages cannot move the window.
+//! a peer's state changes before all of that holds, so neither forged
+//! nor reflected messages move the window.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -84,6 +84,11 @@ impl Key {
         msg.encode(&tag)
     }
 
+    /// Whether both are the same key (id and secret).
+    pub fn same_as(&self, other: &Key) -> bool {
+        self.id == other.id && self.secret == other.secret
+    }
+
     /// Whether `tag` is the MAC of `body` under this key (in constant time).
     pub fn verify(&self, body: &[u8; BODY_LEN], tag: &[u8; MAC_LEN]) -> bool {
         let mut mac = self.mac();
@@ -126,6 +131,20 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
+    /// A window that refuses every number up to `top` (a restart's: what
+    /// was accepted before it is not known one by one).
+    pub fn after(top: u64) -> Self {
+        Self {
+            top,
+            seen: u64::MAX,
+        }
+    }
+
+    /// The highest number accepted.
+    pub fn top(&self) -> u64 {
+        self.top
+    }
+
     /// Whether `seq` would be accepted (nothing changes).
     pub fn fresh(&self, seq: u64) -> bool {
         if seq > self.top {
@@ -153,11 +172,15 @@ impl ReplayWindow {
 }
 
 /// Checks a decoded message from a peer with key `key`, received at
-/// `now_ms`, against the peer's `window`, and records its sequence
-/// number when it is accepted.
-pub fn check(
+/// `now_ms`, against the peer's `window`.  Changes nothing: the caller
+/// records the sequence number ([`ReplayWindow::accept`]) only once the
+/// message is also bound to its direction, because both directions share
+/// the key: a request's client address must be its source, an answer's
+/// must be this host's and its nonce a waiting request's.  So a message
+/// reflected back to its sender moves no window.
+pub fn verify(
     key: &Key,
-    window: &mut ReplayWindow,
+    window: &ReplayWindow,
     msg: &Msg,
     tag: &[u8; MAC_LEN],
     now_ms: u64,
@@ -174,7 +197,6 @@ pub fn check(
     if !window.fresh(msg.seq) {
         return Err(Refusal::Replay);
     }
-    window.accept(msg.seq);
     Ok(())
 }
 
@@ -221,9 +243,11 @@ mod tests {
         let m = sample();
         let b = k.seal(&m);
         let (d, tag) = Msg::decode(&b).unwrap();
-        assert_eq!(check(&k, &mut w, &d, &tag, m.time_ms), Ok(()));
-        // The same message again is a replay.
-        assert_eq!(check(&k, &mut w, &d, &tag, m.time_ms), Err(Refusal::Replay));
+        assert_eq!(verify(&k, &w, &d, &tag, m.time_ms), Ok(()));
+        // Verifying changes nothing; once accepted, it is a replay.
+        assert_eq!(verify(&k, &w, &d, &tag, m.time_ms), Ok(()));
+        w.accept(d.seq);
+        assert_eq!(verify(&k, &w, &d, &tag, m.time_ms), Err(Refusal::Replay));
     }
 
     #[test]
@@ -232,21 +256,18 @@ mod tests {
         let b = key().seal(&m);
         let (d, tag) = Msg::decode(&b).unwrap();
         let other = Key::from_hex(7, "ffeeddccbbaa99887766554433221100").unwrap();
-        let mut w = ReplayWindow::default();
-        assert_eq!(
-            check(&other, &mut w, &d, &tag, m.time_ms),
-            Err(Refusal::Mac)
-        );
+        let w = ReplayWindow::default();
+        assert_eq!(verify(&other, &w, &d, &tag, m.time_ms), Err(Refusal::Mac));
         let other_id = Key::from_hex(8, "00112233445566778899aabbccddeeff").unwrap();
         assert_eq!(
-            check(&other_id, &mut w, &d, &tag, m.time_ms),
+            verify(&other_id, &w, &d, &tag, m.time_ms),
             Err(Refusal::KeyId)
         );
         for bit in 0..MSG_LEN * 8 {
             let mut f = b;
             f[bit / 8] ^= 1 << (bit % 8);
             if let Ok((d, tag)) = Msg::decode(&f) {
-                let r = check(&key(), &mut w, &d, &tag, m.time_ms);
+                let r = verify(&key(), &w, &d, &tag, m.time_ms);
                 assert!(r.is_err(), "bit {bit} flipped was accepted");
             }
         }
@@ -259,17 +280,17 @@ mod tests {
         let m = sample();
         let k = key();
         let (d, tag) = Msg::decode(&k.seal(&m)).unwrap();
-        let mut w = ReplayWindow::default();
+        let w = ReplayWindow::default();
         let t = m.time_ms;
         assert_eq!(
-            check(&k, &mut w, &d, &tag, t + TIME_WINDOW_MS + 1),
+            verify(&k, &w, &d, &tag, t + TIME_WINDOW_MS + 1),
             Err(Refusal::Time)
         );
         assert_eq!(
-            check(&k, &mut w, &d, &tag, t - TIME_WINDOW_MS - 1),
+            verify(&k, &w, &d, &tag, t - TIME_WINDOW_MS - 1),
             Err(Refusal::Time)
         );
-        assert_eq!(check(&k, &mut w, &d, &tag, t + TIME_WINDOW_MS), Ok(()));
+        assert_eq!(verify(&k, &w, &d, &tag, t + TIME_WINDOW_MS), Ok(()));
     }
 
     #[test]
@@ -287,6 +308,10 @@ mod tests {
         w.accept(1000);
         assert!(!w.fresh(936));
         assert!(w.fresh(937));
+        // After a restart: nothing up to the saved top, anything above.
+        let r = ReplayWindow::after(w.top());
+        assert!(!r.fresh(1000) && !r.fresh(999) && !r.fresh(937));
+        assert!(r.fresh(1001));
     }
 
     #[test]

@@ -62,27 +62,56 @@ pub struct Entry {
     /// The current retransmission delay.
     #[serde(skip)]
     rto_ms: u64,
-    /// The nonce of the request waiting for its answer.
+    /// The current request's nonce (kept across its retransmissions, so
+    /// that a late answer to an earlier copy still counts) and when its
+    /// first copy went out (a grant's lifetime counts from then).
     #[serde(skip)]
-    nonce: Option<[u8; 12]>,
+    request: Option<([u8; 12], u64)>,
     /// Deleting (lifetime 0 sent) rather than mapping.
     #[serde(skip)]
     deleting: bool,
+}
+
+impl Entry {
+    fn new(want: Want, now_ms: u64) -> Self {
+        Self {
+            want,
+            status: Status::Pending,
+            next_send_ms: now_ms,
+            rto_ms: FIRST_RTO_MS,
+            request: None,
+            deleting: false,
+        }
+    }
+
+    /// A new request, due at once.
+    fn restart(&mut self, now_ms: u64) {
+        self.next_send_ms = now_ms;
+        self.rto_ms = FIRST_RTO_MS;
+        self.request = None;
+    }
+
+    fn same_mapping(&self, w: &Want) -> bool {
+        self.want.peer == w.peer && self.want.aid == w.aid && self.want.port == w.port
+    }
 }
 
 /// What an answer did, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Granted {
-        index: usize,
+        want: Want,
         negotiated: u16,
         lifetime: u32,
     },
+    /// The answer to a delete (final whatever its result: a refused
+    /// delete is not retried, the record's lifetime ends it).
     Deleted {
-        index: usize,
+        want: Want,
+        result: ResultCode,
     },
     Refused {
-        index: usize,
+        want: Want,
         result: ResultCode,
     },
     /// The peer's epoch changed: its mappings are requested again.
@@ -98,8 +127,7 @@ pub struct Client {
     epochs: std::collections::BTreeMap<String, u32>,
 }
 
-/// A request to send: the entry, and the message without its key id,
-/// sequence number, time and epoch (the agent sets those).
+/// A request to send (the agent adds key id, sequence, time and epoch).
 pub struct Request {
     pub peer: String,
     pub nonce: [u8; 12],
@@ -111,19 +139,8 @@ pub struct Request {
 
 impl Client {
     pub fn new(wants: Vec<Want>, now_ms: u64) -> Self {
-        let entries = wants
-            .into_iter()
-            .map(|want| Entry {
-                want,
-                status: Status::Pending,
-                next_send_ms: now_ms,
-                rto_ms: FIRST_RTO_MS,
-                nonce: None,
-                deleting: false,
-            })
-            .collect();
         Self {
-            entries,
+            entries: wants.into_iter().map(|w| Entry::new(w, now_ms)).collect(),
             epochs: Default::default(),
         }
     }
@@ -134,27 +151,40 @@ impl Client {
     pub fn release(&mut self, i: usize, now_ms: u64) {
         let e = &mut self.entries[i];
         e.deleting = true;
-        e.next_send_ms = now_ms;
-        e.rto_ms = FIRST_RTO_MS;
+        e.restart(now_ms);
     }
 
-    /// A new configuration's wants: those no longer listed are released
-    /// (see [`Self::release`]), new ones requested at once, and the ones
-    /// in both kept as they stand.  How many were released and added.
+    /// A new configuration's wants, by (peer, AID, port): those no longer
+    /// listed are released (see [`Self::release`]); those listed again
+    /// take the new lifetime and protocols in place (a pending delete of
+    /// one is cancelled), renewed at once; new ones are requested at
+    /// once.  How many were released and added.
     pub fn reconfigure(&mut self, wants: Vec<Want>, now_ms: u64) -> (usize, usize) {
         let mut released = 0;
         for i in 0..self.entries.len() {
-            if !self.entries[i].deleting && !wants.contains(&self.entries[i].want) {
-                self.release(i, now_ms);
-                released += 1;
+            match wants.iter().find(|w| self.entries[i].same_mapping(w)) {
+                Some(w) => {
+                    let e = &mut self.entries[i];
+                    if e.deleting || e.want != *w {
+                        e.want = w.clone();
+                        e.deleting = false;
+                        e.restart(now_ms);
+                    }
+                }
+                None if !self.entries[i].deleting => {
+                    self.release(i, now_ms);
+                    released += 1;
+                }
+                None => {}
             }
         }
         let new: Vec<Want> = wants
             .into_iter()
-            .filter(|w| !self.entries.iter().any(|e| !e.deleting && e.want == *w))
+            .filter(|w| !self.entries.iter().any(|e| e.same_mapping(w)))
             .collect();
         let added = new.len();
-        self.entries.extend(Client::new(new, now_ms).entries);
+        self.entries
+            .extend(new.into_iter().map(|w| Entry::new(w, now_ms)));
         (released, added)
     }
 
@@ -167,18 +197,15 @@ impl Client {
         mut jitter: impl FnMut(u64) -> u64,
     ) -> Vec<Request> {
         let mut out = Vec::new();
-        let mut gone = Vec::new();
-        for (index, e) in self.entries.iter_mut().enumerate() {
+        self.entries.retain(|e| {
+            // A delete the peer never answered: its lifetime ends it.
+            !(e.deleting && e.next_send_ms <= now_ms && e.rto_ms > MAX_RTO_MS / 4)
+        });
+        for e in &mut self.entries {
             if e.next_send_ms > now_ms {
                 continue;
             }
-            if e.deleting && e.rto_ms > MAX_RTO_MS / 4 {
-                // A delete the peer never answered: its lifetime ends it.
-                gone.push(index);
-                continue;
-            }
-            let n = nonce();
-            e.nonce = Some(n);
+            let (n, _) = *e.request.get_or_insert_with(|| (nonce(), now_ms));
             e.next_send_ms = now_ms + e.rto_ms + jitter(e.rto_ms / 10 + 1);
             e.rto_ms = (e.rto_ms * 2).min(MAX_RTO_MS);
             out.push(Request {
@@ -190,9 +217,6 @@ impl Client {
                 lifetime: if e.deleting { 0 } else { e.want.lifetime },
             });
         }
-        for i in gone.into_iter().rev() {
-            self.entries.remove(i);
-        }
         out
     }
 
@@ -202,57 +226,44 @@ impl Client {
     }
 
     /// An authenticated answer from `peer` at `now_ms`; `jitter` as for
-    /// [`Self::due`].  Answers whose nonce no entry waits for are
-    /// ignored (None).
+    /// [`Self::due`].  None, and nothing changed, when no request waits
+    /// for its nonce (a late duplicate, or a message reflected back).
     pub fn answer(
         &mut self,
         peer: &str,
         msg: &Msg,
         now_ms: u64,
         mut jitter: impl FnMut(u64) -> u64,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
-        let restarted = match self.epochs.insert(peer.to_string(), msg.epoch) {
-            Some(old) => old != msg.epoch,
-            None => false,
-        };
-        if restarted {
-            for e in self.entries.iter_mut().filter(|e| e.want.peer == peer) {
-                e.next_send_ms = now_ms;
-                e.rto_ms = FIRST_RTO_MS;
-            }
-            events.push(Event::PeerRestarted {
-                peer: peer.to_string(),
-            });
-        }
-        let Some(index) = self
+    ) -> Option<Vec<Event>> {
+        let index = self
             .entries
             .iter()
-            .position(|e| e.want.peer == peer && e.nonce == Some(msg.nonce))
-        else {
-            return events;
-        };
+            .position(|e| e.want.peer == peer && e.request.is_some_and(|(n, _)| n == msg.nonce))?;
+        let mut events = Vec::new();
+        let sent_ms = self.entries[index].request.map_or(now_ms, |(_, t)| t);
         let e = &mut self.entries[index];
-        e.nonce = None;
+        e.request = None;
         e.rto_ms = FIRST_RTO_MS;
         if e.deleting {
-            if msg.result == ResultCode::Success {
-                self.entries.remove(index);
-                events.push(Event::Deleted { index });
-            }
-            return events;
-        }
-        if msg.result == ResultCode::Success && msg.negotiated != 0 && msg.lifetime > 0 {
+            let want = e.want.clone();
+            self.entries.remove(index);
+            events.push(Event::Deleted {
+                want,
+                result: msg.result,
+            });
+        } else if msg.result == ResultCode::Success && msg.negotiated != 0 && msg.lifetime > 0 {
+            // The lifetime counts from the request, as the peer's does
+            // (give or take the way there).
             let life_ms = u64::from(msg.lifetime) * 1000;
             e.status = Status::Granted {
                 negotiated: msg.negotiated,
-                expires_ms: now_ms + life_ms,
+                expires_ms: sent_ms + life_ms,
             };
             // Renew at half the lifetime, less up to a tenth of jitter,
             // so that peers' renewals spread out.
-            e.next_send_ms = now_ms + life_ms / 2 - jitter(life_ms / 10 + 1).min(life_ms / 2);
+            e.next_send_ms = sent_ms + life_ms / 2 - jitter(life_ms / 10 + 1).min(life_ms / 2);
             events.push(Event::Granted {
-                index,
+                want: e.want.clone(),
                 negotiated: msg.negotiated,
                 lifetime: msg.lifetime,
             });
@@ -262,11 +273,26 @@ impl Client {
             };
             e.next_send_ms = now_ms + RETRY_REFUSED_MS;
             events.push(Event::Refused {
-                index,
+                want: e.want.clone(),
                 result: msg.result,
             });
         }
-        events
+        // The epoch only from an answer to our own request.
+        let restarted = self
+            .epochs
+            .insert(peer.to_string(), msg.epoch)
+            .is_some_and(|old| old != msg.epoch);
+        if restarted {
+            for e in self.entries.iter_mut().filter(|e| e.want.peer == peer) {
+                if e.request.is_none() {
+                    e.restart(now_ms);
+                }
+            }
+            events.push(Event::PeerRestarted {
+                peer: peer.to_string(),
+            });
+        }
+        Some(events)
     }
 
     /// Drops grants whose lifetime ran out unrenewed (the peer dropped
@@ -301,7 +327,7 @@ mod tests {
     }
 
     fn answer_to(
-        r: &Request,
+        nonce: [u8; 12],
         result: ResultCode,
         negotiated: u16,
         lifetime: u32,
@@ -309,7 +335,7 @@ mod tests {
     ) -> Msg {
         let mut m = sample();
         m.answer = true;
-        m.nonce = r.nonce;
+        m.nonce = nonce;
         m.result = result;
         m.negotiated = negotiated;
         m.lifetime = lifetime;
@@ -317,119 +343,159 @@ mod tests {
         m
     }
 
+    fn counter() -> impl FnMut() -> [u8; 12] {
+        let mut n = 0u8;
+        move || {
+            n += 1;
+            [n; 12]
+        }
+    }
+
     #[test]
     fn request_retransmit_grant_renew() {
         let mut c = Client::new(vec![want("a")], 0);
-        let mut n = 0u8;
-        let mut nonce = || {
-            n += 1;
-            [n; 12]
-        };
+        let mut nonce = counter();
         let r = c.due(0, &mut nonce, |_| 0);
         assert_eq!(r.len(), 1);
         assert!(c.due(999, &mut nonce, |_| 0).is_empty());
-        let r = c.due(1000, &mut nonce, |_| 0);
-        assert_eq!(r.len(), 1, "retransmitted after 1 s");
+        let r2 = c.due(1000, &mut nonce, |_| 0);
+        assert_eq!(r2.len(), 1, "retransmitted after 1 s");
+        assert_eq!(r2[0].nonce, r[0].nonce, "same request, same nonce");
         assert_eq!(c.next_due(), Some(3000), "then after 2 s");
-        // An answer to the first (stale) nonce is ignored.
-        let stale = Request {
-            nonce: [1; 12],
-            ..r[0].clone_req()
-        };
+        // An answer with another nonce changes nothing.
         assert!(c
             .answer(
                 "s",
-                &answer_to(&stale, ResultCode::Success, 1, 100, 5),
+                &answer_to([77; 12], ResultCode::Success, 1, 100, 5),
                 1100,
                 |_| 0
             )
-            .is_empty());
-        let ev = c.answer(
-            "s",
-            &answer_to(&r[0], ResultCode::Success, 41000, 100, 5),
-            1200,
-            |_| 0,
-        );
+            .is_none());
+        // A late answer to the first copy counts, from its send time.
+        let ev = c
+            .answer(
+                "s",
+                &answer_to(r[0].nonce, ResultCode::Success, 41000, 100, 5),
+                1200,
+                |_| 0,
+            )
+            .unwrap();
         assert_eq!(
             ev,
             vec![Event::Granted {
-                index: 0,
+                want: want("a"),
                 negotiated: 41000,
                 lifetime: 100
             }]
         );
-        assert_eq!(
-            c.next_due(),
-            Some(1200 + 50_000),
-            "renewal at half the lifetime"
-        );
-        assert_eq!(c.expire(101_199), 0);
-        assert_eq!(c.expire(101_200), 1);
+        assert_eq!(c.next_due(), Some(50_000), "renewal at half the lifetime");
+        assert_eq!(c.expire(99_999), 0);
+        assert_eq!(c.expire(100_000), 1);
+        // The renewal is a new request.
+        let r3 = c.due(50_000, &mut nonce, |_| 0);
+        assert_ne!(r3[0].nonce, r[0].nonce);
     }
 
     #[test]
     fn refusal_then_epoch_change() {
         let mut c = Client::new(vec![want("a"), want("b")], 0);
-        let r = c.due(0, || [1; 12], |_| 0);
-        let r2 = Request {
-            nonce: [2; 12],
-            ..r[1].clone_req()
-        };
-        c.entries[1].nonce = Some([2; 12]);
-        let ev = c.answer(
-            "s",
-            &answer_to(&r[0], ResultCode::NoResources, 0, 0, 5),
-            10,
-            |_| 0,
-        );
+        let r = c.due(0, counter(), |_| 0);
+        let ev = c
+            .answer(
+                "s",
+                &answer_to(r[0].nonce, ResultCode::NoResources, 0, 0, 5),
+                10,
+                |_| 0,
+            )
+            .unwrap();
         assert_eq!(
             ev,
             vec![Event::Refused {
-                index: 0,
+                want: want("a"),
                 result: ResultCode::NoResources
             }]
         );
         assert_eq!(c.entries[0].next_send_ms, 10 + RETRY_REFUSED_MS);
         c.answer(
             "s",
-            &answer_to(&r2, ResultCode::Success, 41001, 100, 5),
+            &answer_to(r[1].nonce, ResultCode::Success, 41001, 100, 5),
             20,
             |_| 0,
         );
-        // A new epoch: everything of that peer is due at once.
-        let mut m = answer_to(&r2, ResultCode::Success, 41001, 100, 6);
-        m.nonce = [9; 12];
-        let ev = c.answer("s", &m, 30, |_| 0);
-        assert_eq!(ev, vec![Event::PeerRestarted { peer: "s".into() }]);
-        assert_eq!(c.due(30, || [3; 12], |_| 0).len(), 2);
+        // A new epoch, seen in an answer to our own request: everything
+        // of that peer is due at once.
+        let r = c.due(50_000, counter(), |_| 0);
+        let ev = c
+            .answer(
+                "s",
+                &answer_to(r[0].nonce, ResultCode::Success, 41001, 100, 6),
+                50_010,
+                |_| 0,
+            )
+            .unwrap();
+        assert!(ev.contains(&Event::PeerRestarted { peer: "s".into() }));
+        // a, just answered, is asked again at once; b's request is still
+        // on its way (its answer will carry the new epoch).
+        let again = c.due(50_010, counter(), |_| 0);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].aid.as_str(), "a");
     }
 
     #[test]
-    fn release_sends_lifetime_zero_and_drops_on_answer() {
+    fn a_delete_ends_with_any_answer() {
+        for result in [
+            ResultCode::Success,
+            ResultCode::NotAuthorized,
+            ResultCode::NoSuchPort,
+        ] {
+            let mut c = Client::new(vec![want("a")], 0);
+            c.release(0, 0);
+            let r = c.due(0, counter(), |_| 0);
+            assert_eq!(r[0].lifetime, 0);
+            let ev = c
+                .answer("s", &answer_to(r[0].nonce, result, 0, 0, 5), 5, |_| 0)
+                .unwrap();
+            assert_eq!(
+                ev,
+                vec![Event::Deleted {
+                    want: want("a"),
+                    result
+                }]
+            );
+            assert!(c.entries.is_empty());
+        }
+        // Unanswered: dropped after a few retransmissions.
         let mut c = Client::new(vec![want("a")], 0);
         c.release(0, 0);
-        let r = c.due(0, || [4; 12], |_| 0);
-        assert_eq!(r[0].lifetime, 0);
-        let ev = c.answer(
-            "s",
-            &answer_to(&r[0], ResultCode::Success, 0, 0, 5),
-            5,
-            |_| 0,
-        );
-        assert_eq!(ev, vec![Event::Deleted { index: 0 }]);
-        assert!(c.entries.is_empty());
+        let mut t = 0;
+        while !c.entries.is_empty() && t < 100_000 {
+            c.due(t, counter(), |_| 0);
+            t += 500;
+        }
+        assert!(c.entries.is_empty() && t < 30_000, "{t}");
     }
 
-    impl Request {
-        fn clone_req(&self) -> Request {
-            Request {
-                peer: self.peer.clone(),
-                nonce: self.nonce,
-                aid: self.aid.clone(),
-                port: self.port,
-                proto: self.proto,
-                lifetime: self.lifetime,
-            }
-        }
+    #[test]
+    fn reconfigure_keeps_mappings_by_key() {
+        let mut c = Client::new(vec![want("a"), want("b")], 0);
+        let r = c.due(0, counter(), |_| 0);
+        c.answer(
+            "s",
+            &answer_to(r[0].nonce, ResultCode::Success, 41000, 100, 5),
+            1,
+            |_| 0,
+        );
+        // a's lifetime changes: renewed in place, not deleted; b goes.
+        let mut a2 = want("a");
+        a2.lifetime = 300;
+        assert_eq!(c.reconfigure(vec![a2.clone()], 10), (1, 0));
+        let r = c.due(10, counter(), |_| 0);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].aid.as_str(), r[0].lifetime), ("a", 300));
+        assert_eq!((r[1].aid.as_str(), r[1].lifetime), ("b", 0));
+        // b comes back before its delete was answered: cancelled.
+        assert_eq!(c.reconfigure(vec![a2, want("b")], 20), (0, 0));
+        let r = c.due(20, counter(), |_| 0);
+        assert_eq!((r[0].aid.as_str(), r[0].lifetime), ("b", 100));
     }
 }

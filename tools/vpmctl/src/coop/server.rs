@@ -10,7 +10,7 @@
 //! the agent created goes; one that existed before (an instance started
 //! with `vpmctl exec`, say) is left alone.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,10 +26,11 @@ pub const MIN_LIFETIME: u32 = 10;
 #[serde(deny_unknown_fields)]
 pub struct Export {
     pub port: u16,
+    /// What the agent allocates (whatever protocols a request names).
     #[serde(default)]
     pub proto: Proto,
-    /// The AIDs peers may ask for (empty: any).
-    #[serde(default)]
+    /// The AIDs peers may ask for: at least one (no wildcard, so that a
+    /// peer cannot fill the range with AIDs of its choosing).
     pub aids: Vec<Aid>,
     /// The peers that may ask (empty: every configured peer).
     #[serde(default)]
@@ -45,11 +46,20 @@ pub enum AllocError {
     Failed(String),
 }
 
+/// An allocation in the kernel, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alloc {
+    pub anon: u16,
+    pub proto: Proto,
+    /// A cgroup is attached (an instance started by `vpmctl exec`, or
+    /// `add --cgroup`): someone else relies on it.
+    pub claimed: bool,
+}
+
 /// The kernel's allocations, as the server needs them.
 pub trait Allocator {
-    /// The allocation of (aid, port), if there is one: its anonymous
-    /// port and protocols.
-    fn find(&mut self, aid: &Aid, port: u16) -> Result<Option<(u16, Proto)>, AllocError>;
+    /// The allocation of (aid, port), if there is one.
+    fn find(&mut self, aid: &Aid, port: u16) -> Result<Option<Alloc>, AllocError>;
     /// Allocates (aid, port) for `proto`; its anonymous port.
     fn allocate(&mut self, aid: &Aid, port: u16, proto: Proto) -> Result<u16, AllocError>;
     /// Releases the allocation of (aid, port).
@@ -73,8 +83,10 @@ pub struct Record {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerState {
     pub records: Vec<Record>,
-    /// Allocations this agent created (and so releases).
-    pub created: BTreeSet<(Aid, u16)>,
+    /// Allocations this agent created, with the anonymous port it got:
+    /// released only while the kernel still has that very allocation
+    /// and nobody attached a cgroup to it.
+    pub created: BTreeMap<String, (Aid, u16, u16)>,
 }
 
 /// What handling a request did, for the log.
@@ -88,15 +100,46 @@ pub enum Outcome {
     Deleted {
         released: bool,
     },
-    /// A delete of a mapping nobody had.
+    /// A delete of a mapping this peer did not have.
     Absent,
     Refused(ResultCode, String),
+}
+
+/// The answer to a request, and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub result: ResultCode,
+    pub negotiated: u16,
+    pub lifetime: u32,
+    pub outcome: Outcome,
+    /// The kernel no longer had (or had moved) an allocation that records
+    /// named: its mappings were lost, and the agent takes a new epoch so
+    /// that every peer asks again.
+    pub state_lost: bool,
+}
+
+impl Answer {
+    fn refused(code: ResultCode, why: String) -> Self {
+        Self {
+            result: code,
+            negotiated: 0,
+            lifetime: 0,
+            outcome: Outcome::Refused(code, why),
+            state_lost: false,
+        }
+    }
 }
 
 /// The server's configuration, as far as requests need it.
 pub struct Policy<'a> {
     pub exports: &'a [Export],
     pub max_lifetime: u32,
+    /// Records one peer may hold.
+    pub max_per_peer: usize,
+}
+
+fn created_key(aid: &Aid, port: u16) -> String {
+    format!("{aid}/{port}")
 }
 
 impl ServerState {
@@ -111,8 +154,7 @@ impl ServerState {
     }
 
     /// Handles a request `req` from `peer` (already authenticated, its
-    /// client address checked) at `now_ms`: the answer's result,
-    /// negotiated port and lifetime, and what happened.
+    /// client address checked) at `now_ms`.
     pub fn handle(
         &mut self,
         policy: &Policy<'_>,
@@ -120,25 +162,56 @@ impl ServerState {
         peer: &str,
         req: &Msg,
         now_ms: u64,
-    ) -> (ResultCode, u16, u32, Outcome) {
-        let refuse = |code: ResultCode, why: String| (code, 0, 0, Outcome::Refused(code, why));
+    ) -> Answer {
+        let mine = self.position(peer, &req.aid, req.port);
+        // Deletes first: a peer may always drop its own records, even of
+        // a port no longer exported.
+        if req.lifetime == 0 {
+            return match mine {
+                Some(i) => {
+                    self.records.remove(i);
+                    let released = self.release_if_unheld(alloc, &req.aid, req.port);
+                    Answer {
+                        result: ResultCode::Success,
+                        negotiated: 0,
+                        lifetime: 0,
+                        outcome: Outcome::Deleted { released },
+                        state_lost: false,
+                    }
+                }
+                None if self.held(&req.aid, req.port) => Answer::refused(
+                    ResultCode::NotAuthorized,
+                    format!(
+                        "the mapping of {} port {} is another peer's",
+                        req.aid, req.port
+                    ),
+                ),
+                None => Answer {
+                    result: ResultCode::Success,
+                    negotiated: 0,
+                    lifetime: 0,
+                    outcome: Outcome::Absent,
+                    state_lost: false,
+                },
+            };
+        }
         let Some(proto) = proto_of(req.protos) else {
-            return refuse(ResultCode::MalformedRequest, "no protocol".into());
+            return Answer::refused(ResultCode::MalformedRequest, "no protocol".into());
         };
         let Some(export) = policy.exports.iter().find(|e| e.port == req.port) else {
-            return refuse(
+            return Answer::refused(
                 ResultCode::NoSuchPort,
                 format!("port {} is not exported", req.port),
             );
         };
         if !export.peers.is_empty() && !export.peers.iter().any(|p| p == peer) {
-            return refuse(
+            return Answer::refused(
                 ResultCode::NotAuthorized,
                 format!("port {} is not exported to peer {peer}", req.port),
             );
         }
-        if !export.aids.is_empty() && !export.aids.contains(&req.aid) {
-            return refuse(
+        if !export.aids.contains(&req.aid) {
+            return Answer::refused(
                 ResultCode::NotAuthorized,
                 format!(
                     "AID {} may not use port {} from peer {peer}",
@@ -147,28 +220,21 @@ impl ServerState {
             );
         }
         if !covers(export.proto, proto) {
-            return refuse(
+            return Answer::refused(
                 ResultCode::NoSuchPort,
                 format!("port {} is exported for {} only", req.port, export.proto),
             );
         }
-        let mine = self.position(peer, &req.aid, req.port);
-        if req.lifetime == 0 {
-            return match mine {
-                Some(i) => {
-                    self.records.remove(i);
-                    let released = self.release_if_unheld(alloc, &req.aid, req.port);
-                    (ResultCode::Success, 0, 0, Outcome::Deleted { released })
-                }
-                None if self.held(&req.aid, req.port) => refuse(
-                    ResultCode::NotAuthorized,
-                    format!(
-                        "the mapping of {} port {} is another peer's",
-                        req.aid, req.port
-                    ),
+        if mine.is_none()
+            && self.records.iter().filter(|r| r.peer == peer).count() >= policy.max_per_peer
+        {
+            return Answer::refused(
+                ResultCode::NoResources,
+                format!(
+                    "peer {peer} holds {} mappings, its limit",
+                    policy.max_per_peer
                 ),
-                None => (ResultCode::Success, 0, 0, Outcome::Absent),
-            };
+            );
         }
         let lifetime = req
             .lifetime
@@ -178,20 +244,42 @@ impl ServerState {
             Err(e) => return alloc_refusal(e),
         };
         let (negotiated, created) = match existing {
-            Some((anon, have)) if covers(have, proto) => (anon, false),
-            Some((_, have)) => {
-                return refuse(
+            Some(a) if covers(a.proto, proto) => (a.anon, false),
+            Some(a) => {
+                return Answer::refused(
                     ResultCode::NoSuchPort,
-                    format!("{} port {} is allocated for {have} only", req.aid, req.port),
+                    format!(
+                        "{} port {} is allocated for {} only",
+                        req.aid, req.port, a.proto
+                    ),
                 )
             }
-            None => match alloc.allocate(&req.aid, req.port, proto) {
+            // The export's protocols, not the request's: a peer asking
+            // for TCP alone must not narrow what others get.
+            None => match alloc.allocate(&req.aid, req.port, export.proto) {
                 Ok(anon) => (anon, true),
                 Err(e) => return alloc_refusal(e),
             },
         };
+        let key = created_key(&req.aid, req.port);
         if created {
-            self.created.insert((req.aid.clone(), req.port));
+            self.created
+                .insert(key, (req.aid.clone(), req.port, negotiated));
+        } else if self.created.get(&key).is_some_and(|c| c.2 != negotiated) {
+            // Not the allocation the agent made (it was released and
+            // made again by someone else): not the agent's to release.
+            self.created.remove(&key);
+        }
+        // Records of the same allocation with another port: the kernel
+        // lost the one they were granted.
+        let mut state_lost = false;
+        for r in self
+            .records
+            .iter_mut()
+            .filter(|r| r.aid == req.aid && r.port == req.port && r.negotiated != negotiated)
+        {
+            r.negotiated = negotiated;
+            state_lost = true;
         }
         let expires_ms = now_ms.saturating_add(u64::from(lifetime) * 1000);
         let rec = Record {
@@ -206,29 +294,36 @@ impl ServerState {
             Some(i) => self.records[i] = rec,
             None => self.records.push(rec),
         }
-        (
-            ResultCode::Success,
+        Answer {
+            result: ResultCode::Success,
             negotiated,
             lifetime,
-            Outcome::Granted {
+            outcome: Outcome::Granted {
                 negotiated,
                 lifetime,
                 created,
             },
-        )
+            state_lost,
+        }
     }
 
-    /// Releases (aid, port) if this agent created it and no record holds
-    /// it any more; whether it did.
+    /// Releases (aid, port) if this agent created it, the kernel still
+    /// has that very allocation (same anonymous port, no cgroup attached
+    /// since) and no record holds it any more; whether it did.
     fn release_if_unheld(&mut self, alloc: &mut dyn Allocator, aid: &Aid, port: u16) -> bool {
-        let key = (aid.clone(), port);
-        if self.held(aid, port) || !self.created.contains(&key) {
+        let key = created_key(aid, port);
+        if self.held(aid, port) {
             return false;
         }
-        // Forgotten even when the release fails (it was already gone,
-        // say): the agent never releases what it did not create.
-        self.created.remove(&key);
-        alloc.release(aid, port).is_ok()
+        // Forgotten whatever happens next: the agent never releases what
+        // it did not create, and never twice.
+        let Some((_, _, anon)) = self.created.remove(&key) else {
+            return false;
+        };
+        match alloc.find(aid, port) {
+            Ok(Some(a)) if a.anon == anon && !a.claimed => alloc.release(aid, port).is_ok(),
+            _ => false,
+        }
     }
 
     /// Drops the records whose lifetime ran out at `now_ms`, releasing
@@ -256,35 +351,29 @@ fn covers(have: Proto, want: Proto) -> bool {
     have == Proto::Both || have == want
 }
 
-fn alloc_refusal(e: AllocError) -> (ResultCode, u16, u32, Outcome) {
+fn alloc_refusal(e: AllocError) -> Answer {
     let why = match e {
         AllocError::NoResources => "no anonymous port is free (range or entry limit)".to_string(),
-        AllocError::Failed(m) => m,
+        AllocError::Failed(m) => format!("the kernel failed: {m}"),
     };
-    (
-        ResultCode::NoResources,
-        0,
-        0,
-        Outcome::Refused(ResultCode::NoResources, why),
-    )
+    Answer::refused(ResultCode::NoResources, why)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::coop::wire::tests::sample;
-    use std::collections::BTreeMap;
 
     /// The kernel's table, in memory.
     #[derive(Default)]
     pub(crate) struct FakeKernel {
-        pub map: BTreeMap<(Aid, u16), (u16, Proto)>,
+        pub map: BTreeMap<(Aid, u16), Alloc>,
         pub next: u16,
         pub full: bool,
     }
 
     impl Allocator for FakeKernel {
-        fn find(&mut self, aid: &Aid, port: u16) -> Result<Option<(u16, Proto)>, AllocError> {
+        fn find(&mut self, aid: &Aid, port: u16) -> Result<Option<Alloc>, AllocError> {
             Ok(self.map.get(&(aid.clone(), port)).copied())
         }
         fn allocate(&mut self, aid: &Aid, port: u16, proto: Proto) -> Result<u16, AllocError> {
@@ -293,7 +382,12 @@ pub(crate) mod tests {
             }
             self.next += 1;
             let anon = 40000 + self.next;
-            self.map.insert((aid.clone(), port), (anon, proto));
+            let a = Alloc {
+                anon,
+                proto,
+                claimed: false,
+            };
+            self.map.insert((aid.clone(), port), a);
             Ok(anon)
         }
         fn release(&mut self, aid: &Aid, port: u16) -> Result<(), AllocError> {
@@ -304,132 +398,171 @@ pub(crate) mod tests {
         }
     }
 
+    fn aid(s: &str) -> Aid {
+        s.parse().unwrap()
+    }
+
     fn exports() -> Vec<Export> {
         vec![
             Export {
                 port: 9000,
                 proto: Proto::Both,
-                aids: vec![],
+                aids: vec![aid("a"), aid("b"), aid("c")],
                 peers: vec![],
             },
             Export {
                 port: 9100,
                 proto: Proto::Tcp,
-                aids: vec!["a".parse().unwrap()],
+                aids: vec![aid("a")],
                 peers: vec!["c1".into()],
             },
         ]
     }
 
-    fn req(aid: &str, port: u16, lifetime: u32) -> Msg {
+    fn req(a: &str, port: u16, lifetime: u32) -> Msg {
         let mut m = sample();
-        m.aid = aid.parse().unwrap();
+        m.aid = aid(a);
         m.port = port;
         m.lifetime = lifetime;
         m
     }
 
+    fn policy(ex: &[Export]) -> Policy<'_> {
+        Policy {
+            exports: ex,
+            max_lifetime: 600,
+            max_per_peer: 2,
+        }
+    }
+
     #[test]
     fn grant_renew_share_delete() {
         let ex = exports();
-        let p = Policy {
-            exports: &ex,
-            max_lifetime: 600,
-        };
+        let p = policy(&ex);
         let mut k = FakeKernel::default();
         let mut s = ServerState::default();
-        let (r, port, life, o) = s.handle(&p, &mut k, "c1", &req("a", 9000, 120), 0);
-        assert_eq!((r, life), (ResultCode::Success, 120));
-        assert!(matches!(o, Outcome::Granted { created: true, .. }));
+        let a = s.handle(&p, &mut k, "c1", &req("a", 9000, 120), 0);
+        assert_eq!((a.result, a.lifetime), (ResultCode::Success, 120));
+        assert!(matches!(a.outcome, Outcome::Granted { created: true, .. }));
+        let port = a.negotiated;
+        // Allocated for the export's protocols, not the request's TCP.
+        let mut m = req("b", 9000, 60);
+        m.protos = 1;
+        s.handle(&p, &mut k, "c1", &m, 0);
+        assert_eq!(k.map[&(aid("b"), 9000)].proto, Proto::Both);
         // A renewal: same port, later expiry, nothing new allocated.
-        let (_, port2, _, o) = s.handle(&p, &mut k, "c1", &req("a", 9000, 5000), 1000);
-        assert_eq!(port, port2);
+        let a = s.handle(&p, &mut k, "c1", &req("a", 9000, 5000), 1000);
+        assert_eq!(a.negotiated, port);
         assert!(matches!(
-            o,
+            a.outcome,
             Outcome::Granted {
                 created: false,
                 lifetime: 600,
                 ..
             }
         ));
-        assert_eq!(s.records.len(), 1);
         assert_eq!(s.records[0].expires_ms, 601_000);
         // Another peer shares it.
-        let (_, port3, _, _) = s.handle(&p, &mut k, "c2", &req("a", 9000, 1), 0);
-        assert_eq!(port3, port);
-        assert_eq!(s.records.len(), 2);
-        assert_eq!(s.records[1].expires_ms, u64::from(MIN_LIFETIME) * 1000);
-        // c2 cannot delete c1's; its own goes, the allocation stays.
-        let (r, _, _, o) = s.handle(&p, &mut k, "c2", &req("a", 9000, 0), 0);
+        let a = s.handle(&p, &mut k, "c2", &req("a", 9000, 1), 0);
+        assert_eq!(a.negotiated, port);
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(s.records[2].expires_ms, u64::from(MIN_LIFETIME) * 1000);
+        // c2 deletes its own; the allocation stays (c1 holds it).
+        let a = s.handle(&p, &mut k, "c2", &req("a", 9000, 0), 0);
         assert_eq!(
-            (r, o),
+            (a.result, a.outcome),
             (ResultCode::Success, Outcome::Deleted { released: false })
         );
-        let (r, _, _, _) = s.handle(&p, &mut k, "c2", &req("a", 9000, 0), 0);
-        assert_eq!(r, ResultCode::NotAuthorized);
-        assert_eq!(s.records.len(), 1);
-        assert!(k.map.contains_key(&("a".parse().unwrap(), 9000)));
-        // c1's delete releases it.
-        let (_, _, _, o) = s.handle(&p, &mut k, "c1", &req("a", 9000, 0), 0);
-        assert_eq!(o, Outcome::Deleted { released: true });
-        assert!(k.map.is_empty());
+        // Then c2 cannot delete c1's.
+        let a = s.handle(&p, &mut k, "c2", &req("a", 9000, 0), 0);
+        assert_eq!(a.result, ResultCode::NotAuthorized);
+        assert!(k.map.contains_key(&(aid("a"), 9000)));
+        // c1's delete releases it, even once the port is no longer exported.
+        let a = s.handle(
+            &Policy { exports: &[], ..p },
+            &mut k,
+            "c1",
+            &req("a", 9000, 0),
+            0,
+        );
+        assert_eq!(a.outcome, Outcome::Deleted { released: true });
+        assert!(!k.map.contains_key(&(aid("a"), 9000)));
         // A delete of nothing succeeds.
-        let (r, _, _, o) = s.handle(&p, &mut k, "c1", &req("a", 9000, 0), 0);
-        assert_eq!((r, o), (ResultCode::Success, Outcome::Absent));
+        let a = s.handle(&p, &mut k, "c1", &req("a", 9000, 0), 0);
+        assert_eq!(
+            (a.result, a.outcome),
+            (ResultCode::Success, Outcome::Absent)
+        );
     }
 
     #[test]
     fn refusals_change_nothing() {
         let ex = exports();
-        let p = Policy {
-            exports: &ex,
-            max_lifetime: 600,
-        };
+        let p = policy(&ex);
         let mut k = FakeKernel::default();
         let mut s = ServerState::default();
+        let mut udp = req("a", 9100, 60);
+        udp.protos = 2;
         let cases = [
             ("c1", req("a", 9001, 60), ResultCode::NoSuchPort),
             ("c2", req("a", 9100, 60), ResultCode::NotAuthorized),
             ("c1", req("b", 9100, 60), ResultCode::NotAuthorized),
-            (
-                "c1",
-                {
-                    let mut m = req("a", 9100, 60);
-                    m.protos = 2;
-                    m
-                },
-                ResultCode::NoSuchPort,
-            ),
+            ("c1", req("zz", 9000, 60), ResultCode::NotAuthorized),
+            ("c1", udp, ResultCode::NoSuchPort),
         ];
         for (peer, m, want) in cases {
-            let (r, port, _, o) = s.handle(&p, &mut k, peer, &m, 0);
-            assert_eq!((r, port), (want, 0), "{o:?}");
+            let a = s.handle(&p, &mut k, peer, &m, 0);
+            assert_eq!((a.result, a.negotiated), (want, 0), "{:?}", a.outcome);
         }
         k.full = true;
-        let (r, _, _, _) = s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
-        assert_eq!(r, ResultCode::NoResources);
+        let a = s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
+        assert_eq!(a.result, ResultCode::NoResources);
         assert_eq!(s, ServerState::default());
         assert!(k.map.is_empty());
     }
 
     #[test]
-    fn existing_allocations_are_reused_never_released() {
+    fn a_peer_holds_at_most_its_limit() {
         let ex = exports();
-        let p = Policy {
-            exports: &ex,
-            max_lifetime: 600,
-        };
+        let p = policy(&ex);
         let mut k = FakeKernel::default();
-        k.map
-            .insert(("a".parse().unwrap(), 9000), (41234, Proto::Tcp));
+        let mut s = ServerState::default();
+        s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
+        s.handle(&p, &mut k, "c1", &req("b", 9000, 60), 0);
+        let a = s.handle(&p, &mut k, "c1", &req("c", 9000, 60), 0);
+        assert_eq!(a.result, ResultCode::NoResources);
+        // Renewing one it holds is fine, and other peers have their own.
+        assert_eq!(
+            s.handle(&p, &mut k, "c1", &req("b", 9000, 60), 0).result,
+            ResultCode::Success
+        );
+        assert_eq!(
+            s.handle(&p, &mut k, "c2", &req("c", 9000, 60), 0).result,
+            ResultCode::Success
+        );
+    }
+
+    #[test]
+    fn allocations_of_others_are_reused_never_released() {
+        let ex = exports();
+        let p = policy(&ex);
+        let mut k = FakeKernel::default();
+        k.map.insert(
+            (aid("a"), 9000),
+            Alloc {
+                anon: 41234,
+                proto: Proto::Tcp,
+                claimed: true,
+            },
+        );
         let mut s = ServerState::default();
         let mut m = req("a", 9000, 60);
         m.protos = 1;
-        let (r, port, _, _) = s.handle(&p, &mut k, "c1", &m, 0);
-        assert_eq!((r, port), (ResultCode::Success, 41234));
+        let a = s.handle(&p, &mut k, "c1", &m, 0);
+        assert_eq!((a.result, a.negotiated), (ResultCode::Success, 41234));
         // UDP is not covered by the existing allocation.
-        let (r, _, _, _) = s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
-        assert_eq!(r, ResultCode::NoSuchPort);
+        let a = s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
+        assert_eq!(a.result, ResultCode::NoSuchPort);
         let gone = s.expire(&mut k, 60_000);
         assert_eq!(gone.len(), 1);
         assert!(!gone[0].1);
@@ -437,12 +570,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn created_then_claimed_or_replaced_is_not_released() {
+        let ex = exports();
+        let p = policy(&ex);
+        let mut k = FakeKernel::default();
+        let mut s = ServerState::default();
+        // Created by the agent, then an exec'd instance attached its cgroup.
+        s.handle(&p, &mut k, "c1", &req("a", 9000, 60), 0);
+        k.map.get_mut(&(aid("a"), 9000)).unwrap().claimed = true;
+        assert!(!s
+            .handle(&p, &mut k, "c1", &req("a", 9000, 0), 0)
+            .outcome
+            .eq(&Outcome::Deleted { released: true }));
+        assert!(k.map.contains_key(&(aid("a"), 9000)));
+        // Created, then released and made again by someone else (another
+        // port): the renewal sees it is not the agent's, and records
+        // that the mapping was lost.
+        s.handle(&p, &mut k, "c1", &req("b", 9000, 60), 0);
+        let b = k.map.remove(&(aid("b"), 9000)).unwrap();
+        k.map.insert(
+            (aid("b"), 9000),
+            Alloc {
+                anon: b.anon + 100,
+                ..b
+            },
+        );
+        let a = s.handle(&p, &mut k, "c1", &req("b", 9000, 60), 0);
+        assert_eq!(a.negotiated, b.anon + 100);
+        assert!(a.state_lost);
+        assert!(s.created.is_empty());
+        s.handle(&p, &mut k, "c1", &req("b", 9000, 0), 0);
+        assert!(k.map.contains_key(&(aid("b"), 9000)));
+    }
+
+    #[test]
     fn expiry_releases_when_the_last_record_goes() {
         let ex = exports();
-        let p = Policy {
-            exports: &ex,
-            max_lifetime: 600,
-        };
+        let p = policy(&ex);
         let mut k = FakeKernel::default();
         let mut s = ServerState::default();
         s.handle(&p, &mut k, "c1", &req("a", 9000, 30), 0);

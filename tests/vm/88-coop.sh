@@ -101,7 +101,8 @@ has_alloc() {
 	python3 -c "import json,sys; sys.exit(0 if any(m['aid'] == sys.argv[1] and m['port'] == 9000 for m in json.loads(sys.argv[2])) else 1)" "$1" "$j"
 }
 no_alloc() { has_alloc "$1"; [ $? = 1 ]; }
-starts() { grep -c "event=start" "$work/s.log"; }
+starts() { grep -c "event=start" "$work/s.log" || true; }
+started_since() { [ "$(starts)" -gt "$1" ]; }
 last_epoch() { grep "event=start" "$work/s.log" | tail -n 1 | sed 's/.*epoch=\([0-9a-f]*\).*/\1/'; }
 # restart_s: stop S's agent and start it again, waiting for its start line.
 restart_s() {
@@ -111,7 +112,7 @@ restart_s() {
 	wait $spid 2>/dev/null || true
 	"$@"
 	start_s
-	wait_for 20 test "$(starts)" -gt "$n"
+	wait_for 20 started_since "$n"
 }
 
 start_s

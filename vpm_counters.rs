@@ -49,11 +49,16 @@ pub(crate) enum Stat {
     /// (forwarded, bridged, addressed elsewhere, or from another socket
     /// or a source NAT): passed untouched.
     Foreign,
+    /// Packets between an anonymous port and one of its allocation's
+    /// cooperative peers on a direct flow (the peer addressed the
+    /// anonymous port itself): the peer's packets, the instance's
+    /// replies, ICMP errors about them; passed untouched.
+    Peer,
 }
 
 impl Stat {
     /// Number of counters.
-    pub(crate) const COUNT: usize = 13;
+    pub(crate) const COUNT: usize = 14;
 }
 
 /// A namespace's counters, one of each [`Stat`].

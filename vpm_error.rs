@@ -50,6 +50,10 @@ pub(crate) enum TableError {
     PortFullOfRules,
     /// The port holds [`RULES_PER_PORT`] allocations with a cgroup already.
     PortFullOfCgroups,
+    /// The allocation holds `max` cooperative peers already.
+    TooManyPeers { max: u32 },
+    /// The address is not a cooperative peer of the allocation.
+    PeerNotFound,
     /// Out of memory.
     NoMemory,
 }
@@ -69,11 +73,12 @@ impl From<TableError> for Error {
             | TooManyEntries { .. }
             | TooManyRules { .. }
             | PortFullOfRules
-            | PortFullOfCgroups => ENOSPC,
+            | PortFullOfCgroups
+            | TooManyPeers { .. } => ENOSPC,
             PortOutOfRange { .. } => ERANGE,
             PortTaken => EADDRINUSE,
             OtherAnonPort { .. } | RuleExists { .. } => EEXIST,
-            NotFound | RuleWithoutMapping | RuleNotFound => ENOENT,
+            NotFound | RuleWithoutMapping | RuleNotFound | PeerNotFound => ENOENT,
             RangeInUse | LimitBelowUse { .. } => EBUSY,
             BadRange => EINVAL,
             NoMemory => ENOMEM,
@@ -132,6 +137,11 @@ impl fmt::Display for TableError {
                 f,
                 "rule limit {max} reached; raise max-entries or delete rules"
             ),
+            TooManyPeers { max } => write!(
+                f,
+                "the allocation has {max} peers, the most it may hold; delete one first"
+            ),
+            PeerNotFound => f.write_str("this address is not a cooperative peer of this allocation"),
             NoMemory => f.write_str(
                 "out of memory (or the memory cgroup's limit) while changing the table",
             ),

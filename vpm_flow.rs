@@ -146,6 +146,18 @@ pub(crate) struct Pin {
     pub(crate) id: u64,
 }
 
+/// Whether a reply of allocation `this` to one of its cooperative peers
+/// keeps the anonymous port (docs/COOPERATIVE.md): its flow came to the
+/// anonymous port directly (`direct`, the flow's mark keyed by the
+/// anonymous port, names `this`) and not through the fixed port
+/// (`pinned`, the flow's pin keyed by the fixed port, does not name
+/// `this`).  Without a mark, the reply is translated as any other: a
+/// mark lost to eviction or a reload costs only the cooperative flow, and
+/// never a client of the fixed port.
+pub(crate) fn peer_keeps_anon(direct: Option<Pin>, pinned: Option<Pin>, this: Pin) -> bool {
+    direct == Some(this) && pinned != Some(this)
+}
+
 impl Pin {
     fn pack(self) -> u64 {
         u64::from(self.anon) << 48 | (self.id & ID_MASK)
@@ -546,6 +558,11 @@ pub(crate) struct Pinned<'a> {
 }
 
 impl Pinned<'_> {
+    /// Whether the pin was confirmed by its instance (and is not closing).
+    pub(crate) fn confirmed(&self) -> bool {
+        state_of(self.life) == CONFIRMED
+    }
+
     /// Records a packet of the flow (see [`FlowTable::touch`]).  A packet
     /// that changes the slot reads it again: if it changed hands since it
     /// was found, nothing changes, as when [`FlowTable::touch`] finds no

@@ -13,7 +13,7 @@ use kernel::prelude::*;
 use crate::vpm_counters::{EntryStat, Stat};
 use crate::vpm_error::TableError;
 use crate::vpm_keys::{Aid, Key, RuleKey, AID_MAX_LEN};
-use crate::vpm_rules::{Family, Match, RuleError};
+use crate::vpm_rules::{Family, Match, Peer, RuleError, PEERS_PER_MAPPING};
 use crate::vpm_state::NetState;
 use crate::vpm_sys::{
     self, cgroup_id, Dump, DumpCursor, DumpMsg, Event, GenlInfo, PutAttrs, Reply,
@@ -43,6 +43,7 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
         (uapi::VPM_A_STATUS_FLOWS_UNPINNED, Stat::FlowsUnpinned),
         (uapi::VPM_A_STATUS_PKTS_DROPPED, Stat::Dropped),
         (uapi::VPM_A_STATUS_PKTS_FOREIGN, Stat::Foreign),
+        (uapi::VPM_A_STATUS_PKTS_PEER, Stat::Peer),
     ] {
         reply.put_uint(attr, state.read(stat))?;
     }
@@ -107,12 +108,13 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
 }
 
 /// Attribute bytes of a mapping message (see [`put_mapping`]) whose
-/// cgroup path, if any, has `cgroup_path` bytes.
+/// cgroup path, if any, has `cgroup_path` bytes: room for every peer the
+/// allocation may hold.
 fn mapping_size(cgroup_path: Option<usize>) -> usize {
     // aid (up to 32 with NUL, padded), three u16/u32 attributes, four uints,
-    // and the cgroup path and id when set.
+    // the cgroup path and id when set, and up to 16 peers of 16 bytes.
     let cgroup = cgroup_path.map_or(0, |len| 4 + len + 1 + 3 + 12);
-    (4 + 32) + 3 * 8 + 4 * 12 + cgroup
+    (4 + 32) + 3 * 8 + 4 * 12 + cgroup + PEERS_PER_MAPPING * (4 + 16)
 }
 
 /// Attribute bytes of `m` as a mapping message.
@@ -357,7 +359,58 @@ fn put_mapping(msg: &mut impl PutAttrs, key: &Key, m: &Mapping) -> Result {
     ] {
         msg.put_uint(attr, m.counters.sum(stat))?;
     }
+    for p in &m.peers {
+        msg.put_raw(uapi::VPM_A_MAPPING_PEER, p.bytes())?;
+    }
     Ok(())
+}
+
+// ---- cooperative peers -----------------------------------------------------
+
+/// `add-peer`: make an address a cooperative peer of an allocation.
+pub(crate) fn add_peer(info: &GenlInfo<'_>) -> Result {
+    let key = req_key(info)?;
+    let peer = req_peer(info)?;
+    let mut table = info.state::<NetState>()?.table.lock();
+    let added = table
+        .peer_add(&key, peer)
+        .map_err(|e| table_error(info, e))?;
+    if added {
+        if let Some(m) = table.get(&key) {
+            notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, m);
+        }
+    }
+    drop(table);
+    Ok(())
+}
+
+/// `del-peer`: remove a cooperative peer of an allocation.
+pub(crate) fn del_peer(info: &GenlInfo<'_>) -> Result {
+    let key = req_key(info)?;
+    let peer = req_peer(info)?;
+    let mut table = info.state::<NetState>()?.table.lock();
+    table
+        .peer_del(&key, peer)
+        .map_err(|e| table_error(info, e))?;
+    if let Some(m) = table.get(&key) {
+        notify_mapping(info, uapi::VPM_CMD_MAPPING_NEW_NTF, &key, m);
+    }
+    drop(table);
+    Ok(())
+}
+
+/// The peer address of an add-peer or del-peer request.
+fn req_peer(info: &GenlInfo<'_>) -> Result<Peer> {
+    let Some(raw) = info.attr(uapi::VPM_A_MAPPING_PEER) else {
+        info.set_err_missing(c"missing attribute: peer", uapi::VPM_A_MAPPING_PEER);
+        return Err(EINVAL);
+    };
+    Peer::new(raw).ok_or_else(|| {
+        info.set_err(
+            c"peer must be an IPv4 (4 bytes) or IPv6 (16 bytes) address, not the unspecified one",
+        );
+        EINVAL
+    })
 }
 
 // ---- source rules ----------------------------------------------------------
@@ -577,5 +630,7 @@ vpm_sys::genl_doit!(vpm_nl_get_config_doit => get_config);
 vpm_sys::genl_doit!(vpm_nl_set_config_doit => set_config);
 vpm_sys::genl_doit!(vpm_nl_add_rule_doit => add_rule);
 vpm_sys::genl_doit!(vpm_nl_del_rule_doit => del_rule);
+vpm_sys::genl_doit!(vpm_nl_add_peer_doit => add_peer);
+vpm_sys::genl_doit!(vpm_nl_del_peer_doit => del_peer);
 vpm_sys::genl_dumpit!(vpm_nl_get_mapping_dumpit => dump_mappings);
 vpm_sys::genl_dumpit!(vpm_nl_get_rule_dumpit => dump_rules);

@@ -252,7 +252,7 @@ mod error {
     fn messages_fit_the_extended_ack() {
         let aid = Aid::new(b"a123456789012345678901234567890").expect("a 31-byte AID");
         let (n, p) = (u32::MAX, u16::MAX);
-        let all: [TableError; 17] = [
+        let all: [TableError; 19] = [
             RangeExhausted {
                 in_use: n,
                 lo: p,
@@ -277,6 +277,8 @@ mod error {
             TooManyRules { max: n },
             PortFullOfRules,
             PortFullOfCgroups,
+            TooManyPeers { max: n },
+            PeerNotFound,
             NoMemory,
         ];
         for e in all {

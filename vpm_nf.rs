@@ -41,6 +41,14 @@
 //! Everything else with one of vpm's ports passes untouched and is
 //! counted as foreign.
 //!
+//! Cooperative peers (hosts whose agent negotiated an allocation's
+//! anonymous port, docs/COOPERATIVE.md) address the anonymous port
+//! itself.  Their packets to it mark the flow as direct, and the
+//! instance's replies on a direct flow keep the anonymous port, which
+//! the peer's socket is connected to: both passed untouched and counted
+//! as peer.  Everything else, the peers' clients of the fixed port
+//! included, is translated as before.
+//!
 //! Policy for what cannot be translated: packets vpm cannot parse pass
 //! untouched (counted as malformed).  This includes an IPv6 extension
 //! chain longer than [`vpm_parse::MAX_EXT_HEADERS`] and a first fragment
@@ -58,9 +66,11 @@ use kernel::sync::rcu;
 
 use crate::vpm_counters::{EntryCounters, EntryStat, Stat};
 use crate::vpm_csum;
-use crate::vpm_flow::{FlowKey, Inserted, Pin, Pinned, Seen, TCP_ACK, TCP_SYN};
+use crate::vpm_flow::{
+    peer_keeps_anon, FlowKey, Inserted, Pin, Pinned, Seen, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+};
 use crate::vpm_parse::{self, Flow, IcmpError, Parsed, Route, IPPROTO_TCP, IPPROTO_UDP};
-use crate::vpm_rules::Source;
+use crate::vpm_rules::{is_peer, Source};
 use crate::vpm_state::NetState;
 use crate::vpm_sys::{self, now_secs, CsumState, Sender, Skb};
 use crate::vpm_uapi::{vpm_proto_VPM_PROTO_TCP as PROTO_TCP, vpm_proto_VPM_PROTO_UDP as PROTO_UDP};
@@ -175,7 +185,12 @@ fn steer_in<'g>(
     hooknum: u32,
     guard: &'g rcu::Guard,
 ) -> Option<Xlat<'g>> {
-    state.views.fwd(flow.dport, guard)?;
+    if state.views.fwd(flow.dport, guard).is_none() {
+        if hooknum == PRE_ROUTING {
+            mark_direct(state, skb, flow, guard);
+        }
+        return None;
+    }
     // A packet from the wire that claims a loopback source or this host's
     // own is spoofed (the stack drops it, IPv4 only after this hook): it
     // must not pin a flow that a local client with that address and port
@@ -210,6 +225,72 @@ fn steer_in<'g>(
         new: anon,
         counters,
     })
+}
+
+/// Records a packet a cooperative peer sent to an anonymous port itself
+/// (the port its agent negotiated, docs/COOPERATIVE.md) as the flow's
+/// direct mark: keyed by the anonymous port where a pin is keyed by the
+/// fixed port, so neither can stand for the other.  The instance's
+/// replies on that flow then keep the anonymous port ([`steer_out`]).
+/// Any packet of the flow but a reset makes or refreshes the mark, so a
+/// flow whose mark was lost (evicted, or a module reload) gets it back
+/// with its peer's next packet.  Packets not for this host are left
+/// alone (counted as foreign).
+fn mark_direct(state: &NetState, skb: &Skb<'_>, flow: &Flow, guard: &rcu::Guard) {
+    let Some(rev) = state.views.rev(flow.dport, guard) else {
+        return;
+    };
+    if rev.protos & proto_bit(flow.proto) == 0 || !is_peer(&rev.peers, flow.family, &flow.src) {
+        return;
+    }
+    if !ends_here(skb, flow.route) || !skb.addr_is_local(&flow.dst) || skb.src_is_martian(&flow.src)
+    {
+        state.count(Stat::Foreign);
+        return;
+    }
+    if flow.is_udp6_without_checksum() {
+        state.count(Stat::Malformed);
+        return;
+    }
+    state.count(Stat::Peer);
+    let Some(f) = state.views.flows(guard) else {
+        return;
+    };
+    let tcp = flow.proto == IPPROTO_TCP;
+    let key = flow_key(flow, flow.src, flow.sport, flow.dport);
+    let mark = Pin {
+        anon: flow.dport,
+        id: rev.id,
+    };
+    let now = now_secs();
+    match f.pinned(&key, now) {
+        // Once the instance confirmed it, the peer's packets keep the
+        // mark alive as the instance's do (a mark lost costs the whole
+        // flow, not one packet), but never end it.
+        Some(p) if p.pin == mark && tcp && p.confirmed() => {
+            p.touch(
+                now,
+                Seen::Instance {
+                    tcp,
+                    flags: flow.tcp_flags & !(TCP_FIN | TCP_RST | TCP_SYN),
+                    pin: mark,
+                    established: true,
+                },
+            );
+        }
+        Some(p) if p.pin == mark => {
+            p.touch(
+                now,
+                Seen::Client {
+                    tcp,
+                    flags: flow.tcp_flags,
+                },
+            );
+        }
+        // A reset opens nothing.
+        _ if tcp && flow.tcp_flags & TCP_RST != 0 => {}
+        other => count_insert(state, f.insert(&key, mark, other.map(|p| p.pin), now, tcp)),
+    }
 }
 
 /// Records a client's packet of `flow` (keyed `key`) in the flow table:
@@ -284,21 +365,40 @@ fn steer_out<'g>(
         state.count(Stat::Malformed);
         return None;
     }
-    if let Some(f) = state.views.flows(guard) {
-        let seen = Seen::Instance {
-            tcp,
-            flags: flow.tcp_flags,
-            pin: Pin {
-                anon: flow.sport,
-                id: rev.id,
-            },
-            established,
-        };
-        f.touch(
-            &flow_key(flow, flow.peer(), flow.dport, rev.fixed),
-            now_secs(),
-            seen,
-        );
+    let this = Pin {
+        anon: flow.sport,
+        id: rev.id,
+    };
+    let seen = Seen::Instance {
+        tcp,
+        flags: flow.tcp_flags,
+        pin: this,
+        established,
+    };
+    let now = now_secs();
+    let flows = state.views.flows(guard);
+    let pinned =
+        flows.and_then(|f| f.pinned(&flow_key(flow, flow.peer(), flow.dport, rev.fixed), now));
+    // A cooperative peer's socket is connected to the anonymous port its
+    // agent negotiated: on a flow that came to that port directly, the
+    // reply keeps it (docs/COOPERATIVE.md).
+    if is_peer(&rev.peers, flow.family, &flow.peer()) {
+        let direct =
+            flows.and_then(|f| f.pinned(&flow_key(flow, flow.peer(), flow.dport, flow.sport), now));
+        if peer_keeps_anon(
+            direct.as_ref().map(|d| d.pin),
+            pinned.as_ref().map(|p| p.pin),
+            this,
+        ) {
+            if let Some(d) = direct {
+                d.touch(now, seen);
+            }
+            state.count(Stat::Peer);
+            return None;
+        }
+    }
+    if let Some(p) = pinned {
+        p.touch(now, seen);
     }
     Some(Xlat {
         old: flow.sport,
@@ -452,6 +552,25 @@ fn icmp_out(
     if skb.received() || !skb.addr_is_local(&inner.dst) {
         state.count(Stat::Foreign);
         return None;
+    }
+    // About a packet a cooperative peer sent to the anonymous port itself
+    // (see steer_out): left as it is, which its socket knows.
+    if is_peer(&rev.peers, inner.family, &inner.src) {
+        let now = now_secs();
+        let flows = state.views.flows(guard);
+        let pin_of = |fixed| {
+            flows
+                .and_then(|f| f.pinned(&flow_key(inner, inner.src, inner.sport, fixed), now))
+                .map(|p| p.pin)
+        };
+        let this = Pin {
+            anon: inner.dport,
+            id: rev.id,
+        };
+        if peer_keeps_anon(pin_of(inner.dport), pin_of(rev.fixed), this) {
+            state.count(Stat::Peer);
+            return None;
+        }
     }
     Some((inner.dport_off(), inner.dport, rev.fixed))
 }

@@ -210,3 +210,68 @@ pub(crate) fn select<'a, T>(
         .find(|(m, t)| usable(t) && m.matches(src))
         .map(|(_, t)| t)
 }
+
+/// Most cooperative peers one allocation holds: the reply path scans
+/// them for every reply from the anonymous port, so the scan is bounded.
+pub(crate) const PEERS_PER_MAPPING: usize = 16;
+
+/// A cooperative peer of an allocation (docs/COOPERATIVE.md): a host
+/// whose agent negotiated the anonymous port, so that its sockets are
+/// connected to that port and replies to it must keep it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// `V4` or `V6`.
+    family: Family,
+    /// An IPv4 address fills the first 4 bytes, the rest zero.
+    addr: [u8; 16],
+}
+
+impl Peer {
+    /// The peer of a 4-byte (IPv4) or 16-byte (IPv6) address.  An
+    /// IPv4-mapped IPv6 address is its IPv4 address: a dual-stack socket
+    /// talks to such a peer in IPv4 packets.  The unspecified address is
+    /// no peer.
+    pub(crate) fn new(raw: &[u8]) -> Option<Self> {
+        let mut addr = [0u8; 16];
+        let family = match raw.len() {
+            4 => {
+                addr[..4].copy_from_slice(raw);
+                Family::V4
+            }
+            16 if raw[..10].iter().all(|&b| b == 0) && raw[10..12] == [0xff, 0xff] => {
+                addr[..4].copy_from_slice(&raw[12..]);
+                Family::V4
+            }
+            16 => {
+                addr.copy_from_slice(raw);
+                Family::V6
+            }
+            _ => return None,
+        };
+        if addr == [0; 16] {
+            return None;
+        }
+        Some(Self { family, addr })
+    }
+
+    /// The address as 4 or 16 bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self.family {
+            Family::V4 => &self.addr[..4],
+            _ => &self.addr,
+        }
+    }
+
+    /// Whether this is `addr` of `family` (as the packet path holds it).
+    #[inline]
+    pub(crate) fn is(&self, family: Family, addr: &[u8; 16]) -> bool {
+        self.family == family && self.addr == *addr
+    }
+}
+
+/// Whether `peers` holds `addr` of `family`; at most
+/// [`PEERS_PER_MAPPING`] comparisons.
+#[inline]
+pub(crate) fn is_peer(peers: &[Peer], family: Family, addr: &[u8; 16]) -> bool {
+    peers.iter().any(|p| p.is(family, addr))
+}

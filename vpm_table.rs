@@ -19,7 +19,7 @@ use crate::vpm_counters::{CounterPages, EntryCounters};
 use crate::vpm_error::TableError;
 use crate::vpm_flow::{FlowTable, Slot};
 use crate::vpm_keys::{Aid, Key, RuleKey};
-use crate::vpm_rules::Match;
+use crate::vpm_rules::{Match, Peer, PEERS_PER_MAPPING};
 use crate::vpm_sys::{random_u64, NetRef};
 use crate::vpm_views::{PortView, RevView, Target, ViewWriter};
 
@@ -71,6 +71,9 @@ pub(crate) struct Mapping {
     pub(crate) cgroup: Option<Cgroup>,
     /// Traffic counters.
     pub(crate) counters: EntryCounters,
+    /// Cooperative peers: replies to them keep the anonymous port, which
+    /// their agent negotiated (at most `PEERS_PER_MAPPING`).
+    pub(crate) peers: KVec<Peer>,
     /// Tells this allocation from every other one of the namespace, past
     /// and future (flow pins record it): 48 bits, never reused.
     pub(crate) id: u64,
@@ -269,11 +272,14 @@ impl Table {
     /// The reply view of `key`'s allocation.
     fn rev_view(&self, key: &Key) -> Result<(u16, RevView), TableError> {
         let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        let mut peers = KVec::with_capacity(m.peers.len(), GFP_KERNEL_ACCOUNT)?;
+        peers.extend_from_slice(&m.peers, GFP_KERNEL_ACCOUNT)?;
         let rev = RevView {
             fixed: key.port,
             protos: m.protos,
             counters: m.counters.clone(),
             id: m.id,
+            peers,
         };
         Ok((m.anon, rev))
     }
@@ -443,6 +449,7 @@ impl Table {
             protos,
             cgroup: cgroup.take(),
             counters,
+            peers: KVec::new(),
             id: self.next_id,
         };
         self.map.insert(slot.into_node(key, mapping));
@@ -534,6 +541,59 @@ impl Table {
         self.entries -= 1;
         self.changed();
         Ok(m)
+    }
+
+    /// Adds cooperative peer `peer` to `key`'s allocation; returns whether
+    /// it was new.
+    pub(crate) fn peer_add(&mut self, key: &Key, peer: Peer) -> Result<bool, TableError> {
+        let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        if m.peers.contains(&peer) {
+            return Ok(false);
+        }
+        if m.peers.len() >= PEERS_PER_MAPPING {
+            return Err(TableError::TooManyPeers {
+                max: PEERS_PER_MAPPING as u32,
+            });
+        }
+        let mut peers = KVec::with_capacity(m.peers.len() + 1, GFP_KERNEL_ACCOUNT)?;
+        peers.extend_from_slice(&m.peers, GFP_KERNEL_ACCOUNT)?;
+        peers.push(peer, GFP_KERNEL_ACCOUNT)?;
+        self.set_peers(key, peers)?;
+        Ok(true)
+    }
+
+    /// Removes cooperative peer `peer` from `key`'s allocation.
+    pub(crate) fn peer_del(&mut self, key: &Key, peer: Peer) -> Result<(), TableError> {
+        let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        if !m.peers.contains(&peer) {
+            return Err(TableError::PeerNotFound);
+        }
+        let mut peers = KVec::with_capacity(m.peers.len(), GFP_KERNEL_ACCOUNT)?;
+        for p in m.peers.iter().filter(|p| **p != peer) {
+            peers.push(*p, GFP_KERNEL_ACCOUNT)?;
+        }
+        self.set_peers(key, peers)
+    }
+
+    /// Gives `key`'s allocation the peers `peers`: its reply view first
+    /// (the step that can fail), then the table.
+    fn set_peers(&mut self, key: &Key, peers: KVec<Peer>) -> Result<(), TableError> {
+        let m = self.map.get(key).ok_or(TableError::NotFound)?;
+        let mut copy = KVec::with_capacity(peers.len(), GFP_KERNEL_ACCOUNT)?;
+        copy.extend_from_slice(&peers, GFP_KERNEL_ACCOUNT)?;
+        let rev = RevView {
+            fixed: key.port,
+            protos: m.protos,
+            counters: m.counters.clone(),
+            id: m.id,
+            peers: copy,
+        };
+        self.views.publish(None, Some((m.anon, rev)))?;
+        if let Some(m) = self.map.get_mut(key) {
+            m.peers = peers;
+        }
+        self.changed();
+        Ok(())
     }
 
     /// The rules of `key.port` that point to `key.aid` (which [`Table::del`]

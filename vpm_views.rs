@@ -17,7 +17,7 @@ use kernel::sync::{rcu, Arc};
 
 use crate::vpm_counters::EntryCounters;
 use crate::vpm_flow::{FlowTable, Slot};
-use crate::vpm_rules::{self, Match, Source};
+use crate::vpm_rules::{self, Match, Peer, Source};
 use crate::vpm_sys::rcu::{PortMap, RcuCell};
 
 /// An allocation as the packet path sees it.
@@ -116,6 +116,8 @@ pub(crate) struct RevView {
     pub(crate) counters: EntryCounters,
     /// The allocation's id (see `Mapping::id`).
     pub(crate) id: u64,
+    /// Cooperative peers: replies to them keep the anonymous port.
+    pub(crate) peers: KVec<Peer>,
 }
 
 /// A namespace's flow table.

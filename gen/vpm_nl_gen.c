@@ -57,6 +57,20 @@ static const struct nla_policy vpm_del_rule_nl_policy[VPM_A_RULE_SRC_PORT + 1] =
 	[VPM_A_RULE_SRC_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
 };
 
+/* VPM_CMD_ADD_PEER - do */
+static const struct nla_policy vpm_add_peer_nl_policy[VPM_A_MAPPING_PEER + 1] = {
+	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_MAPPING_PEER] = NLA_POLICY_MAX_LEN(16),
+};
+
+/* VPM_CMD_DEL_PEER - do */
+static const struct nla_policy vpm_del_peer_nl_policy[VPM_A_MAPPING_PEER + 1] = {
+	[VPM_A_MAPPING_AID] = { .type = NLA_NUL_STRING, .len = 31, },
+	[VPM_A_MAPPING_PORT] = NLA_POLICY_MIN(NLA_U16, 1),
+	[VPM_A_MAPPING_PEER] = NLA_POLICY_MAX_LEN(16),
+};
+
 /* Ops table for vpm */
 static const struct genl_split_ops vpm_nl_ops[] = {
 	{
@@ -125,6 +139,20 @@ static const struct genl_split_ops vpm_nl_ops[] = {
 		.cmd	= VPM_CMD_GET_RULE,
 		.dumpit	= vpm_nl_get_rule_dumpit,
 		.flags	= GENL_CMD_CAP_DUMP,
+	},
+	{
+		.cmd		= VPM_CMD_ADD_PEER,
+		.doit		= vpm_nl_add_peer_doit,
+		.policy		= vpm_add_peer_nl_policy,
+		.maxattr	= VPM_A_MAPPING_PEER,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
+	},
+	{
+		.cmd		= VPM_CMD_DEL_PEER,
+		.doit		= vpm_nl_del_peer_doit,
+		.policy		= vpm_del_peer_nl_policy,
+		.maxattr	= VPM_A_MAPPING_PEER,
+		.flags		= GENL_ADMIN_PERM | GENL_CMD_CAP_DO,
 	},
 };
 

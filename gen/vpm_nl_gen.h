@@ -23,6 +23,8 @@ int vpm_nl_set_config_doit(struct sk_buff *skb, struct genl_info *info);
 int vpm_nl_add_rule_doit(struct sk_buff *skb, struct genl_info *info);
 int vpm_nl_del_rule_doit(struct sk_buff *skb, struct genl_info *info);
 int vpm_nl_get_rule_dumpit(struct sk_buff *skb, struct netlink_callback *cb);
+int vpm_nl_add_peer_doit(struct sk_buff *skb, struct genl_info *info);
+int vpm_nl_del_peer_doit(struct sk_buff *skb, struct genl_info *info);
 
 enum {
 	VPM_NLGRP_EVENTS,

@@ -101,6 +101,7 @@ NS = {
     "vpm_packets_malformed_total": "pkts_malformed",
     "vpm_packets_fragments_total": "pkts_fragments",
     "vpm_packets_foreign_total": "pkts_foreign",
+    "vpm_packets_peer_total": "pkts_peer",
     "vpm_icmp_errors_translated_total": "pkts_icmp_xlat",
     "vpm_packets_dropped_total": "pkts_dropped",
     "vpm_flows_active": "flows_active",

@@ -403,3 +403,23 @@ fn concurrent_use_never_mixes_flows() {
         Some((pin(5), PinState::Confirmed))
     );
 }
+
+#[test]
+fn a_peer_reply_keeps_the_anonymous_port_only_on_a_direct_flow() {
+    use crate::vpm_flow::peer_keeps_anon;
+    let this = Pin { anon: 20005, id: 7 };
+    let other = Pin { anon: 20006, id: 8 };
+    let old = Pin { anon: 20005, id: 3 };
+    // Came to the anonymous port directly, never through the fixed port.
+    assert!(peer_keeps_anon(Some(this), None, this));
+    // A pin of another allocation on the fixed port does not count.
+    assert!(peer_keeps_anon(Some(this), Some(other), this));
+    // No mark (lost, or a client of the fixed port): translated.
+    assert!(!peer_keeps_anon(None, None, this));
+    assert!(!peer_keeps_anon(None, Some(this), this));
+    // A mark of an earlier allocation on the same port: translated.
+    assert!(!peer_keeps_anon(Some(old), None, this));
+    // Both: the flow through the fixed port wins (a forged mark cannot
+    // take its replies).
+    assert!(!peer_keeps_anon(Some(this), Some(this), this));
+}

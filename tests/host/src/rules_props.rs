@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use crate::vpm_rules::{select, sort, Family, Match, RuleError, Source};
+use crate::vpm_rules::{is_peer, select, sort, Family, Match, Peer, RuleError, Source};
 
 /// Addresses drawn from a tiny space so that prefixes overlap often.
 fn addr(family: Family) -> impl Strategy<Value = [u8; 16]> {
@@ -153,4 +153,34 @@ fn host_rule_beats_port_rule_on_shorter_prefix() {
         ),
         Some(&"default")
     );
+}
+
+#[test]
+fn peers_are_v4_or_v6_and_mapped_v4_is_v4() {
+    let v4 = Peer::new(&[192, 0, 2, 1]).unwrap();
+    let mut a = [0u8; 16];
+    a[..4].copy_from_slice(&[192, 0, 2, 1]);
+    assert!(v4.is(Family::V4, &a));
+    assert!(!v4.is(Family::V6, &a));
+    assert_eq!(v4.bytes(), &[192, 0, 2, 1]);
+    let mut mapped = [0u8; 16];
+    mapped[10] = 0xff;
+    mapped[11] = 0xff;
+    mapped[12..].copy_from_slice(&[192, 0, 2, 1]);
+    assert_eq!(Peer::new(&mapped), Some(v4));
+    let v6 = [0xfd, 0, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let p6 = Peer::new(&v6).unwrap();
+    assert!(p6.is(Family::V6, &v6));
+    assert_eq!(p6.bytes(), &v6);
+    assert!(is_peer(&[v4, p6], Family::V6, &v6));
+    assert!(!is_peer(&[v4], Family::V6, &v6));
+    for bad in [
+        &[][..],
+        &[0; 4][..],
+        &[0; 16][..],
+        &[1, 2, 3][..],
+        &[1; 17][..],
+    ] {
+        assert_eq!(Peer::new(bad), None, "{bad:?}");
+    }
 }

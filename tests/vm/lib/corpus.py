@@ -59,7 +59,7 @@ PACKET_OUTGOING = 4
 # not move.
 COUNTERS = ("pkts_seen", "pkts_xlat_in", "pkts_xlat_out", "pkts_no_aid", "pkts_malformed",
             "pkts_fragments", "pkts_icmp_xlat", "flows_new", "flows_expired", "flows_evicted",
-            "flows_unpinned", "pkts_dropped", "pkts_foreign")
+            "flows_unpinned", "pkts_dropped", "pkts_foreign", "pkts_peer")
 
 
 # ---- packet building ---------------------------------------------------------

@@ -4,7 +4,9 @@
 serve NAME PORT...   TCP and UDP, IPv4 and IPv6, on each PORT (anonymous
                      ports of one AID).  TCP: a mode byte, then data to EOF
                      (mode L: each chunk is answered at once with
-                     b"NAME " + chunk, until EOF);
+                     b"NAME " + chunk, until EOF; mode N: answers
+                     "NAME sockname=PORT", the accepted socket's
+                     getsockname port);
                      answers "NAME <sha256> <len>\n", followed in mode E by
                      the data itself; in mode D the data is a byte count
                      and the server sends that many random bytes.  UDP: answers each datagram with
@@ -50,6 +52,9 @@ def serve_tcp(name, port):
 def tcp_session(name, conn):
     with conn:
         data = bytearray(conn.recv(1 << 16))
+        if data[:1] == b"N":  # the port the instance sees as its own
+            conn.sendall(f"{name} sockname={conn.getsockname()[1]}".encode())
+            return
         if data[:1] == b"L":  # interactive: answer each chunk at once
             chunk = bytes(data[1:]) or conn.recv(1 << 16)
             while chunk:

@@ -123,6 +123,18 @@ impl<'a, T: NlAttrType + Debug> Attrs<'a, T> {
         })
     }
 
+    /// Every attribute `ty` (a multi-attr), in order.
+    pub fn get_all<R: Payload>(&self, ty: T) -> Result<Vec<R>> {
+        self.handle
+            .iter()
+            .filter(|a| *a.nla_type().nla_type() == ty)
+            .map(|a| {
+                R::decode(a)
+                    .map_err(|e| Error::Protocol(format!("{} attribute {ty:?}: {e}", self.what)))
+            })
+            .collect()
+    }
+
     /// Attribute `ty`, which the message must have.
     pub fn require<R: Payload>(&self, ty: T) -> Result<R> {
         let missing = || Error::Protocol(format!("{} without attribute {ty:?}", self.what));

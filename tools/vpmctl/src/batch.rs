@@ -7,7 +7,7 @@ use std::path::Path;
 use clap::{CommandFactory, FromArgMatches, ValueEnum};
 
 use crate::aid::Aid;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PeerCmd};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::mapping;
@@ -133,12 +133,14 @@ fn parse_line(parser: &mut clap::Command, number: usize, text: &str) -> Result<C
             | Command::Keep { .. }
             | Command::Metrics { .. }
             | Command::Agent { .. }
-            | Command::Peer { .. }
+            | Command::Peer {
+                cmd: PeerCmd::Show { .. }
+            }
             | Command::Completions { .. }
             | Command::Man { .. }
     ) {
         return Err(Error::Batch(format!(
-            "line {number}: batch, restore, monitor, exec, metrics, agent, peer, completions and man do not run inside a batch"
+            "line {number}: batch, restore, monitor, exec, metrics, agent, peer show, completions and man do not run inside a batch"
         )));
     }
     Ok(cli)
@@ -289,15 +291,20 @@ mod tests {
             "metrics --listen 127.0.0.1:9477",
             "completions bash",
             "man /tmp",
+            "peer show",
+            "agent --config /x",
         ] {
             let e = parse(cmd, false).unwrap_err();
             assert!(
                 e.to_string().contains(
-                    "line 1: batch, restore, monitor, exec, metrics, agent, peer, completions and man do not run"
+                    "line 1: batch, restore, monitor, exec, metrics, agent, peer show, completions and man do not run"
                 ),
                 "{e}"
             );
         }
+        // The kernel's peer sets are ordinary commands.
+        assert!(parse("peer add --aid a --port 9000 --address 192.0.2.1", false).is_ok());
+        assert!(parse("peer del --aid a --port 9000 --address 2001:db8::1", false).is_ok());
     }
 
     #[test]

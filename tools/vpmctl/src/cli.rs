@@ -173,9 +173,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
     },
-    /// The cooperative agent's peers and negotiated mappings.
-    #[command(after_help = "Example:
-  vpmctl peer show")]
+    /// Cooperative peers: the agent's negotiated mappings, and the peers
+    /// whose replies carry an allocation's anonymous port.
+    #[command(after_help = "Examples:
+  vpmctl peer show
+  vpmctl peer add --aid a --port 9000 --address 192.0.2.7")]
     Peer {
         #[command(subcommand)]
         cmd: PeerCmd,
@@ -560,6 +562,40 @@ mod tests {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum PeerCmd {
+    /// Make ADDRESS a cooperative peer of an allocation: on flows it
+    /// sends to the anonymous port itself, replies carry the anonymous
+    /// port, which its sockets are connected to.  The agent manages the
+    /// peers of the allocations it exports, and its peers' addresses
+    /// everywhere: it sets and removes those itself.
+    #[command(after_help = "Examples:
+  vpmctl peer add --aid a --port 9000 --address 192.0.2.7
+  vpmctl peer add --aid a --port 9000 --address 2001:db8::7")]
+    Add {
+        /// Application id of the allocation.
+        #[arg(long)]
+        aid: Aid,
+        /// Its fixed port.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The peer host's address (IPv4 or IPv6).
+        #[arg(long)]
+        address: std::net::IpAddr,
+    },
+    /// Remove a cooperative peer of an allocation: replies to it carry
+    /// the fixed port again.
+    #[command(after_help = "Example:
+  vpmctl peer del --aid a --port 9000 --address 192.0.2.7")]
+    Del {
+        /// Application id of the allocation.
+        #[arg(long)]
+        aid: Aid,
+        /// Its fixed port.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The peer host's address.
+        #[arg(long)]
+        address: std::net::IpAddr,
+    },
     /// The mappings this namespace's agent negotiated, both sides: asked
     /// of peers (client) and granted to peers (server), with the
     /// negotiated port and the lifetime left.

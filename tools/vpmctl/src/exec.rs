@@ -239,7 +239,9 @@ fn check_hooks(place: &Place, group: &Path, aid: &Aid) -> Result<()> {
 fn hook(conn: &Connection, place: &Place, group: &Path, aid: &Aid) -> Result<()> {
     let maps = mapping::list(conn)?;
     if hooks::installed(place, aid) {
-        if hooks::attached_to(place, aid, group) {
+        // An earlier vpmctl's hooks (no cooperative client programs) are
+        // installed again, whole.
+        if hooks::attached_to(place, aid, group) && hooks::complete(place, aid) {
             return hooks::sync_aid(place, aid, &maps);
         }
         let old = hooks::group_of(place, aid);

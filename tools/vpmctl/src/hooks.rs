@@ -1,6 +1,9 @@
 //! The socket hooks of `vpmctl exec` (bpf/vpm_sock.bpf.c): cgroup-BPF
 //! programs that turn an unmodified server's bind of its fixed port into a
-//! bind of its AID's anonymous port, and show it the fixed port again.
+//! bind of its AID's anonymous port, and show it the fixed port again;
+//! and, for the cooperative mode's clients, connect/sendmsg to a peer's
+//! fixed port into the negotiated port (their map is the namespace's, see
+//! [`crate::coop::remote`]).
 //!
 //! Per hooked AID, in its pin directory (see [`crate::place`]): the map
 //! `vpm_ports` and one bpf_link per program, pinned so that they outlive
@@ -12,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, ObjectBuilder};
@@ -27,13 +30,29 @@ use crate::place::{self, Place};
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vpm_sock.bpf.o"));
 
 /// The programs, by the names of their functions, which are also their
-/// pins' names.
-pub const PROGRAMS: [&str; 4] = [
+/// pins' names: exec's bind hooks, then the cooperative client's
+/// (docs/COOPERATIVE.md).
+pub const PROGRAMS: [&str; 12] = [
     "vpm_bind4",
     "vpm_bind6",
     "vpm_getsockname4",
     "vpm_getsockname6",
+    "vpm_connect4",
+    "vpm_connect6",
+    "vpm_sendmsg4",
+    "vpm_sendmsg6",
+    "vpm_recvmsg4",
+    "vpm_recvmsg6",
+    "vpm_getpeername4",
+    "vpm_getpeername6",
 ];
+
+/// The cooperative client's map (one per namespace, pinned in the
+/// scope's directory beside the AIDs' ones; see [`crate::coop::remote`]).
+pub const REMOTE_MAP: &str = "vpm_remote";
+
+/// The map that tells a copy of the programs its AID.
+pub const AID_MAP: &str = "vpm_aid";
 
 /// The map's name, which is also its pin's name.
 pub const MAP: &str = "vpm_ports";
@@ -229,13 +248,24 @@ fn apply(map: &MapHandle, changes: &[Change]) -> Result<()> {
     Ok(())
 }
 
-/// Whether AID `aid` has hooks here.
+/// Exec's own programs, which every version of vpmctl installed.
+const BIND_PROGRAMS: usize = 4;
+
+/// Whether AID `aid` has hooks here (at least exec's bind hooks, as an
+/// earlier vpmctl installed them).
 pub fn installed(place: &Place, aid: &Aid) -> bool {
     let dir = place.pin_dir(aid);
     [MAP, GROUP_MAP]
         .iter()
-        .chain(PROGRAMS.iter())
+        .chain(PROGRAMS[..BIND_PROGRAMS].iter())
         .all(|p| dir.join(p).exists())
+}
+
+/// Whether AID `aid`'s hooks are this vpmctl's whole set (not an earlier
+/// version's, without the cooperative client's programs).
+pub fn complete(place: &Place, aid: &Aid) -> bool {
+    let dir = place.pin_dir(aid);
+    installed(place, aid) && PROGRAMS.iter().all(|p| dir.join(p).exists())
 }
 
 /// The cgroup AID `aid`'s hooks were attached to, as recorded when they
@@ -273,6 +303,17 @@ pub fn attached_to(place: &Place, aid: &Aid, group: &Path) -> bool {
     }
 }
 
+/// Size of `struct vpm_self` and of a remote key's AID.
+pub const AID_SIZE: usize = 32;
+
+/// An AID as `struct vpm_self`: its bytes, NUL-padded.
+pub fn aid_record(aid: &Aid) -> [u8; AID_SIZE] {
+    let mut v = [0u8; AID_SIZE];
+    let b = aid.as_str().as_bytes();
+    v[..b.len()].copy_from_slice(b);
+    v
+}
+
 /// A group's path and id as `struct vpm_group_path`.
 fn group_record(group: &Path, id: u64) -> Result<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
@@ -299,19 +340,36 @@ pub fn install(place: &Place, aid: &Aid, group: &Path, entries: &Entries) -> Res
     remove_pins(&dir)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| bpf_err(format!("cannot create {}", dir.display()), e))?;
-    let r = install_pins(&dir, group, entries);
+    let r = install_pins(&dir, aid, group, entries);
     if r.is_err() {
         let _ = remove_pins(&dir);
     }
     r
 }
 
-fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
+fn install_pins(dir: &Path, aid: &Aid, group: &Path, entries: &Entries) -> Result<()> {
     let cg = File::open(group)
         .map_err(|e| bpf_err(format!("cannot open cgroup {}", group.display()), e))?;
-    let open = ObjectBuilder::default()
+    let mut open = ObjectBuilder::default()
         .open_memory(OBJECT)
         .map_err(|e| bpf_err("cannot read vpmctl's own BPF object", e))?;
+    // The namespace's cooperative map: the pinned one if the agent (or
+    // another exec) made it, else this load's, pinned below.  Both are
+    // checked against the layout the agent writes before anything uses
+    // them.  (The caller holds the lock the agent makes the map under.)
+    let remote = dir
+        .parent()
+        .ok_or_else(|| Error::Host(format!("{} has no parent", dir.display())))?
+        .join(crate::coop::remote::PIN);
+    let pinned = MapHandle::from_pinned_path(&remote).ok();
+    if let Some(m) = &pinned {
+        remote_layout(m.key_size(), m.value_size(), &remote)?;
+        open.maps_mut()
+            .find(|m| m.name() == REMOTE_MAP)
+            .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {REMOTE_MAP}")))?
+            .reuse_fd(m.as_fd())
+            .map_err(|e| bpf_err(format!("cannot use {}", remote.display()), e))?;
+    }
     let mut obj = open.load().map_err(|e| {
         bpf_err(
             "the kernel refused the socket hooks' BPF programs (it needs \
@@ -320,6 +378,15 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
             e,
         )
     })?;
+    if pinned.is_none() {
+        let mut rmap = obj
+            .maps_mut()
+            .find(|m| m.name() == REMOTE_MAP)
+            .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {REMOTE_MAP}")))?;
+        remote_layout(rmap.key_size(), rmap.value_size(), &remote)?;
+        rmap.pin(&remote)
+            .map_err(|e| bpf_err(format!("cannot pin {}", remote.display()), e))?;
+    }
     let mut map = obj
         .maps_mut()
         .find(|m| m.name() == MAP)
@@ -344,6 +411,12 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
     .map_err(|e| bpf_err("recording the hooks' cgroup", e))?;
     rec.pin(dir.join(GROUP_MAP))
         .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(GROUP_MAP).display()), e))?;
+    let me = obj
+        .maps_mut()
+        .find(|m| m.name() == AID_MAP)
+        .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {AID_MAP}")))?;
+    me.update(&0u32.to_ne_bytes(), &aid_record(aid), MapFlags::ANY)
+        .map_err(|e| bpf_err("recording the hooks' AID", e))?;
     for name in PROGRAMS {
         let prog = obj
             .progs_mut()
@@ -362,6 +435,22 @@ fn install_pins(dir: &Path, group: &Path, entries: &Entries) -> Result<()> {
         })?;
         link.pin(dir.join(name))
             .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(name).display()), e))?;
+    }
+    Ok(())
+}
+
+/// Refuses a cooperative map whose key and value sizes are not the ones
+/// the agent writes (`coop::remote`): a pin an older vpmctl left, or a
+/// build whose BPF object and Rust side disagree.
+fn remote_layout(key: u32, value: u32, path: &Path) -> Result<()> {
+    let have = (key as usize, value as usize);
+    let want = (crate::coop::remote::KEY_SIZE, crate::coop::remote::VAL_SIZE);
+    if have != want {
+        return Err(Error::Host(format!(
+            "the cooperative map {} has {have:?}-byte keys and values, this vpmctl writes {want:?}: \
+             stop the agents of this namespace and remove it",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -411,6 +500,7 @@ pub fn remove(place: &Place, aid: &Aid) -> Result<()> {
     if place.default_parent {
         let _ = std::fs::remove_dir(&place.parent);
     }
+    crate::coop::remote::remove_if_unused(place);
     let _ = std::fs::remove_dir(&place.pins);
     let _ = std::fs::remove_dir(place.bpffs.join("vpm"));
     Ok(())
@@ -527,6 +617,7 @@ mod tests {
             bytes_in: 0,
             pkts_out: 0,
             bytes_out: 0,
+            peers: Vec::new(),
         }
     }
 
@@ -558,11 +649,22 @@ mod tests {
         for name in PROGRAMS.iter().chain([MAP, GROUP_MAP].iter()) {
             assert!(text.contains(name), "{name} missing from the BPF object");
         }
+        for map in [REMOTE_MAP, AID_MAP] {
+            assert!(text.contains(map), "{map} missing from the BPF object");
+        }
         for sec in [
             "cgroup/bind4",
             "cgroup/bind6",
             "cgroup/getsockname4",
             "cgroup/getsockname6",
+            "cgroup/connect4",
+            "cgroup/connect6",
+            "cgroup/sendmsg4",
+            "cgroup/sendmsg6",
+            "cgroup/recvmsg4",
+            "cgroup/recvmsg6",
+            "cgroup/getpeername4",
+            "cgroup/getpeername6",
         ] {
             assert!(text.contains(sec), "section {sec} missing");
         }

@@ -138,11 +138,19 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
         | Command::Keep { .. }
         | Command::Metrics { .. }
         | Command::Agent { .. }
-        | Command::Peer { .. }
+        | Command::Peer {
+            cmd: PeerCmd::Show { .. },
+        }
         | Command::Completions { .. }
         | Command::Man { .. } => {
             unreachable!("handled by run")
         }
+        Command::Peer {
+            cmd: PeerCmd::Add { aid, port, address },
+        } => mapping::peer_add(conn, &aid, port, address)?,
+        Command::Peer {
+            cmd: PeerCmd::Del { aid, port, address },
+        } => mapping::peer_del(conn, &aid, port, address)?,
         Command::Add {
             aid,
             port,
@@ -168,7 +176,16 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
             RuleCmd::Del { port, from } => rule::del(conn, port, &from.unwrap_or_default())?,
             RuleCmd::Show => emit(json, &rule::list(conn)?, |r| rule::render(r)),
         },
-        Command::Show => emit(json, &mapping::list(conn)?, |m| mapping::render(m)),
+        Command::Show => {
+            emit(json, &mapping::list(conn)?, |m| mapping::render(m));
+            // The cooperative mappings of this namespace's agent, if one
+            // runs here with its default state file.
+            if !json {
+                if let Ok(text) = coop::agent::show(None, false) {
+                    print!("\ncooperative mappings (vpmctl peer show), {text}");
+                }
+            }
+        }
         Command::Flush => mapping::flush(conn)?,
         Command::Monitor => monitor::run(conn, json)?,
         Command::Save => {

@@ -1,5 +1,6 @@
 //! `vpmctl add | del | show | flush`: allocations of (AID, fixed port).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use neli::genl::Genlmsghdr;
@@ -31,6 +32,10 @@ pub struct Mapping {
     /// Packets and bytes translated back to the fixed port.
     pub pkts_out: u64,
     pub bytes_out: u64,
+    /// Cooperative peers: hosts whose agent negotiated the anonymous
+    /// port, so replies to them keep it (docs/COOPERATIVE.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<IpAddr>,
 }
 
 impl Mapping {
@@ -47,6 +52,7 @@ impl Mapping {
             bytes_in: a.get(MappingAttr::BytesIn)?.unwrap_or(0),
             pkts_out: a.get(MappingAttr::PktsOut)?.unwrap_or(0),
             bytes_out: a.get(MappingAttr::BytesOut)?.unwrap_or(0),
+            peers: a.get_all(MappingAttr::Peer)?,
         };
         if m.port == 0 || m.anon_port == 0 {
             return Err(Error::Protocol("mapping with port 0".into()));
@@ -249,6 +255,30 @@ pub fn del(conn: &Connection, aid: &Aid, port: u16) -> Result<()> {
     Ok(())
 }
 
+/// The peer attribute of an address: 4 bytes for IPv4, 16 for IPv6.
+fn peer_attrs(aid: &Aid, port: u16, peer: IpAddr) -> Result<GenlBuffer<MappingAttr, Buffer>> {
+    let mut attrs = key_attrs(aid, port)?;
+    let bytes = match peer {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    attrs.push(attr(MappingAttr::Peer, bytes)?);
+    Ok(attrs)
+}
+
+/// Makes `peer` a cooperative peer of (aid, port)'s allocation: replies
+/// to it keep the anonymous port (docs/COOPERATIVE.md).  Idempotent.
+pub fn peer_add(conn: &Connection, aid: &Aid, port: u16, peer: IpAddr) -> Result<()> {
+    conn.request("peer add", Cmd::AddPeer, peer_attrs(aid, port, peer)?)?;
+    Ok(())
+}
+
+/// Removes cooperative peer `peer` of (aid, port)'s allocation.
+pub fn peer_del(conn: &Connection, aid: &Aid, port: u16, peer: IpAddr) -> Result<()> {
+    conn.request("peer del", Cmd::DelPeer, peer_attrs(aid, port, peer)?)?;
+    Ok(())
+}
+
 /// Every allocation, ordered by fixed port then AID.
 pub fn list(conn: &Connection) -> Result<Vec<Mapping>> {
     conn.dump("show", Cmd::GetMapping, Mapping::from_msg)
@@ -264,10 +294,12 @@ pub fn flush(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The human-readable table.
+/// The human-readable table; a PEERS column (cooperative peers) when
+/// any allocation has one.
 pub fn render(maps: &[Mapping]) -> String {
+    let peers = maps.iter().any(|m| !m.peers.is_empty());
     let mut out = format!(
-        "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
+        "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}",
         "AID",
         "PORT",
         "PROTO",
@@ -278,9 +310,13 @@ pub fn render(maps: &[Mapping]) -> String {
         "BYTES-OUT",
         "CGROUP"
     );
+    if peers {
+        out += "  PEERS";
+    }
+    out.push('\n');
     for m in maps {
         out += &format!(
-            "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}\n",
+            "{:<24} {:>5} {:<7} {:>9} {:>10} {:>12} {:>10} {:>12}  {}",
             m.aid,
             m.port,
             m.proto,
@@ -291,6 +327,16 @@ pub fn render(maps: &[Mapping]) -> String {
             m.bytes_out,
             m.cgroup.as_deref().unwrap_or("-")
         );
+        if peers {
+            let list: Vec<String> = m.peers.iter().map(IpAddr::to_string).collect();
+            out += "  ";
+            out += &if list.is_empty() {
+                "-".into()
+            } else {
+                list.join(",")
+            };
+        }
+        out.push('\n');
     }
     out
 }
@@ -379,6 +425,53 @@ mod tests {
             "add failed: Connection timed out: waited 2000 ms and no allocation was released \
              (the last refusal: no free port in range 31000-31000 (1 in use); widen the range)"
         );
+    }
+
+    #[test]
+    fn peers_are_every_peer_attribute() {
+        let a = [
+            (MappingAttr::Aid, b"a\0".to_vec()),
+            (MappingAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Proto, 3u32.to_ne_bytes().to_vec()),
+            (MappingAttr::AnonPort, 20000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Peer, vec![192, 0, 2, 7]),
+            (
+                MappingAttr::Peer,
+                "2001:db8::7"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets()
+                    .to_vec(),
+            ),
+        ];
+        let m = Mapping::from_attrs(&attrs("mapping", &a)).unwrap();
+        assert_eq!(
+            m.peers,
+            [
+                "192.0.2.7".parse::<IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
+        );
+        assert!(serde_json::to_string(&m)
+            .unwrap()
+            .ends_with(r#""peers":["192.0.2.7","2001:db8::7"]}"#));
+        let text = render(std::slice::from_ref(&m));
+        assert!(text.lines().next().unwrap().ends_with("  PEERS"), "{text}");
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("  192.0.2.7,2001:db8::7"),
+            "{text}"
+        );
+        let bad = [
+            (MappingAttr::Aid, b"a\0".to_vec()),
+            (MappingAttr::Port, 9000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Proto, 3u32.to_ne_bytes().to_vec()),
+            (MappingAttr::AnonPort, 20000u16.to_ne_bytes().to_vec()),
+            (MappingAttr::Peer, vec![1, 2, 3]),
+        ];
+        assert!(Mapping::from_attrs(&attrs("mapping", &bad)).is_err());
     }
 
     #[test]

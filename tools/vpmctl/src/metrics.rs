@@ -94,6 +94,12 @@ const NAMESPACE: &[NamespaceMetric] = &[
         |s| s.pkts_foreign,
     ),
     (
+        "packets_peer",
+        Kind::Counter,
+        "Replies to an allocation's cooperative peers, which keep the anonymous port (passed untouched).",
+        |s| s.pkts_peer,
+    ),
+    (
         "icmp_errors_translated",
         Kind::Counter,
         "ICMP and ICMPv6 errors whose quoted packet vpm translated.",
@@ -725,6 +731,7 @@ mod tests {
             flows_unpinned: 13,
             pkts_dropped: 14,
             pkts_foreign: 15,
+            pkts_peer: 16,
         }
     }
 
@@ -740,6 +747,7 @@ mod tests {
             bytes_in: base * 100 + 1,
             pkts_out: base + 2,
             bytes_out: u64::MAX - base,
+            peers: Vec::new(),
         }
     }
 
@@ -755,7 +763,7 @@ mod tests {
     fn namespace_metrics_equal_the_status() {
         let st = status();
         let (samples, meta) = parse(&render(&st, &[], NETNS));
-        let want: [(&str, u64); 15] = [
+        let want: [(&str, u64); 16] = [
             ("vpm_netfilter_hooks", 6),
             ("vpm_packets_seen_total", 1 << 40),
             ("vpm_packets_translated_in_total", 2),
@@ -764,6 +772,7 @@ mod tests {
             ("vpm_packets_malformed_total", 5),
             ("vpm_packets_fragments_total", 7),
             ("vpm_packets_foreign_total", 15),
+            ("vpm_packets_peer_total", 16),
             ("vpm_icmp_errors_translated_total", 8),
             ("vpm_packets_dropped_total", 14),
             ("vpm_flows_active", 9),

@@ -7,6 +7,7 @@
 //! refuses an entry midway, everything restore added is removed again and
 //! the old settings are put back.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,11 @@ use crate::mapping::{self, AddOpts, Mapping};
 use crate::proto::Proto;
 use crate::rule::{self, Rule};
 
-/// Format version of a saved state.
-const STATE_VERSION: u32 = 1;
+/// Format version of a saved state: 2 when it holds cooperative peers
+/// (so that a vpmctl that knows nothing of them refuses it rather than
+/// restore it without them), 1 otherwise.
+const STATE_VERSION: u32 = 2;
+const STATE_VERSION_NO_PEERS: u32 = 1;
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedConfig {
@@ -37,6 +41,10 @@ pub struct SavedMapping {
     pub anon_port: u16,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub cgroup: Option<String>,
+    /// Cooperative peers (docs/COOPERATIVE.md): kernel state like the
+    /// allocation, which established flows with those peers need.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub peers: Vec<IpAddr>,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +65,7 @@ impl SavedMapping {
             proto: m.proto,
             anon_port: m.anon_port,
             cgroup: m.cgroup.clone(),
+            peers: m.peers.clone(),
         }
     }
 
@@ -92,8 +101,13 @@ pub fn save(conn: &Connection) -> Result<State> {
 fn read_state(conn: &Connection) -> Result<State> {
     let c = config::get(conn)?;
     let maps = mapping::list(conn)?;
+    let version = if maps.iter().any(|m| !m.peers.is_empty()) {
+        STATE_VERSION
+    } else {
+        STATE_VERSION_NO_PEERS
+    };
     Ok(State {
-        version: STATE_VERSION,
+        version,
         config: SavedConfig {
             range_lo: c.range_lo,
             range_hi: c.range_hi,
@@ -245,9 +259,9 @@ fn recreate_exec_groups(want: &State) -> Vec<std::path::PathBuf> {
 
 /// Restores `want`; on any failure the namespace is left as it was.
 pub fn restore(conn: &Connection, want: &State) -> Result<()> {
-    if want.version != STATE_VERSION {
+    if !(STATE_VERSION_NO_PEERS..=STATE_VERSION).contains(&want.version) {
         return Err(Error::State(format!(
-            "state format version {} is not {STATE_VERSION}",
+            "state format version {} is not {STATE_VERSION_NO_PEERS} or {STATE_VERSION}",
             want.version
         )));
     }
@@ -284,10 +298,16 @@ fn apply(
     )?;
     let mut added: Vec<(Aid, u16)> = Vec::new();
     let mut added_rules: Vec<&Rule> = Vec::new();
+    // Peers added to allocations that were live already (a new
+    // allocation's peers go with it).
+    let mut added_peers: Vec<(Aid, u16, IpAddr)> = Vec::new();
     // Undo, newest first; the namespace was consistent before.
-    let undo = |added: &[(Aid, u16)], added_rules: &[&Rule]| {
+    let undo = |added: &[(Aid, u16)], added_rules: &[&Rule], added_peers: &[(Aid, u16, IpAddr)]| {
         for r in added_rules.iter().rev() {
             let _ = rule::del(conn, r.port, &r.from);
+        }
+        for (aid, port, peer) in added_peers.iter().rev() {
+            let _ = mapping::peer_del(conn, aid, *port, *peer);
         }
         for (aid, port) in added.iter().rev() {
             let _ = mapping::del(conn, aid, *port);
@@ -307,11 +327,33 @@ fn apply(
             cgroup: w.cgroup.clone(),
         };
         if let Err(e) = mapping::add(conn, &w.aid, w.port, &opts) {
-            undo(&added, &added_rules);
+            undo(&added, &added_rules, &added_peers);
             return Err(Error::State(format!("nothing restored: {}: {e}", w.name())));
         }
         if !existed {
             added.push((w.aid.clone(), w.port));
+        }
+        let had = |p: &IpAddr| {
+            live.iter().any(|l| {
+                l.aid == w.aid
+                    && l.port == w.port
+                    && l.peers.iter().any(|q| q.to_canonical() == p.to_canonical())
+            })
+        };
+        for &peer in &w.peers {
+            if had(&peer) {
+                continue;
+            }
+            if let Err(e) = mapping::peer_add(conn, &w.aid, w.port, peer) {
+                undo(&added, &added_rules, &added_peers);
+                return Err(Error::State(format!(
+                    "nothing restored: {} peer {peer}: {e}",
+                    w.name()
+                )));
+            }
+            if existed {
+                added_peers.push((w.aid.clone(), w.port, peer));
+            }
         }
     }
     for r in &want.rules {
@@ -322,7 +364,7 @@ fn apply(
             continue;
         }
         if let Err(e) = rule::add(conn, r.port, &r.from, &r.aid) {
-            undo(&added, &added_rules);
+            undo(&added, &added_rules, &added_peers);
             return Err(Error::State(format!(
                 "nothing restored: rule port {} from {}: {e}",
                 r.port,
@@ -354,6 +396,7 @@ mod tests {
                     proto: Proto::Both,
                     anon_port: *n,
                     cgroup: None,
+                    peers: Vec::new(),
                 })
                 .collect(),
             rules: Vec::new(),
@@ -373,6 +416,7 @@ mod tests {
                 bytes_in: 0,
                 pkts_out: 0,
                 bytes_out: 0,
+                peers: Vec::new(),
             })
             .collect()
     }

@@ -40,6 +40,9 @@ pub struct Status {
     /// Packets with vpm's ports that are not this host's own streams
     /// (forwarded, bridged, other addresses or sockets): passed untouched.
     pub pkts_foreign: u64,
+    /// Replies to an allocation's cooperative peers, which keep the
+    /// anonymous port: passed untouched.
+    pub pkts_peer: u64,
 }
 
 impl Status {
@@ -64,6 +67,7 @@ impl Status {
             flows_unpinned: count(StatusAttr::FlowsUnpinned)?,
             pkts_dropped: count(StatusAttr::PktsDropped)?,
             pkts_foreign: count(StatusAttr::PktsForeign)?,
+            pkts_peer: count(StatusAttr::PktsPeer)?,
         })
     }
 
@@ -72,7 +76,7 @@ impl Status {
         format!(
             "vpm {}\n  netfilter hooks      {}\n  packets seen         {}\n  translated in        {}\n  \
              translated out       {}\n  no AID (passed)      {}\n  malformed (passed)   {}\n  \
-             fragments (passed)   {}\n  foreign (passed)     {}\n  ICMP errors          {}\n  \
+             fragments (passed)   {}\n  foreign (passed)     {}\n  to peers (passed)    {}\n  ICMP errors          {}\n  \
              dropped              {}\n  \
              flows active         {}\n  flows pinned         {}\n  flows expired        {}\n  \
              flows evicted        {}\n  unpinned packets     {}\n",
@@ -85,6 +89,7 @@ impl Status {
             self.pkts_malformed,
             self.pkts_fragments,
             self.pkts_foreign,
+            self.pkts_peer,
             self.pkts_icmp_xlat,
             self.pkts_dropped,
             self.flows_active,
@@ -156,7 +161,7 @@ mod tests {
         let s = parse(&attrs(&7u32.to_ne_bytes())).unwrap();
         assert_eq!(
             serde_json::to_string(&s).unwrap(),
-            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_icmp_xlat":0,"flows_active":0,"flows_new":0,"flows_expired":0,"flows_evicted":0,"flows_unpinned":0,"pkts_dropped":0,"pkts_foreign":0}"#
+            r#"{"version":"0.1.0","hooks":4,"pkts_seen":7,"pkts_xlat_in":0,"pkts_xlat_out":0,"pkts_no_aid":0,"pkts_malformed":0,"pkts_fragments":0,"pkts_icmp_xlat":0,"flows_active":0,"flows_new":0,"flows_expired":0,"flows_evicted":0,"flows_unpinned":0,"pkts_dropped":0,"pkts_foreign":0,"pkts_peer":0}"#
         );
     }
 }

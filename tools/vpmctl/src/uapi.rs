@@ -44,6 +44,8 @@ pub enum Cmd {
     GetRule = raw::VPM_CMD_GET_RULE as u8,
     RuleNewNtf = raw::VPM_CMD_RULE_NEW_NTF as u8,
     RuleDelNtf = raw::VPM_CMD_RULE_DEL_NTF as u8,
+    AddPeer = raw::VPM_CMD_ADD_PEER as u8,
+    DelPeer = raw::VPM_CMD_DEL_PEER as u8,
 }
 
 /// The multicast group of change events (`mcast-groups` in the spec).
@@ -69,6 +71,7 @@ pub enum StatusAttr {
     FlowsUnpinned = raw::VPM_A_STATUS_FLOWS_UNPINNED as u16,
     PktsDropped = raw::VPM_A_STATUS_PKTS_DROPPED as u16,
     PktsForeign = raw::VPM_A_STATUS_PKTS_FOREIGN as u16,
+    PktsPeer = raw::VPM_A_STATUS_PKTS_PEER as u16,
 }
 impl neli::consts::genl::NlAttrType for StatusAttr {}
 
@@ -86,6 +89,7 @@ pub enum MappingAttr {
     BytesIn = raw::VPM_A_MAPPING_BYTES_IN as u16,
     PktsOut = raw::VPM_A_MAPPING_PKTS_OUT as u16,
     BytesOut = raw::VPM_A_MAPPING_BYTES_OUT as u16,
+    Peer = raw::VPM_A_MAPPING_PEER as u16,
 }
 impl neli::consts::genl::NlAttrType for MappingAttr {}
 

@@ -81,7 +81,13 @@ fn default_max_per_peer() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct PeerConf {
     pub name: String,
+    /// Its agent's address: the allow-list's, and where requests go.
     pub address: IpAddr,
+    /// Other addresses of the same host that its applications use (an
+    /// IPv6 one beside an IPv4 `address`, say): the data path matches
+    /// them too.
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
     #[serde(default = "default_port")]
     pub port: u16,
     pub key_id: u32,
@@ -90,6 +96,20 @@ pub struct PeerConf {
     pub key: Option<String>,
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+}
+
+impl PeerConf {
+    /// Every address of the peer host the data path knows: `address`,
+    /// then `addresses`.
+    pub fn all_addresses(&self) -> Vec<IpAddr> {
+        let mut out = vec![self.address];
+        for a in &self.addresses {
+            if !out.iter().any(|o| canon(*o) == canon(*a)) {
+                out.push(*a);
+            }
+        }
+        out
+    }
 }
 
 fn default_port() -> u16 {
@@ -114,14 +134,15 @@ impl Config {
             if !names.insert(p.name.as_str()) {
                 return Err(format!("peer {} is listed twice", p.name));
             }
-            if self
-                .peers
-                .iter()
-                .filter(|q| canon(q.address) == canon(p.address))
-                .count()
-                > 1
-            {
-                return Err(format!("address {} belongs to two peers", p.address));
+            for a in p.all_addresses() {
+                let holders = self
+                    .peers
+                    .iter()
+                    .filter(|q| q.all_addresses().iter().any(|b| canon(*b) == canon(a)))
+                    .count();
+                if holders > 1 {
+                    return Err(format!("address {a} belongs to two peers"));
+                }
             }
             if p.key.is_some() == p.key_file.is_some() {
                 return Err(format!(
@@ -210,6 +231,13 @@ pub struct StateFile {
     /// restart cannot be replayed after it.
     #[serde(default)]
     pub replay_tops: BTreeMap<String, u64>,
+    /// Per peer, its last epoch and its addresses when saved: a
+    /// restarted agent takes over running grants only from the same
+    /// host, and sees that host's restart in its first answer.
+    #[serde(default)]
+    pub epochs: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub peer_addresses: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl StateFile {
@@ -341,7 +369,25 @@ struct Agent {
     /// datagrams does not rewrite the file at its own pace.
     dirty: bool,
     saved_ms: u64,
+    /// The error that kept the client's data path (the socket hooks'
+    /// map) closed, logged once.
+    remote_error: Option<String>,
+    /// Peers the kernel's exported allocations had when the agent
+    /// started without records for them (a lost state file): kept until
+    /// the longest lifetime has passed, so that their established flows
+    /// carry on while they negotiate again.  (AID, port, address, until).
+    adopted: Vec<(Aid, u16, IpAddr, u64)>,
+    /// When the kernel was last brought in line.
+    synced_ms: u64,
+    /// The conversion of grants' ends to the socket hooks' clock, kept
+    /// from sync to sync (see [`super::remote::Clock::follow`]).
+    clock: Option<super::remote::Clock>,
 }
+
+/// How often the agent checks the kernel's peers and the socket hooks'
+/// map against its records even when nothing changed (someone else may
+/// have changed them).
+const RESYNC_MS: u64 = 5_000;
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub fn run(config: &Path) -> Result<()> {
@@ -376,7 +422,25 @@ pub fn run(config: &Path) -> Result<()> {
         }
     }
     let epoch = recover(&conn, &mut state)?;
-    let client = Client::new(cfg.maps.clone(), now_ms());
+    let mut client = Client::new(cfg.maps.clone(), now_ms());
+    // The same host: the same set of addresses, whichever list named
+    // them (a state file written before addresses were kept: trusted).
+    let set = |v: &[IpAddr]| {
+        v.iter()
+            .map(|a| canon(*a))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let same_peer = |name: &str| {
+        cfg.peers.iter().any(|p| {
+            p.name == name
+                && state
+                    .peer_addresses
+                    .get(name)
+                    .is_none_or(|saved| set(saved) == set(&p.all_addresses()))
+        })
+    };
+    let resumed = client.resume(&state.client, &state.epochs, same_peer, now_ms());
+    let adopted = adopt(&conn, &cfg, &state, now_ms())?;
     for (sig, what) in [
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGINT, "SIGINT"),
@@ -391,11 +455,12 @@ pub fn run(config: &Path) -> Result<()> {
         }
     }
     log!(
-        "event=start listen={listen} epoch={epoch:08x} peers={} exports={} maps={} state={}",
+        "event=start listen={listen} epoch={epoch:08x} peers={} exports={} maps={} state={} resumed={resumed} adopted={}",
         cfg.peers.len(),
         cfg.exports.len(),
         cfg.maps.len(),
-        path.display()
+        path.display(),
+        adopted.len()
     );
     let mut agent = Agent {
         cfg,
@@ -410,9 +475,88 @@ pub fn run(config: &Path) -> Result<()> {
         refusal_logs: (0, 0, 0),
         dirty: false,
         saved_ms: 0,
+        remote_error: None,
+        adopted,
+        synced_ms: 0,
+        clock: None,
     };
+    agent.sync_kernel();
     agent.save()?;
     agent.serve()
+}
+
+/// Whether `export` lets peers ask for (aid, port).
+fn exports(exports: &[Export], aid: &Aid, port: u16) -> bool {
+    exports
+        .iter()
+        .any(|e| e.port == port && e.aids.contains(aid))
+}
+
+/// The peers that the kernel's exported allocations have and that no
+/// record of `state` accounts for (see [`Agent::adopted`]).
+fn adopt(
+    conn: &Connection,
+    cfg: &Config,
+    state: &StateFile,
+    now: u64,
+) -> Result<Vec<(Aid, u16, IpAddr, u64)>> {
+    let until = now + u64::from(cfg.max_lifetime) * 1000;
+    let mut out = Vec::new();
+    for m in mapping::list(conn)? {
+        if !exports(&cfg.exports, &m.aid, m.port) {
+            continue;
+        }
+        for &addr in &m.peers {
+            let recorded = state.server.records.iter().any(|r| {
+                r.aid == m.aid
+                    && r.port == m.port
+                    && cfg.peers.iter().any(|p| {
+                        p.name == r.peer
+                            && p.all_addresses().iter().any(|a| canon(*a) == canon(addr))
+                    })
+            });
+            if !recorded {
+                out.push((m.aid.clone(), m.port, addr, until));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The changes that give each exported allocation in `live` exactly the
+/// peers `want` lists for it: (AID, port, address, add?).
+///
+/// The agent owns the peers of the allocations it exports, and any
+/// address of a configured peer on any allocation (an export removed on
+/// reload leaves none behind); other peers are the operator's.
+pub fn peer_changes(
+    live: &[mapping::Mapping],
+    want: &[(Aid, u16, IpAddr)],
+    exported: impl Fn(&Aid, u16) -> bool,
+    ours: impl Fn(IpAddr) -> bool,
+) -> Vec<(Aid, u16, IpAddr, bool)> {
+    let mut out = Vec::new();
+    for m in live {
+        let exp = exported(&m.aid, m.port);
+        let wanted: Vec<IpAddr> = want
+            .iter()
+            .filter(|(a, p, _)| exp && *a == m.aid && *p == m.port)
+            .map(|(_, _, ip)| canon(*ip))
+            .collect();
+        for &have in &m.peers {
+            if (exp || ours(have)) && !wanted.contains(&canon(have)) {
+                out.push((m.aid.clone(), m.port, have, false));
+            }
+        }
+        let mut added: Vec<IpAddr> = Vec::new();
+        for ip in wanted {
+            if !m.peers.iter().any(|h| canon(*h) == ip) && !added.contains(&ip) {
+                out.push((m.aid.clone(), m.port, ip, true));
+                added.push(ip);
+            }
+        }
+    }
+    out
 }
 
 /// A peer's key, from the configuration or its key file.
@@ -474,6 +618,12 @@ impl Agent {
 
     fn save(&mut self) -> Result<()> {
         self.state.client = self.client.entries.clone();
+        self.state.epochs = self.client.epochs().clone();
+        self.state.peer_addresses = self
+            .peers
+            .iter()
+            .map(|p| (p.conf.name.clone(), p.conf.all_addresses()))
+            .collect();
         for p in &self.peers {
             self.state
                 .replay_tops
@@ -482,6 +632,215 @@ impl Agent {
         self.dirty = false;
         self.saved_ms = now_ms();
         self.state.write(&self.path)
+    }
+
+    /// Brings the kernel in line with the agent's records: the
+    /// cooperative peers of exported allocations (server side), and the
+    /// socket hooks' map (client side).  Failures are logged; the next
+    /// sync tries again.
+    fn sync_kernel(&mut self) {
+        let now = now_ms();
+        self.synced_ms = now;
+        self.adopted.retain(|a| a.3 > now);
+        if let Err(e) = self.sync_peers() {
+            log!("event=sync-error side=server error=\"{e}\"");
+        }
+        if let Err(e) = self.sync_remote() {
+            log!("event=sync-error side=client error=\"{e}\"");
+        }
+    }
+
+    fn sync_peers(&mut self) -> Result<()> {
+        let addresses = |name: &str| {
+            self.peers
+                .iter()
+                .find(|p| p.conf.name == name)
+                .map(|p| p.conf.all_addresses())
+                .unwrap_or_default()
+        };
+        let mut want: Vec<(Aid, u16, IpAddr)> = Vec::new();
+        for r in &self.state.server.records {
+            for ip in addresses(&r.peer) {
+                want.push((r.aid.clone(), r.port, ip));
+            }
+        }
+        want.extend(
+            self.adopted
+                .iter()
+                .map(|(a, p, ip, _)| (a.clone(), *p, *ip)),
+        );
+        let live = mapping::list(&self.conn)?;
+        let exported = |aid: &Aid, port: u16| exports(&self.cfg.exports, aid, port);
+        let ours = |ip: IpAddr| {
+            self.peers.iter().any(|p| {
+                p.conf
+                    .all_addresses()
+                    .iter()
+                    .any(|a| canon(*a) == canon(ip))
+            })
+        };
+        for (aid, port, ip, add) in peer_changes(&live, &want, exported, ours) {
+            let r = if add {
+                mapping::peer_add(&self.conn, &aid, port, ip)
+            } else {
+                mapping::peer_del(&self.conn, &aid, port, ip)
+            };
+            match r {
+                Ok(()) => log!(
+                    "event={} aid={aid} port={port} address={ip}",
+                    if add { "peer-set" } else { "peer-unset" }
+                ),
+                Err(e) => log!(
+                    "event=sync-error side=server aid={aid} port={port} address={ip} error=\"{e}\""
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket hooks' map, opened afresh every time (whoever removed
+    /// or replaced the pin, this follows): made if this agent asks its
+    /// peers for anything, else only emptied if it exists.
+    fn sync_remote(&mut self) -> Result<()> {
+        let wants = !self.client.entries.is_empty();
+        let place = match crate::place::Place::current(None) {
+            Ok(p) => p,
+            Err(e) if wants => {
+                self.data_path_unavailable(e);
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        // Under the hooks' lock: no exec's cleanup removes the map
+        // between this open and the writes.
+        let lock = match crate::hooks::Lock::take(&place) {
+            Ok(l) => l,
+            Err(e) if wants => {
+                self.data_path_unavailable(e);
+                return Ok(());
+            }
+            Err(_) => return Ok(()),
+        };
+        let map = if wants {
+            match super::remote::open_or_create_locked(&place) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.data_path_unavailable(e);
+                    return Ok(());
+                }
+            }
+        } else {
+            match super::remote::open(&place) {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        };
+        self.remote_error = None;
+        let clock = super::remote::Clock::follow(self.clock, now_ms(), super::remote::boot_ns());
+        self.clock = Some(clock);
+        let want = super::remote::desired(
+            &self.client.entries,
+            |name| {
+                self.peers
+                    .iter()
+                    .find(|p| p.conf.name == name)
+                    .map(|p| p.conf.all_addresses())
+                    .unwrap_or_default()
+            },
+            &clock,
+        );
+        let current = super::remote::read(&map)?;
+        let changes = super::remote::plan(&current, &want);
+        if !changes.is_empty() {
+            super::remote::apply(&map, &changes)?;
+            log!(
+                "event=data-path entries={} changed={}",
+                want.len(),
+                changes.len()
+            );
+        }
+        if !wants {
+            // Emptied, and unused if no AID has hooks either.
+            super::remote::remove_if_unused(&place);
+        }
+        drop(lock);
+        Ok(())
+    }
+
+    /// A grant's peer set is in the kernel before the answer leaves: the
+    /// peer's first packets to the negotiated port may follow the answer
+    /// at once, and their replies must keep that port.  An allocation
+    /// that cannot take the peer's addresses (it holds 16 peers) is
+    /// refused as out of resources, and the record taken back.
+    fn peers_before_granting(
+        &mut self,
+        answer: Answer,
+        renewal: bool,
+        pi: usize,
+        name: &str,
+        msg: &Msg,
+    ) -> Answer {
+        if !matches!(answer.outcome, Outcome::Granted { .. }) {
+            return answer;
+        }
+        let mut added = Vec::new();
+        for ip in self.peers[pi].conf.all_addresses() {
+            match mapping::peer_add(&self.conn, &msg.aid, msg.port, ip) {
+                Ok(()) => added.push(ip),
+                // A renewal keeps its grant: its flows use the addresses
+                // already there (the sync tries the others again).
+                Err(Error::Kernel(e)) if e.errno == libc::ENOSPC && renewal => {
+                    log!(
+                        "event=sync-error side=server aid={} port={} address={ip} error=\"the allocation holds the most peers it may\"",
+                        msg.aid,
+                        msg.port
+                    );
+                }
+                Err(Error::Kernel(e)) if e.errno == libc::ENOSPC => {
+                    for ip in added {
+                        let _ = mapping::peer_del(&self.conn, &msg.aid, msg.port, ip);
+                    }
+                    let released = self.state.server.withdraw(
+                        &mut Kernel(&self.conn),
+                        name,
+                        &msg.aid,
+                        msg.port,
+                    );
+                    log!(
+                        "event=withdrawn peer={name} aid={} port={} released={released} reason=\"the allocation holds the most peers it may\"",
+                        msg.aid,
+                        msg.port
+                    );
+                    return Answer {
+                        result: ResultCode::NoResources,
+                        negotiated: 0,
+                        lifetime: 0,
+                        outcome: Outcome::Refused(
+                            ResultCode::NoResources,
+                            "the allocation holds the most cooperative peers it may".into(),
+                        ),
+                        state_lost: answer.state_lost,
+                    };
+                }
+                // The periodic sync tries again.
+                Err(e) => log!(
+                    "event=sync-error side=server aid={} port={} address={ip} error=\"{e}\"",
+                    msg.aid,
+                    msg.port
+                ),
+            }
+        }
+        answer
+    }
+
+    /// Logged once: without the map, the negotiated ports are recorded
+    /// but sockets do not use them.
+    fn data_path_unavailable(&mut self, e: Error) {
+        let text = e.to_string();
+        if self.remote_error.as_deref() != Some(&text) {
+            log!("event=data-path-unavailable error=\"{text}\" (negotiated ports are not used by sockets)");
+            self.remote_error = Some(text);
+        }
     }
 
     fn serve(&mut self) -> Result<()> {
@@ -513,6 +872,9 @@ impl Agent {
                     ) => {}
                 Err(e) => log!("event=recv-error error=\"{e}\""),
             }
+            if changed || now_ms().saturating_sub(self.synced_ms) >= RESYNC_MS {
+                self.sync_kernel();
+            }
             if changed || (self.dirty && now_ms().saturating_sub(self.saved_ms) >= 1000) {
                 if let Err(e) = self.save() {
                     log!("event=save-error error=\"{e}\"");
@@ -543,6 +905,7 @@ impl Agent {
             || cfg.peers.iter().zip(&self.peers).any(|(a, b)| {
                 a.name != b.conf.name
                     || a.address != b.conf.address
+                    || a.addresses != b.conf.addresses
                     || a.port != b.conf.port
                     || load_key(a).map_or(true, |k| !k.same_as(&b.key))
             })
@@ -561,6 +924,26 @@ impl Agent {
         self.cfg.exports = cfg.exports;
         self.cfg.maps = cfg.maps;
         self.cfg.max_lifetime = cfg.max_lifetime;
+        // Records of what is no longer exported end now, with their
+        // peers (the next sync): the peer learns it at its next renewal,
+        // which is refused.
+        let exported = &self.cfg.exports;
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.server.records)
+            .into_iter()
+            .partition(|r| exports(exported, &r.aid, r.port));
+        self.state.server.records = kept;
+        for r in gone {
+            let released =
+                self.state
+                    .server
+                    .release_if_unheld(&mut Kernel(&self.conn), &r.aid, r.port);
+            log!(
+                "event=unexported peer={} aid={} port={} released={released}",
+                r.peer,
+                r.aid,
+                r.port
+            );
+        }
     }
 
     /// Expiries and due requests; whether anything changed.
@@ -715,6 +1098,13 @@ impl Agent {
             return true;
         }
         self.count("requests_received");
+        // Whether the peer holds this mapping already (a renewal).
+        let renewal = self
+            .state
+            .server
+            .records
+            .iter()
+            .any(|r| r.peer == name && r.aid == msg.aid && r.port == msg.port);
         let claimed = wire::from_wire_addr(msg.client).to_canonical();
         let answer = if claimed != src {
             // Not accepted into the window: a request reflected back to
@@ -740,6 +1130,16 @@ impl Agent {
                 .server
                 .handle(&policy, &mut Kernel(&self.conn), &name, &msg, now)
         };
+        let answer = self.peers_before_granting(answer, renewal, pi, &name, &msg);
+        // The peer negotiated (or deleted) this mapping itself: the peers
+        // adopted for it on a lost state file are its record's now, or
+        // gone with it.
+        if !matches!(answer.outcome, Outcome::Refused(..)) {
+            let addrs = self.peers[pi].conf.all_addresses();
+            self.adopted.retain(|(a, p, ip, _)| {
+                !(*a == msg.aid && *p == msg.port && addrs.iter().any(|x| canon(*x) == canon(*ip)))
+            });
+        }
         if answer.state_lost {
             self.new_epoch("an allocation peers held was gone or moved");
         }
@@ -938,4 +1338,115 @@ pub fn show(state_file: Option<&Path>, json: bool) -> Result<String> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(aid: &str, port: u16, peers: &[&str]) -> mapping::Mapping {
+        mapping::Mapping {
+            aid: aid.parse().unwrap(),
+            port,
+            proto: Proto::Both,
+            anon_port: 20000 + port,
+            cgroup: None,
+            cgroup_id: None,
+            pkts_in: 0,
+            bytes_in: 0,
+            pkts_out: 0,
+            bytes_out: 0,
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn peer_sets_follow_the_records_of_exported_allocations_only() {
+        let live = [
+            alloc("a", 9000, &["192.0.2.1", "192.0.2.9"]),
+            alloc("b", 9000, &[]),
+            // Not exported: the operator's, left alone.
+            alloc("z", 9000, &["192.0.2.7"]),
+        ];
+        let a: Aid = "a".parse().unwrap();
+        let b: Aid = "b".parse().unwrap();
+        let want = [
+            (a.clone(), 9000, ip("192.0.2.1")),
+            // The same address twice (two records): added once.
+            (b.clone(), 9000, ip("::ffff:192.0.2.1")),
+            (b.clone(), 9000, ip("192.0.2.1")),
+            (b.clone(), 9000, ip("2001:db8::1")),
+            // No such allocation: nothing to do.
+            (a.clone(), 53, ip("192.0.2.1")),
+        ];
+        let exported = |aid: &Aid, port: u16| port == 9000 && aid.as_str() != "z";
+        let ours = |ip: IpAddr| ip == "192.0.2.9".parse::<IpAddr>().unwrap();
+        let got = peer_changes(&live, &want, exported, ours);
+        assert_eq!(
+            got,
+            vec![
+                (a.clone(), 9000, ip("192.0.2.9"), false),
+                (b.clone(), 9000, ip("192.0.2.1"), true),
+                (b.clone(), 9000, ip("2001:db8::1"), true),
+            ]
+        );
+        // Applied, nothing is left to do.
+        let after = [
+            alloc("a", 9000, &["192.0.2.1"]),
+            alloc("b", 9000, &["192.0.2.1", "2001:db8::1"]),
+            alloc("z", 9000, &["192.0.2.7"]),
+        ];
+        assert!(peer_changes(&after, &want, exported, ours).is_empty());
+        // No records: every peer of exported allocations goes.
+        assert_eq!(peer_changes(&after, &[], exported, ours).len(), 3);
+        // An address of a configured peer goes from an allocation that is
+        // not exported (any more); the operator's others stay.
+        let unexported = [alloc("z", 9000, &["192.0.2.9", "192.0.2.7"])];
+        assert_eq!(
+            peer_changes(&unexported, &[], exported, ours),
+            vec![("z".parse().unwrap(), 9000, ip("192.0.2.9"), false)]
+        );
+    }
+
+    #[test]
+    fn a_peer_s_addresses_are_its_address_then_the_others_once() {
+        let conf: PeerConf = toml::from_str(
+            r#"name = "s"
+address = "192.0.2.1"
+addresses = ["2001:db8::1", "::ffff:192.0.2.1"]
+key_id = 1
+key = "00""#,
+        )
+        .unwrap();
+        assert_eq!(conf.all_addresses(), [ip("192.0.2.1"), ip("2001:db8::1")]);
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    fn check(text: &str) -> std::result::Result<(), String> {
+        toml::from_str::<Config>(text).unwrap().check()
+    }
+
+    #[test]
+    fn an_address_belongs_to_one_peer_whichever_list_names_it() {
+        let key = "0".repeat(64);
+        let two = |a: &str, b: &str| {
+            format!(
+                "[[peer]]\nname = \"x\"\naddress = \"192.0.2.1\"\naddresses = [{a}]\nkey_id = 1\nkey = \"{key}\"\n\
+                 [[peer]]\nname = \"y\"\naddress = \"192.0.2.2\"\naddresses = [{b}]\nkey_id = 2\nkey = \"{key}\"\n"
+            )
+        };
+        assert!(check(&two("\"2001:db8::1\"", "\"2001:db8::2\"")).is_ok());
+        let e = check(&two("\"2001:db8::1\"", "\"2001:db8::1\"")).unwrap_err();
+        assert!(e.contains("2001:db8::1 belongs to two peers"), "{e}");
+        let e = check(&two("", "\"::ffff:192.0.2.1\"")).unwrap_err();
+        assert!(e.contains("belongs to two peers"), "{e}");
+    }
 }

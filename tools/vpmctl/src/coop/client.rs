@@ -91,6 +91,11 @@ impl Entry {
         self.request = None;
     }
 
+    /// Whether it is being deleted (no longer wanted).
+    pub fn is_deleting(&self) -> bool {
+        self.deleting
+    }
+
     fn same_mapping(&self, w: &Want) -> bool {
         self.want.peer == w.peer && self.want.aid == w.aid && self.want.port == w.port
     }
@@ -143,6 +148,47 @@ impl Client {
             entries: wants.into_iter().map(|w| Entry::new(w, now_ms)).collect(),
             epochs: Default::default(),
         }
+    }
+
+    /// Each peer's last epoch (kept in the state file).
+    pub fn epochs(&self) -> &std::collections::BTreeMap<String, u32> {
+        &self.epochs
+    }
+
+    /// Takes over the grants of `saved` (a previous run's entries, from
+    /// its state file) that are still running, for the same mappings of
+    /// a peer that `same_peer` says is still the same host, and the
+    /// epochs it knew of those peers: a restarted agent keeps the data
+    /// path as it was, renews at once, and sees a peer's restart in the
+    /// first answer.
+    pub fn resume(
+        &mut self,
+        saved: &[Entry],
+        epochs: &std::collections::BTreeMap<String, u32>,
+        same_peer: impl Fn(&str) -> bool,
+        now_ms: u64,
+    ) -> usize {
+        for (peer, epoch) in epochs.iter().filter(|(p, _)| same_peer(p)) {
+            self.epochs.insert(peer.clone(), *epoch);
+        }
+        let mut n = 0;
+        for e in self.entries.iter_mut().filter(|e| same_peer(&e.want.peer)) {
+            let grant = saved.iter().find_map(|s| match s.status {
+                Status::Granted {
+                    negotiated,
+                    expires_ms,
+                } if s.want == e.want && expires_ms > now_ms => Some((negotiated, expires_ms)),
+                _ => None,
+            });
+            if let Some((negotiated, expires_ms)) = grant {
+                e.status = Status::Granted {
+                    negotiated,
+                    expires_ms,
+                };
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Marks entry `i` for deletion: a lifetime 0 goes out at once, and
@@ -283,7 +329,16 @@ impl Client {
             .insert(peer.to_string(), msg.epoch)
             .is_some_and(|old| old != msg.epoch);
         if restarted {
-            for e in self.entries.iter_mut().filter(|e| e.want.peer == peer) {
+            // The peer lost its state: its grants may name ports it has
+            // given to others since, so the data path refuses them until
+            // they are granted again.
+            for (i, e) in self.entries.iter_mut().enumerate() {
+                if e.want.peer != peer || i == index {
+                    continue;
+                }
+                if !e.deleting {
+                    e.status = Status::Pending;
+                }
                 if e.request.is_none() {
                     e.restart(now_ms);
                 }
@@ -434,11 +489,71 @@ mod tests {
             )
             .unwrap();
         assert!(ev.contains(&Event::PeerRestarted { peer: "s".into() }));
-        // a, just answered, is asked again at once; b's request is still
-        // on its way (its answer will carry the new epoch).
-        let again = c.due(50_010, counter(), |_| 0);
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].aid.as_str(), "a");
+        // a, just granted under the new epoch, stands; b, granted under
+        // the old one, is pending (the data path refuses it) until its
+        // request, still on its way, is answered.
+        assert!(matches!(
+            c.entries[0].status,
+            Status::Granted {
+                negotiated: 41001,
+                ..
+            }
+        ));
+        assert_eq!(c.entries[1].status, Status::Pending);
+        assert!(c.due(50_010, counter(), |_| 0).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_agent_resumes_running_grants() {
+        let mut old = Client::new(vec![want("a"), want("b")], 0);
+        old.entries[0].status = Status::Granted {
+            negotiated: 41001,
+            expires_ms: 100_000,
+        };
+        old.entries[1].status = Status::Granted {
+            negotiated: 41002,
+            expires_ms: 5_000,
+        };
+        let mut other = want("b");
+        other.lifetime = 7;
+        let mut c = Client::new(vec![want("a"), other, want("c")], 10_000);
+        // a's grant runs on; b's expired (and its want changed); c is new.
+        assert_eq!(
+            c.resume(&old.entries, &Default::default(), |_| true, 10_000),
+            1
+        );
+        assert_eq!(
+            c.entries[0].status,
+            Status::Granted {
+                negotiated: 41001,
+                expires_ms: 100_000
+            }
+        );
+        assert_eq!(c.entries[1].status, Status::Pending);
+        assert_eq!(c.entries[2].status, Status::Pending);
+        // Every one is asked at once all the same.
+        assert_eq!(c.due(10_000, counter(), |_| 0).len(), 3);
+        // A peer that is another host now (its addresses changed): its
+        // grants are not taken over, nor its epoch.
+        let mut c = Client::new(vec![want("a")], 10_000);
+        let epochs = [("s".to_string(), 5u32)].into_iter().collect();
+        assert_eq!(c.resume(&old.entries, &epochs, |_| false, 10_000), 0);
+        assert_eq!(c.entries[0].status, Status::Pending);
+        assert!(c.epochs().is_empty());
+        // The same host: its epoch is known, so a new one in the first
+        // answer is a restart.
+        let mut c = Client::new(vec![want("a")], 10_000);
+        assert_eq!(c.resume(&old.entries, &epochs, |_| true, 10_000), 1);
+        let r = c.due(10_000, counter(), |_| 0);
+        let ev = c
+            .answer(
+                "s",
+                &answer_to(r[0].nonce, ResultCode::Success, 41009, 100, 6),
+                10_010,
+                |_| 0,
+            )
+            .unwrap();
+        assert!(ev.contains(&Event::PeerRestarted { peer: "s".into() }));
     }
 
     #[test]

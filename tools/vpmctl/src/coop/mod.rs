@@ -7,11 +7,13 @@
 //! - [`server`]: what the agent answers, and the mappings it keeps for
 //!   its peers;
 //! - [`client`]: the mappings this host asks of its peers;
+//! - [`remote`]: the client's data path, the socket hooks' map;
 //! - [`agent`]: `vpmctl agent`, the socket, the kernel and the state
 //!   file around them.
 
 pub mod agent;
 pub mod auth;
 pub mod client;
+pub mod remote;
 pub mod server;
 pub mod wire;

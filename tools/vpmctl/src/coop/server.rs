@@ -310,7 +310,7 @@ impl ServerState {
     /// Releases (aid, port) if this agent created it, the kernel still
     /// has that very allocation (same anonymous port, no cgroup attached
     /// since) and no record holds it any more; whether it did.
-    fn release_if_unheld(&mut self, alloc: &mut dyn Allocator, aid: &Aid, port: u16) -> bool {
+    pub fn release_if_unheld(&mut self, alloc: &mut dyn Allocator, aid: &Aid, port: u16) -> bool {
         let key = created_key(aid, port);
         if self.held(aid, port) {
             return false;
@@ -324,6 +324,21 @@ impl ServerState {
             Ok(Some(a)) if a.anon == anon && !a.claimed => alloc.release(aid, port).is_ok(),
             _ => false,
         }
+    }
+
+    /// Takes back `peer`'s record of (aid, port), which the data path
+    /// could not serve, releasing the allocation if nobody holds it any
+    /// more (as an expiry would); whether it released it.
+    pub fn withdraw(
+        &mut self,
+        alloc: &mut dyn Allocator,
+        peer: &str,
+        aid: &Aid,
+        port: u16,
+    ) -> bool {
+        self.records
+            .retain(|r| !(r.peer == peer && r.aid == *aid && r.port == port));
+        self.release_if_unheld(alloc, aid, port)
     }
 
     /// Drops the records whose lifetime ran out at `now_ms`, releasing

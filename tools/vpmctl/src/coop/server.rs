@@ -619,6 +619,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_withdrawn_grant_releases_only_what_nobody_else_holds() {
+        let ex = exports();
+        let p = policy(&ex);
+        let mut k = FakeKernel::default();
+        let mut s = ServerState::default();
+        s.handle(&p, &mut k, "c1", &req("a", 9000, 30), 0);
+        s.handle(&p, &mut k, "c2", &req("a", 9000, 30), 0);
+        // c2's grant taken back: c1 still holds the allocation.
+        assert!(!s.withdraw(&mut k, "c2", &aid("a"), 9000));
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(k.map.len(), 1);
+        // c1's too: the agent made it, nobody holds it, it goes.
+        assert!(s.withdraw(&mut k, "c1", &aid("a"), 9000));
+        assert!(s.records.is_empty() && k.map.is_empty() && s.created.is_empty());
+        // Withdrawing what is not there changes nothing.
+        assert!(!s.withdraw(&mut k, "c1", &aid("a"), 9000));
+    }
+
+    #[test]
     fn expiry_releases_when_the_last_record_goes() {
         let ex = exports();
         let p = policy(&ex);

@@ -13,7 +13,9 @@
 # translated as usual.  A restart of S's agent (with its state, then
 # without: it adopts the kernel's peers), and then of C's, keeps an
 # established connection and new ones working.  A map released on
-# reload takes its peers out of S's allocation.  First, vpmctl peer
+# reload takes its peers out of S's allocation.  ICMP errors about direct
+# flows keep the negotiated port.  A grant that ends while C's agent is
+# stopped refuses.  First, vpmctl peer
 # add|del and their errors, save and restore.
 #
 #   +-- vpmpc (C) -------+          +-- vpmps (S) ----------------+
@@ -268,6 +270,22 @@ expect "new exchanges right after C's restart ($out)" test "$(grep -c ' a peer=9
 touch "$work/go"
 expect "the held connection carries on after C's agent restarted" wait_for 30 grep -q "second b" "$work/done"
 subtest PASS restarts
+
+# ---- ICMP errors about a direct flow keep the negotiated port ----------------
+# b's instance goes: S's kernel answers C's datagrams to b's port with a
+# port unreachable, whose quote S leaves as it is (the negotiated port),
+# so C's connected sockets learn it at once.  Had S translated the
+# quote to 9000, no socket of C would match it, and they would wait.
+icmp0=$(s vpmctl status --json | json pkts_icmp_xlat)
+pkill -f "vpmnet.py serve b 9000"
+gone() { ! pgrep -f "vpmnet.py serve b 9000" >/dev/null; }
+expect "b's instance stops" wait_for 10 gone
+out=$(as b $CC asks udpc/10.204.0.2/9000 udpc/fd00:204::2/9000)
+for t in udpc/10.204.0.2/9000 udpc/fd00:204::2/9000; do
+	expect_eq "$t as b: the port unreachable reaches C's socket" "$t failed ECONNREFUSED" "$(grep -F "$t " <<<"$out")"
+done
+expect_eq "S translated no ICMP error" "$icmp0" "$(s vpmctl status --json | json pkts_icmp_xlat)"
+subtest PASS icmp
 
 # ---- b released on reload: S's allocation loses its peers ---------------------
 cconf a c >"$work/c.toml"

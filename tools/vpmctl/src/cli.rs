@@ -560,6 +560,20 @@ mod tests {
     }
 }
 
+/// An allocation's cooperative peer, as `peer add` and `peer del` name it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PeerOf {
+    /// Application id of the allocation.
+    #[arg(long)]
+    pub aid: Aid,
+    /// Its fixed port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// The peer host's address (IPv4 or IPv6).
+    #[arg(long)]
+    pub address: std::net::IpAddr,
+}
+
 #[derive(Subcommand, Debug, Clone)]
 pub enum PeerCmd {
     /// Make ADDRESS a cooperative peer of an allocation: on flows it
@@ -570,32 +584,12 @@ pub enum PeerCmd {
     #[command(after_help = "Examples:
   vpmctl peer add --aid a --port 9000 --address 192.0.2.7
   vpmctl peer add --aid a --port 9000 --address 2001:db8::7")]
-    Add {
-        /// Application id of the allocation.
-        #[arg(long)]
-        aid: Aid,
-        /// Its fixed port.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        port: u16,
-        /// The peer host's address (IPv4 or IPv6).
-        #[arg(long)]
-        address: std::net::IpAddr,
-    },
+    Add(PeerOf),
     /// Remove a cooperative peer of an allocation: replies to it carry
     /// the fixed port again.
     #[command(after_help = "Example:
   vpmctl peer del --aid a --port 9000 --address 192.0.2.7")]
-    Del {
-        /// Application id of the allocation.
-        #[arg(long)]
-        aid: Aid,
-        /// Its fixed port.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        port: u16,
-        /// The peer host's address.
-        #[arg(long)]
-        address: std::net::IpAddr,
-    },
+    Del(PeerOf),
     /// The mappings this namespace's agent negotiated, both sides: asked
     /// of peers (client) and granted to peers (server), with the
     /// negotiated port and the lifetime left.

@@ -146,11 +146,11 @@ fn run_one(conn: &Connection, cmd: Command, json: bool) -> Result<()> {
             unreachable!("handled by run")
         }
         Command::Peer {
-            cmd: PeerCmd::Add { aid, port, address },
-        } => mapping::peer_add(conn, &aid, port, address)?,
+            cmd: PeerCmd::Add(p),
+        } => mapping::peer_add(conn, &p.aid, p.port, p.address)?,
         Command::Peer {
-            cmd: PeerCmd::Del { aid, port, address },
-        } => mapping::peer_del(conn, &aid, port, address)?,
+            cmd: PeerCmd::Del(p),
+        } => mapping::peer_del(conn, &p.aid, p.port, p.address)?,
         Command::Add {
             aid,
             port,

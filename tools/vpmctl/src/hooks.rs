@@ -363,7 +363,7 @@ fn install_pins(dir: &Path, aid: &Aid, group: &Path, entries: &Entries) -> Resul
         .join(crate::coop::remote::PIN);
     let pinned = MapHandle::from_pinned_path(&remote).ok();
     if let Some(m) = &pinned {
-        remote_layout(m.key_size(), m.value_size(), &remote)?;
+        crate::coop::remote::check_layout(m.key_size(), m.value_size(), &remote)?;
         open.maps_mut()
             .find(|m| m.name() == REMOTE_MAP)
             .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {REMOTE_MAP}")))?
@@ -383,7 +383,7 @@ fn install_pins(dir: &Path, aid: &Aid, group: &Path, entries: &Entries) -> Resul
             .maps_mut()
             .find(|m| m.name() == REMOTE_MAP)
             .ok_or_else(|| Error::Host(format!("vpmctl's BPF object has no map {REMOTE_MAP}")))?;
-        remote_layout(rmap.key_size(), rmap.value_size(), &remote)?;
+        crate::coop::remote::check_layout(rmap.key_size(), rmap.value_size(), &remote)?;
         rmap.pin(&remote)
             .map_err(|e| bpf_err(format!("cannot pin {}", remote.display()), e))?;
     }
@@ -435,22 +435,6 @@ fn install_pins(dir: &Path, aid: &Aid, group: &Path, entries: &Entries) -> Resul
         })?;
         link.pin(dir.join(name))
             .map_err(|e| bpf_err(format!("cannot pin {}", dir.join(name).display()), e))?;
-    }
-    Ok(())
-}
-
-/// Refuses a cooperative map whose key and value sizes are not the ones
-/// the agent writes (`coop::remote`): a pin an older vpmctl left, or a
-/// build whose BPF object and Rust side disagree.
-fn remote_layout(key: u32, value: u32, path: &Path) -> Result<()> {
-    let have = (key as usize, value as usize);
-    let want = (crate::coop::remote::KEY_SIZE, crate::coop::remote::VAL_SIZE);
-    if have != want {
-        return Err(Error::Host(format!(
-            "the cooperative map {} has {have:?}-byte keys and values, this vpmctl writes {want:?}: \
-             stop the agents of this namespace and remove it",
-            path.display()
-        )));
     }
     Ok(())
 }

@@ -305,6 +305,22 @@ pub fn pin_path(place: &Place) -> PathBuf {
     place.pins.join(PIN)
 }
 
+/// Refuses a map whose key and value sizes are not the ones written
+/// here: a pin an older vpmctl left, or a build whose BPF object and this
+/// file disagree.
+pub fn check_layout(key: u32, value: u32, path: &Path) -> Result<()> {
+    let have = (key as usize, value as usize);
+    if have != (KEY_SIZE, VAL_SIZE) {
+        return Err(Error::Host(format!(
+            "the cooperative map {} has {have:?}-byte keys and values, this vpmctl writes \
+             {:?}: stop the agents of this namespace and remove it",
+            path.display(),
+            (KEY_SIZE, VAL_SIZE)
+        )));
+    }
+    Ok(())
+}
+
 /// The namespace's map, if it is pinned.
 pub fn open(place: &Place) -> Option<MapHandle> {
     MapHandle::from_pinned_path(pin_path(place)).ok()
@@ -316,13 +332,7 @@ pub fn open_or_create_locked(place: &Place) -> Result<MapHandle> {
     let path = pin_path(place);
     match MapHandle::from_pinned_path(&path) {
         Ok(m) => {
-            if (m.key_size() as usize, m.value_size() as usize) != (KEY_SIZE, VAL_SIZE) {
-                return Err(Error::Host(format!(
-                    "the cooperative map {} has another layout (an older vpmctl's): \
-                     stop the agents of this namespace and remove it",
-                    path.display()
-                )));
-            }
+            check_layout(m.key_size(), m.value_size(), &path)?;
             Ok(m)
         }
         Err(_) => create(&path),

@@ -29,19 +29,44 @@
 #
 # VPM_KVM=1 uses KVM (unreliable on nested hosts, hence off by default);
 # VPM_KERNEL_ARGS='...' adds kernel parameters (an A/B of a debug option);
-# VPM_TESTS='70-*' runs only the matching test scripts (for development).
+# VPM_TESTS='70-*' runs only the matching test scripts (several globs,
+# space-separated: '4*-* 9[24]-*'); VPM_SKIP leaves out the scripts matching
+# its globs (make stress: the reliability suite, which it runs on KASAN).
 set -euo pipefail
 . "$(dirname "$0")/../tools/env.sh"
 
 usage="usage: tests/vm.sh check|run|bench KDIR"
 mode=${1:-}
 kdir=${2:-}
+# select_tests DIR: sets tests to the scripts in DIR that VPM_TESTS picks
+# and VPM_SKIP leaves (read splits the globs without expanding them).
+select_tests() {
+	local pat pats skips t s
+	read -ra pats <<<"${VPM_TESTS:-[0-9]*}"
+	read -ra skips <<<"${VPM_SKIP:-}"
+	tests=()
+	for pat in "${pats[@]}"; do
+		for t in "$1"/$pat.sh; do
+			[ -e "$t" ] || continue
+			for s in "${skips[@]}"; do
+				# shellcheck disable=SC2053 # $s is a glob on purpose
+				[[ $(basename "$t" .sh) == $s ]] && continue 2
+			done
+			tests+=("$t")
+		done
+	done
+	[ ${#tests[@]} -gt 0 ] ||
+		vpm_die "no test script in $1 matches VPM_TESTS='${VPM_TESTS:-}' VPM_SKIP='${VPM_SKIP:-}'"
+}
 case $mode in
-check) tests=("$VPM_ROOT"/tests/vm/${VPM_TESTS:-[0-9]*}.sh) ;;
-bench) tests=("$VPM_ROOT"/tests/bench/${VPM_TESTS:-[0-9]*}.sh) ;;
+check) select_tests "$VPM_ROOT/tests/vm" ;;
+bench) select_tests "$VPM_ROOT/tests/bench" ;;
 run) tests=("$VPM_ROOT/tests/vm/demo.sh") ;;
 *) vpm_die "$usage" ;;
 esac
+# The guest runs exactly these, by name.
+names=
+[ "$mode" = run ] || names=$(for t in "${tests[@]}"; do basename "$t" .sh; done | tr '\n' ' ')
 [ -n "$kdir" ] || vpm_die "$usage (KDIR: a built kernel tree)"
 : "${CARGO_TARGET_DIR:=$VPM_ROOT/target}"
 vpmctl=$CARGO_TARGET_DIR/release/vpmctl
@@ -106,7 +131,7 @@ append="panic_on_warn=1 oops=panic panic=-1 kfence.sample_interval=1 $slub kunit
 # The kernel's YNL client, for tests/vm/87-ynl.sh (extracted once into
 # the cache from the kernel source package, as make spec does).
 ynl_cli=$("$VPM_ROOT/tools/ynl-gen.sh" --cli)
-guest="VPM_ROOT=$VPM_ROOT VPM_YNL_CLI='$ynl_cli' VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${VPM_TESTS:-}' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
+guest="VPM_ROOT=$VPM_ROOT VPM_YNL_CLI='$ynl_cli' VPMCTL=$vpmctl VPM_KO=$ko VPM_LOADGEN=$loadgen VPM_TESTS='${names% }' VPM_TEST_TIMEOUT=${VPM_TEST_TIMEOUT:-600} VPM_TIMEOUT_SCALE=${VPM_TIMEOUT_SCALE:-1} VPM_LONG=$VPM_LONG bash $VPM_ROOT/tests/vm/lib/guest.sh $mode"
 # What counts as a kernel splat in a console log (the verdict below).
 splat_re='RIP: |Call Trace:|ref_tracker:|unreferenced object 0x|blocked for more than|BUG:|WARNING:|Kernel panic|hw csum failure'
 

@@ -195,13 +195,14 @@ check_clean() {
 	clean_up_after "$before"
 }
 
-# run_tests DIR [reload]: each DIR/[0-9]*.sh (VPM_TESTS, e.g. "70-*",
-# narrows the run while developing) is one test; its "SUBTEST PASS|FAIL
+# run_tests DIR [reload]: each DIR/[0-9]*.sh (VPM_TESTS: the names or
+# globs tests/vm.sh picked, space-separated) is one test; its "SUBTEST PASS|FAIL
 # name" lines count as tests of their own.  With "reload", the module is
 # loaded again after a test that left it unloaded.
 run_tests() {
-	local t name out before
-	for t in "$1"/${VPM_TESTS:-[0-9]*}.sh; do
+	local t name out before pat pats
+	read -ra pats <<<"${VPM_TESTS:-[0-9]*}"
+	for pat in "${pats[@]}"; do for t in "$1"/$pat.sh; do
 		[ -e "$t" ] || continue
 		name=$(basename "$t" .sh)
 		out=$(mktemp)
@@ -221,7 +222,7 @@ run_tests() {
 			vpm_loaded || insmod "$VPM_KO"
 		fi
 		check_clean "$name" "$before"
-	done
+	done; done
 }
 
 if [ "$mode" = bench ]; then

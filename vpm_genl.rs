@@ -88,9 +88,11 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     .map(|c| c.path.len())
     .max();
     let mut reply = Reply::new(info, mapping_size(cgroup_len))?;
-    let changed = table
-        .add(key, protos, want, &mut cgroup)
-        .map_err(|e| table_error(info, e))?;
+    hooks_on(info)?;
+    let changed = table.add(key, protos, want, &mut cgroup).map_err(|e| {
+        hooks_follow(info, &table);
+        table_error(info, e)
+    })?;
     // `add` succeeded, so the allocation exists.
     let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
@@ -105,6 +107,25 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     // add failed.
     let _ = reply.send();
     Ok(())
+}
+
+/// Registers the namespace's netfilter hooks, before a change that may
+/// need them (under the table's lock, as [`hooks_follow`]).
+///
+/// A namespace has vpm's hooks only while it has an allocation: loading
+/// vpm costs the packets of the others nothing.
+fn hooks_on(info: &GenlInfo<'_>) -> Result {
+    info.set_hooks::<NetState>(true).inspect_err(|_| {
+        info.set_err(c"could not register vpm's netfilter hooks in this namespace; the kernel log may say why");
+    })
+}
+
+/// Unregisters the namespace's hooks once its table is empty (after a
+/// delete, a flush or an add that failed).  Unregistering cannot fail.
+fn hooks_follow(info: &GenlInfo<'_>, table: &Table) {
+    if table.is_empty() {
+        let _ = info.set_hooks::<NetState>(false);
+    }
 }
 
 /// Attribute bytes of a mapping message (see [`put_mapping`]) whose
@@ -156,6 +177,7 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
         notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, rk, &key.aid);
     }
     notify_mapping(info, uapi::VPM_CMD_MAPPING_DEL_NTF, &key, &mapping);
+    hooks_follow(info, &table);
     drop(table);
     Ok(())
 }
@@ -183,6 +205,7 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
         event.send();
     }
+    hooks_follow(info, &table);
     drop(table);
     Ok(())
 }

@@ -110,26 +110,30 @@ static const struct nf_hook_ops vpm_hook_template[] = {
 
 const unsigned int vpm_hook_count = ARRAY_SIZE(vpm_hook_template);
 
-/* Each namespace gets its own copy: the copies differ in .priv. */
-int vpm_hooks_register(struct net *net, void *priv, struct nf_hook_ops **out)
+/*
+ * Each namespace gets its own copy: the copies differ in .priv.  The copy
+ * lives as long as the namespace's vpm state, registered or not, so it
+ * can be registered again after an unregistration (as nf_tables does for
+ * a dormant table) and is never freed under a packet still on its way
+ * through the old hook entries.
+ */
+struct nf_hook_ops *vpm_hooks_alloc(void *priv)
 {
 	struct nf_hook_ops *ops;
 	unsigned int i;
-	int err;
 
 	ops = kmemdup(vpm_hook_template, sizeof(vpm_hook_template),
 		      GFP_KERNEL_ACCOUNT);
 	if (!ops)
-		return -ENOMEM;
+		return NULL;
 	for (i = 0; i < ARRAY_SIZE(vpm_hook_template); i++)
 		ops[i].priv = priv;
-	err = nf_register_net_hooks(net, ops, ARRAY_SIZE(vpm_hook_template));
-	if (err) {
-		kfree(ops);
-		return err;
-	}
-	*out = ops;
-	return 0;
+	return ops;
+}
+
+int vpm_hooks_register(struct net *net, struct nf_hook_ops *ops)
+{
+	return nf_register_net_hooks(net, ops, ARRAY_SIZE(vpm_hook_template));
 }
 
 void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops)

@@ -30,9 +30,11 @@ unsigned int vpm_rs_hook(void *priv, struct sk_buff *skb, u8 pf,
 /* Per-network-namespace state. */
 void *vpm_net_generic(const struct net *net, unsigned int id);
 
-/* Netfilter hooks of one namespace. */
+/* Netfilter hooks of one namespace: a copy of the template per namespace,
+ * registered while the namespace has something for vpm. */
 extern const unsigned int vpm_hook_count;
-int vpm_hooks_register(struct net *net, void *priv, struct nf_hook_ops **out);
+struct nf_hook_ops *vpm_hooks_alloc(void *priv);
+int vpm_hooks_register(struct net *net, struct nf_hook_ops *ops);
 void vpm_hooks_unregister(struct net *net, struct nf_hook_ops *ops);
 void vpm_hooks_free(struct nf_hook_ops *ops);
 

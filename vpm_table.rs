@@ -753,6 +753,12 @@ impl Table {
         });
     }
 
+    /// Whether the namespace has no allocation (and so no rule either): a
+    /// table the packet path has nothing to do for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries == 0 && self.rule_count == 0
+    }
+
     /// The range, limit, number of allocations and number of rules.
     pub(crate) fn config(&self) -> (u16, u16, u32, u32, u32) {
         let (lo, hi) = self.alloc.range();

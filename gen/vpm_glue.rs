@@ -19,11 +19,10 @@ unsafe extern "C" {
     pub static vpm_hook_count: kernel::ffi::c_uint;
 }
 unsafe extern "C" {
-    pub fn vpm_hooks_register(
-        net: *mut net,
-        priv_: *mut kernel::ffi::c_void,
-        out: *mut *mut nf_hook_ops,
-    ) -> kernel::ffi::c_int;
+    pub fn vpm_hooks_alloc(priv_: *mut kernel::ffi::c_void) -> *mut nf_hook_ops;
+}
+unsafe extern "C" {
+    pub fn vpm_hooks_register(net: *mut net, ops: *mut nf_hook_ops) -> kernel::ffi::c_int;
 }
 unsafe extern "C" {
     pub fn vpm_hooks_unregister(net: *mut net, ops: *mut nf_hook_ops);

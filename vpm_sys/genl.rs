@@ -71,6 +71,13 @@ impl<'a> GenlInfo<'a> {
             .ok_or(ENODEV)
     }
 
+    /// Registers (`on`) or unregisters vpm's hooks in the requester's
+    /// namespace, whose state is a `T` ([`Pernet::set_hooks`](super::Pernet::set_hooks)).
+    pub(crate) fn set_hooks<T: PernetState>(&self, on: bool) -> Result {
+        let net = self.net().ok_or(ENODEV)?;
+        T::pernet().set_hooks(net, on)
+    }
+
     /// The payload of request attribute `ty`, if present.
     ///
     /// The netlink core has validated it against the operation's policy.

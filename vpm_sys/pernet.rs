@@ -1,20 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Per-namespace state: a slot of some type `T` in every network namespace,
-//! with vpm's netfilter hooks pointing at it.
+//! and vpm's netfilter hooks pointing at it while the owner wants them.
 //!
 //! The namespace core allocates the slot (`net_generic`) and calls the
 //! callbacks below; the owner of `T` (`vpm_net.rs`) only implements the
 //! safe [`PernetState`] and declares one static [`Pernet`].
+//!
+//! Hooks cost every packet of a namespace, and loading vpm (which any
+//! user can trigger, through the netlink family's alias) must not tax the
+//! namespaces it has nothing for: a namespace starts without them, and
+//! the owner registers and unregisters them ([`Pernet::set_hooks`]).
 
 use core::ffi::{c_int, c_uint};
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use kernel::alloc::flags::GFP_KERNEL_ACCOUNT;
 use kernel::bindings;
 use kernel::error::to_result;
+use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 use kernel::types::Opaque;
 
 use super::ffi;
@@ -28,20 +36,38 @@ pub(crate) trait PernetState: HookState + Sized + Send + Sync + 'static {
     /// Creates the state of a new namespace (process context).
     fn new(net: NetRef) -> Result<Self>;
 
-    /// Records that `n` hooks are now registered in the namespace (after
-    /// init, and 0 when the namespace starts to go).
+    /// Records that `n` hooks are now registered in the namespace (0 at
+    /// init, then at every [`Pernet::set_hooks`] that changes it, and 0
+    /// when the namespace starts to go).
     fn set_hooks(&self, n: u32);
 }
 
 /// What vpm keeps in each namespace's `net_generic` slot.
 ///
 /// The packet path only ever gets `&T` (the hooks' `priv`); `hooks` is
-/// touched by the namespace callbacks alone, which the namespace core
-/// serialises, so it needs no lock.
+/// taken by the owner's requests and the namespace callbacks.
 struct Slot<T> {
     state: T,
-    hooks: *mut ffi::nf_hook_ops,
+    hooks: Pin<KBox<Mutex<Hooks>>>,
 }
+
+/// A namespace's copy of vpm's hooks, and whether it is registered.
+///
+/// # Invariants
+///
+/// `ops` is null or the namespace's copy of the hooks (`vpm_hooks_alloc`),
+/// with `priv` pointing to the slot's state, freed only in the namespace's
+/// exit.  `on` means `ops` is registered in the namespace.  `gone` (set by
+/// pre_exit) means the namespace is going: `on` is false and stays so.
+struct Hooks {
+    ops: *mut ffi::nf_hook_ops,
+    on: bool,
+    gone: bool,
+}
+
+// SAFETY: `ops` is only used under the mutex that holds the `Hooks`, from
+// process context on any CPU; nothing in it is tied to a thread.
+unsafe impl Send for Hooks {}
 
 /// vpm's `pernet_operations` and the slot id they were assigned.
 ///
@@ -125,6 +151,61 @@ impl<T: PernetState> Pernet<T> {
         Some(unsafe { &(*self.slot(net.net.as_ptr())).state })
     }
 
+    /// Registers (`on`) or unregisters vpm's hooks in `net`; nothing
+    /// happens if they already are (or are not).  Process context: it
+    /// sleeps on the namespace's hook mutex and in netfilter.
+    ///
+    /// Errors: `ENOMEM`, or netfilter's own, when registering; `ENODEV`
+    /// if the operations are not registered.
+    pub(crate) fn set_hooks(&self, net: Net<'_>, on: bool) -> Result {
+        if !self.registered.load(Ordering::Acquire) {
+            return Err(ENODEV);
+        }
+        // SAFETY: Registered, and by `Net`'s invariant it stays so during
+        // the call, with `net` live.
+        let slot = unsafe { self.slot(net.net.as_ptr()) };
+        // SAFETY: The slot is initialised (same reasons) and its fields are
+        // only dropped in the namespace's exit.
+        let (state, hooks) = unsafe { (&(*slot).state, &(*slot).hooks) };
+        let mut h = hooks.lock();
+        if h.on == on {
+            return Ok(());
+        }
+        if !on {
+            // SAFETY: `on`: `ops` is registered in `net` (type invariant).
+            unsafe { ffi::vpm_hooks_unregister(net.net.as_ptr(), h.ops) };
+            h.on = false;
+            state.set_hooks(0);
+            return Ok(());
+        }
+        if h.gone {
+            return Err(ENODEV);
+        }
+        if h.ops.is_null() {
+            // SAFETY: The glue only copies the hook template and stores
+            // `priv` in the copy; `state` is the slot's state.
+            let ops = unsafe { ffi::vpm_hooks_alloc(ptr::from_ref(state).cast_mut().cast()) };
+            if ops.is_null() {
+                return Err(ENOMEM);
+            }
+            // INVARIANT: the copy for this namespace, `priv` the state.
+            h.ops = ops;
+        }
+        // SAFETY: `net` is live, and `ops` is its copy, not registered
+        // (`!on`).  The hooks' `priv` stays valid for as long as they can
+        // run: the state is freed in the namespace's exit, which comes
+        // after pre_exit unregistered them (under this mutex, setting
+        // `gone`, so they are never registered again) and a grace period;
+        // and the hooks' entry point takes `priv` for a `T`
+        // (`T: HookState`).
+        to_result(unsafe { ffi::vpm_hooks_register(net.net.as_ptr(), h.ops) })?;
+        // INVARIANT: registered, and not `gone` (checked above).
+        h.on = true;
+        // SAFETY: A constant of the glue.
+        state.set_hooks(unsafe { ffi::vpm_hook_count });
+        Ok(())
+    }
+
     /// Returns the slot of `net`.
     ///
     /// # Safety
@@ -140,14 +221,15 @@ impl<T: PernetState> Pernet<T> {
 /// A registered [`Pernet`]; unregisters it on drop.
 ///
 /// While it exists every network namespace, present and future, has an
-/// initialised `T` in its slot and vpm's hooks registered.
+/// initialised `T` in its slot (and vpm's hooks where the owner set them).
 pub(crate) struct Registration<T: PernetState>(&'static Pernet<T>);
 
 impl<T: PernetState> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: Registered by `register` (type invariant of `Pernet`).
-        // Unregistering runs pre_exit, an RCU grace period and exit for
-        // every namespace, so no hook can run afterwards.
+        // Unregistering runs pre_exit (which unregisters the hooks), an
+        // RCU grace period and exit for every namespace, so no hook can
+        // run afterwards.
         unsafe { bindings::unregister_pernet_subsys(self.0.ops.get()) };
         self.0.registered.store(false, Ordering::Release);
         // Values replaced by the control plane are freed by RCU callbacks
@@ -176,34 +258,21 @@ unsafe extern "C" fn net_init<T: PernetState>(net: *mut bindings::net) -> c_int 
         Ok(s) => s,
         Err(e) => return e.to_errno(),
     };
+    // INVARIANT: no copy of the hooks yet, none registered.
+    let hooks = Hooks {
+        ops: ptr::null_mut(),
+        on: false,
+        gone: false,
+    };
+    let hooks = match KBox::pin_init(new_mutex!(hooks, "vpm_hooks"), GFP_KERNEL_ACCOUNT) {
+        Ok(h) => h,
+        Err(e) => return e.to_errno(),
+    };
     // SAFETY: The slot is valid, suitably aligned (checked in `new`) and
     // not yet initialised; nothing else can see it before init returns.
-    unsafe {
-        slot.write(Slot {
-            state,
-            hooks: ptr::null_mut(),
-        })
-    };
-    let mut ops = ptr::null_mut();
-    // SAFETY: `slot` is valid and initialised above; this only computes
-    // the address of its field.
-    let state = unsafe { ptr::addr_of_mut!((*slot).state) };
-    // SAFETY: `net` is live.  The hooks' `priv` is the state in the slot,
-    // which stays in place until `net_exit`, and exit runs only after
-    // pre_exit unregistered the hooks and a grace period passed; the
-    // hooks' entry point takes `priv` for a `T` (`T: HookState`).
-    let err = unsafe { ffi::vpm_hooks_register(net, state.cast(), &mut ops) };
-    if err != 0 {
-        // SAFETY: The slot was initialised above and no hook references it.
-        unsafe { ptr::drop_in_place(slot) };
-        return err;
-    }
-    // SAFETY: Only the namespace callbacks touch `hooks`, and they are
-    // serialised; packet-path readers only ever reference `state`.
-    unsafe { ptr::addr_of_mut!((*slot).hooks).write(ops) };
-    // SAFETY: As above; `state` is initialised, and the hook count is a
-    // constant of the glue.
-    unsafe { (*slot).state.set_hooks(ffi::vpm_hook_count) };
+    unsafe { slot.write(Slot { state, hooks }) };
+    // SAFETY: As above; `state` is initialised.
+    unsafe { (*slot).state.set_hooks(0) };
     0
 }
 
@@ -215,12 +284,17 @@ unsafe extern "C" fn net_init<T: PernetState>(net: *mut bindings::net) -> c_int 
 unsafe extern "C" fn net_pre_exit<T: PernetState>(net: *mut bindings::net) {
     // SAFETY: init succeeded for this namespace, so the slot is initialised.
     let slot = unsafe { T::pernet().slot(net) };
-    // SAFETY: `hooks` was set by init and is only read here.
-    let ops = unsafe { (*slot).hooks };
-    // SAFETY: The hooks were registered in `net` by init.
-    unsafe { ffi::vpm_hooks_unregister(net, ops) };
-    // SAFETY: The slot is initialised.
-    unsafe { (*slot).state.set_hooks(0) };
+    // SAFETY: As above; the fields are dropped only in exit.
+    let (state, hooks) = unsafe { (&(*slot).state, &(*slot).hooks) };
+    let mut h = hooks.lock();
+    if h.on {
+        // SAFETY: `on`: registered in `net` (type invariant of `Hooks`).
+        unsafe { ffi::vpm_hooks_unregister(net, h.ops) };
+        h.on = false;
+    }
+    // INVARIANT: off, and `set_hooks` never registers them again.
+    h.gone = true;
+    state.set_hooks(0);
 }
 
 /// Frees the state of a dead namespace.
@@ -231,10 +305,13 @@ unsafe extern "C" fn net_pre_exit<T: PernetState>(net: *mut bindings::net) {
 unsafe extern "C" fn net_exit<T: PernetState>(net: *mut bindings::net) {
     // SAFETY: init succeeded, so the slot is initialised.
     let slot = unsafe { T::pernet().slot(net) };
-    // SAFETY: pre_exit unregistered the hooks and a grace period has
-    // passed, so no packet references the state or the ops any more.
+    // SAFETY: The slot is initialised; its fields are dropped below.
+    let ops = unsafe { (*slot).hooks.lock().ops };
+    // SAFETY: pre_exit unregistered the hooks for good and a grace period
+    // has passed, so no packet references the state or the ops any more
+    // (`ops` may be null: never registered; the glue's kfree takes it).
     unsafe {
-        ffi::vpm_hooks_free((*slot).hooks);
+        ffi::vpm_hooks_free(ops);
         ptr::drop_in_place(slot);
     }
 }

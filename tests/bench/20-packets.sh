@@ -30,7 +30,8 @@
 #       namespace;
 #   R2  vpm not loaded; nftables `redirect to :20000` (conntrack NAT,
 #       reverse by conntrack);
-#   B   vpm loaded, empty table;
+#   B   vpm loaded, empty table: no hooks are registered (they come with
+#       a namespace's first allocation), so B costs what A costs;
 #   C   vpm loaded, one allocation and its default rule on port 9100: the
 #       traffic's port misses the table (recorded with entries 0, like A,
 #       B, R1 and R2: entries counts the allocations of case D only);

@@ -38,7 +38,7 @@ PACKET_CASES = ["A", "B", "C", "D", "R1", "R2"]
 CASE_ORDER = PACKET_CASES + ["ctl", "mem", "micro"]
 CASE_DESC = {
     "A": "no module",
-    "B": "module loaded, empty table",
+    "B": "module loaded, empty table (no hooks until the first allocation)",
     "C": "module loaded, table miss",
     "D": "vpm hit and rewrite, flow pinning",
     "R1": "nftables stateless port rewrite",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vpm-timeout: 300
 # Traffic between two namespaces passes vpm's hooks unchanged, and each
-# namespace's counter moves by exactly what it saw.
+# namespace's counter moves by exactly what it saw; without an allocation
+# a namespace has no hooks and counts nothing.
 #
 #   +-- vpmc --------+           +-- vpms --------+
 #   | veth-c          |-----------| veth-s          |
@@ -22,6 +23,13 @@ printf '%s\n' "addr add 10.200.0.1/24 dev veth-c" "addr add fd00:200::1/64 dev v
 	"link set lo up" "link set dev veth-c up" | ip -n vpmc -b -
 printf '%s\n' "addr add 10.200.0.2/24 dev veth-s" "addr add fd00:200::2/64 dev veth-s nodad" \
 	"link set lo up" "link set dev veth-s up" | ip -n vpms -b -
+# An allocation in each namespace, on a port this traffic never uses: it
+# registers the hooks, which then see all of it and must leave it alone.
+# init_net gets one too, so that its hooks are there to not see the
+# namespaces' traffic.
+for n in vpmc vpms; do ip netns exec $n vpmctl add --aid bystander --port 7777 >/dev/null; done
+vpmctl add --aid bystander --port 7777 >/dev/null
+at_exit vpmctl flush
 
 # ICMP over both families.
 c ping -q -c 5 -W 2 10.200.0.2 >/dev/null
@@ -58,19 +66,33 @@ sleep 0.5
 before_c=$(status_field vpmc pkts_seen)
 before_s=$(status_field vpms pkts_seen)
 before_init=$(status_field pkts_seen)
-c python3 -c '
+send100() {
+	c python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(100):
     s.sendto(b"%064d" % i, ("10.200.0.2", 9001))
 '
-sleep 0.5
+	sleep 0.5
+}
+send100
 expect_eq "server-side packets seen (PRE_ROUTING, 100 datagrams)" 100 \
 	$(($(status_field vpms pkts_seen) - before_s))
 expect_eq "client-side packets seen (LOCAL_OUT + POST_ROUTING, 100 datagrams)" 200 \
 	$(($(status_field vpmc pkts_seen) - before_c))
 expect_eq "init_net packets seen (other namespaces' traffic)" 0 \
 	$(($(status_field pkts_seen) - before_init))
+vpmctl del --aid bystander --port 7777
+
+# The last allocation gone, the hooks go with it: the same 100 datagrams
+# arrive and neither namespace counts any of them.
+for n in vpmc vpms; do ip netns exec $n vpmctl del --aid bystander --port 7777; done
+expect_eq "hooks without an allocation" "0 0" "$(status_field vpmc hooks) $(status_field vpms hooks)"
+before_c=$(status_field vpmc pkts_seen)
+before_s=$(status_field vpms pkts_seen)
+send100
+expect_eq "packets seen without hooks (client, server)" "0 0" \
+	"$(($(status_field vpmc pkts_seen) - before_c)) $(($(status_field vpms pkts_seen) - before_s))"
 kill $srv 2>/dev/null || true
-expect_eq "bytes received over UDP" 6400 "$(stat -c %s "$work/udp")"
+expect_eq "bytes received over UDP" 12800 "$(stat -c %s "$work/udp")"
 subtest PASS udp4-exact-counts

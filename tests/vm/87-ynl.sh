@@ -41,7 +41,7 @@ ynl.ntf_subscribe("events")
 # get-status
 st, vst = ynl.do("get-status", {}), vjson("status")
 check(st["version"] == vst["version"], f"get-status version {st} = vpmctl's {vst['version']}")
-check(st["hooks"] == vst["hooks"] == 6, "get-status hooks = 6 = vpmctl's")
+check(st["hooks"] == vst["hooks"] == 0, "get-status hooks = 0 (no allocation yet) = vpmctl's")
 
 # set-config, get-config
 ynl.do("set-config", {"range-lo": 31000, "range-hi": 31099, "max-entries": 100})
@@ -55,6 +55,8 @@ check((vcfg["range_lo"], vcfg["range_hi"], vcfg["max_entries"]) == (31000, 31099
 ya = ynl.do("add-mapping", {"aid": "ya", "port": 9000})
 yb = ynl.do("add-mapping", {"aid": "yb", "port": 9000, "proto": ["udp"], "anon-port": 31050})
 vpmctl("add", "--aid", "yc", "--port", "7000", "--proto", "tcp")
+st = ynl.do("get-status", {})
+check(st["hooks"] == vjson("status")["hooks"] == 6, f"get-status hooks = 6 with allocations = vpmctl's: {st}")
 vshow = vjson("show")
 def vmap(aid, port):
     return next(m for m in vshow if m["aid"] == aid and m["port"] == port)

@@ -48,7 +48,7 @@ const NAMESPACE: &[NamespaceMetric] = &[
     (
         "netfilter_hooks",
         Kind::Gauge,
-        "Netfilter hooks vpm has registered in the network namespace.",
+        "Netfilter hooks vpm has registered in the network namespace (6 while it has an allocation, 0 otherwise).",
         |s| s.hooks.into(),
     ),
     (

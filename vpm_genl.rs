@@ -55,7 +55,9 @@ pub(crate) fn get_status(info: &GenlInfo<'_>) -> Result {
 ///
 /// Never sleeps waiting for other users: a handler runs under generic
 /// netlink's global lock (`cb_lock`), so a wait here would hold up every
-/// genetlink request and family (un)registration on the system.  Queued
+/// genetlink request and family (un)registration on the system.  (The
+/// first allocation of a namespace does sleep briefly, on netfilter's
+/// hook mutex, to register the hooks: see [`sync_hooks`].)  Queued
 /// allocation is the client's job: on -ENOSPC it listens on the `events`
 /// group and retries (`vpmctl add --wait`).
 pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
@@ -88,11 +90,19 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     .map(|c| c.path.len())
     .max();
     let mut reply = Reply::new(info, mapping_size(cgroup_len))?;
-    hooks_on(info)?;
-    let changed = table.add(key, protos, want, &mut cgroup).map_err(|e| {
-        hooks_follow(info, &table);
-        table_error(info, e)
-    })?;
+    let created = table.get(&key).is_none();
+    let changed = table
+        .add(key, protos, want, &mut cgroup)
+        .map_err(|e| table_error(info, e))?;
+    if let Err(e) = sync_hooks(info, &table) {
+        // Without hooks the new allocation would translate nothing: undo
+        // it, so that a failed add leaves the namespace as it was.  (An
+        // existing one already had its hooks: sync_hooks cannot fail.)
+        if created {
+            let _ = table.del(&key);
+        }
+        return Err(e);
+    }
     // `add` succeeded, so the allocation exists.
     let mapping = table.get(&key).ok_or(ENOENT)?;
     if changed {
@@ -109,23 +119,21 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
     Ok(())
 }
 
-/// Registers the namespace's netfilter hooks, before a change that may
-/// need them (under the table's lock, as [`hooks_follow`]).
+/// Makes the namespace's netfilter hooks follow its table: registered
+/// while it has an allocation, unregistered once it has none.  Every
+/// handler that adds or removes allocations calls it after the change,
+/// under the table's lock, so the two never disagree for longer than a
+/// request.
 ///
-/// A namespace has vpm's hooks only while it has an allocation: loading
-/// vpm costs the packets of the others nothing.
-fn hooks_on(info: &GenlInfo<'_>) -> Result {
-    info.set_hooks::<NetState>(true).inspect_err(|_| {
-        info.set_err(c"could not register vpm's netfilter hooks in this namespace; the kernel log may say why");
+/// Hooks cost every packet of a namespace, and any user can make the
+/// kernel load vpm (the family's alias): a namespace vpm has nothing for
+/// must not pay for it.  Registering can fail (out of memory, or
+/// netfilter's limit of 1024 hooks at one hook point); unregistering
+/// cannot.
+fn sync_hooks(info: &GenlInfo<'_>, table: &Table) -> Result {
+    info.set_hooks::<NetState>(!table.is_empty()).inspect_err(|_| {
+        info.set_err(c"could not register vpm's netfilter hooks in this namespace (out of memory, or 1024 hooks at one hook point already): nothing was added");
     })
-}
-
-/// Unregisters the namespace's hooks once its table is empty (after a
-/// delete, a flush or an add that failed).  Unregistering cannot fail.
-fn hooks_follow(info: &GenlInfo<'_>, table: &Table) {
-    if table.is_empty() {
-        let _ = info.set_hooks::<NetState>(false);
-    }
 }
 
 /// Attribute bytes of a mapping message (see [`put_mapping`]) whose
@@ -177,7 +185,8 @@ pub(crate) fn del_mapping(info: &GenlInfo<'_>) -> Result {
         notify_rule(info, uapi::VPM_CMD_RULE_DEL_NTF, rk, &key.aid);
     }
     notify_mapping(info, uapi::VPM_CMD_MAPPING_DEL_NTF, &key, &mapping);
-    hooks_follow(info, &table);
+    // Unregistering cannot fail.
+    let _ = sync_hooks(info, &table);
     drop(table);
     Ok(())
 }
@@ -205,7 +214,8 @@ pub(crate) fn flush(info: &GenlInfo<'_>) -> Result {
     if let Some(event) = Event::new(info, uapi::VPM_CMD_FLUSH_NTF) {
         event.send();
     }
-    hooks_follow(info, &table);
+    // Unregistering cannot fail.
+    let _ = sync_hooks(info, &table);
     drop(table);
     Ok(())
 }

@@ -113,9 +113,9 @@ const unsigned int vpm_hook_count = ARRAY_SIZE(vpm_hook_template);
 /*
  * Each namespace gets its own copy: the copies differ in .priv.  The copy
  * lives as long as the namespace's vpm state, registered or not, so it
- * can be registered again after an unregistration (as nf_tables does for
- * a dormant table) and is never freed under a packet still on its way
- * through the old hook entries.
+ * can be registered again after an unregistration (as IPVS and nf_tables'
+ * dormant tables do) and is never freed under an RCU reader of the old
+ * hook entries, whose orig_ops point to it (nfnetlink_hook's dumps).
  */
 struct nf_hook_ops *vpm_hooks_alloc(void *priv)
 {

@@ -4,7 +4,8 @@
 //! when a namespace comes and goes.
 //!
 //! The namespace core gives each namespace a [`NetState`] (created in its
-//! init, dropped in its exit) and vpm's hooks; the floor's
+//! init, dropped in its exit), and vpm's hooks while it has an allocation
+//! (`vpm_genl.rs`); the floor's
 //! [`Pernet`](crate::vpm_sys::Pernet) does the unsafe part, this file
 //! says what the state is.
 
@@ -26,7 +27,7 @@ impl PernetState for NetState {
         NetState::create(net)
     }
 
-    fn set_hooks(&self, n: u32) {
+    fn hooks_changed(&self, n: u32) {
         self.hooks_registered(n);
     }
 }

@@ -36,10 +36,10 @@ pub(crate) trait PernetState: HookState + Sized + Send + Sync + 'static {
     /// Creates the state of a new namespace (process context).
     fn new(net: NetRef) -> Result<Self>;
 
-    /// Records that `n` hooks are now registered in the namespace (0 at
-    /// init, then at every [`Pernet::set_hooks`] that changes it, and 0
-    /// when the namespace starts to go).
-    fn set_hooks(&self, n: u32);
+    /// Records that `n` hooks are now registered in the namespace (at
+    /// every [`Pernet::set_hooks`] that changes it, and 0 when the
+    /// namespace starts to go; a new state starts with none).
+    fn hooks_changed(&self, n: u32);
 }
 
 /// What vpm keeps in each namespace's `net_generic` slot.
@@ -65,8 +65,9 @@ struct Hooks {
     gone: bool,
 }
 
-// SAFETY: `ops` is only used under the mutex that holds the `Hooks`, from
-// process context on any CPU; nothing in it is tied to a thread.
+// SAFETY: `ops` is only used under the mutex that holds the `Hooks` (and
+// by exit, which copies it out to free it when nothing else can run),
+// from process context on any CPU; nothing in it is tied to a thread.
 unsafe impl Send for Hooks {}
 
 /// vpm's `pernet_operations` and the slot id they were assigned.
@@ -155,8 +156,13 @@ impl<T: PernetState> Pernet<T> {
     /// happens if they already are (or are not).  Process context: it
     /// sleeps on the namespace's hook mutex and in netfilter.
     ///
-    /// Errors: `ENOMEM`, or netfilter's own, when registering; `ENODEV`
-    /// if the operations are not registered.
+    /// Errors, when registering: `ENOMEM`; `E2BIG` from netfilter (1024
+    /// hooks at one hook point already); `ENODEV` if the namespace is
+    /// going or the operations are not registered.  Unregistering
+    /// cannot fail.
+    ///
+    /// Unregistering has netfilter drop the packets the namespace has
+    /// queued to user space (NFQUEUE), as at a namespace's exit.
     pub(crate) fn set_hooks(&self, net: Net<'_>, on: bool) -> Result {
         if !self.registered.load(Ordering::Acquire) {
             return Err(ENODEV);
@@ -175,7 +181,7 @@ impl<T: PernetState> Pernet<T> {
             // SAFETY: `on`: `ops` is registered in `net` (type invariant).
             unsafe { ffi::vpm_hooks_unregister(net.net.as_ptr(), h.ops) };
             h.on = false;
-            state.set_hooks(0);
+            state.hooks_changed(0);
             return Ok(());
         }
         if h.gone {
@@ -192,17 +198,18 @@ impl<T: PernetState> Pernet<T> {
             h.ops = ops;
         }
         // SAFETY: `net` is live, and `ops` is its copy, not registered
-        // (`!on`).  The hooks' `priv` stays valid for as long as they can
-        // run: the state is freed in the namespace's exit, which comes
-        // after pre_exit unregistered them (under this mutex, setting
-        // `gone`, so they are never registered again) and a grace period;
-        // and the hooks' entry point takes `priv` for a `T`
-        // (`T: HookState`).
+        // (`!on`).  The hooks' `priv` and `ops` itself (which netfilter
+        // keeps pointers to, read under RCU by nfnetlink_hook's dumps)
+        // stay valid for as long as anything can reach them: both are
+        // freed in the namespace's exit, which comes after pre_exit
+        // unregistered the hooks (under this mutex, setting `gone`, so
+        // they are never registered again) and a grace period.  The
+        // hooks' entry point takes `priv` for a `T` (`T: HookState`).
         to_result(unsafe { ffi::vpm_hooks_register(net.net.as_ptr(), h.ops) })?;
         // INVARIANT: registered, and not `gone` (checked above).
         h.on = true;
         // SAFETY: A constant of the glue.
-        state.set_hooks(unsafe { ffi::vpm_hook_count });
+        state.hooks_changed(unsafe { ffi::vpm_hook_count });
         Ok(())
     }
 
@@ -271,8 +278,6 @@ unsafe extern "C" fn net_init<T: PernetState>(net: *mut bindings::net) -> c_int 
     // SAFETY: The slot is valid, suitably aligned (checked in `new`) and
     // not yet initialised; nothing else can see it before init returns.
     unsafe { slot.write(Slot { state, hooks }) };
-    // SAFETY: As above; `state` is initialised.
-    unsafe { (*slot).state.set_hooks(0) };
     0
 }
 
@@ -294,7 +299,7 @@ unsafe extern "C" fn net_pre_exit<T: PernetState>(net: *mut bindings::net) {
     }
     // INVARIANT: off, and `set_hooks` never registers them again.
     h.gone = true;
-    state.set_hooks(0);
+    state.hooks_changed(0);
 }
 
 /// Frees the state of a dead namespace.

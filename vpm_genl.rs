@@ -95,9 +95,13 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
         .add(key, protos, want, &mut cgroup)
         .map_err(|e| table_error(info, e))?;
     if let Err(e) = sync_hooks(info, &table) {
-        // Without hooks the new allocation would translate nothing: undo
-        // it, so that a failed add leaves the namespace as it was.  (An
-        // existing one already had its hooks: sync_hooks cannot fail.)
+        // Without hooks the new allocation would translate nothing: take
+        // it back (port, views, reservation, cgroup; memory made for it,
+        // such as the flow table, stays until the namespace goes).
+        // Registering fails only when the hooks were off, so the table was
+        // empty and the entry is alone on its port, which makes the delete
+        // one that needs no memory and cannot fail.  No event or reply has
+        // named the entry yet.
         if created {
             let _ = table.del(&key);
         }
@@ -131,9 +135,19 @@ pub(crate) fn add_mapping(info: &GenlInfo<'_>) -> Result {
 /// netfilter's limit of 1024 hooks at one hook point); unregistering
 /// cannot.
 fn sync_hooks(info: &GenlInfo<'_>, table: &Table) -> Result {
-    info.set_hooks::<NetState>(!table.is_empty()).inspect_err(|_| {
-        info.set_err(c"could not register vpm's netfilter hooks in this namespace (out of memory, or 1024 hooks at one hook point already): nothing was added");
-    })
+    info.set_hooks::<NetState>(!table.is_empty())
+        .inspect_err(|e| info.set_err(hooks_error(*e)))
+}
+
+/// The extended-ack message for hooks that could not be registered.
+fn hooks_error(e: Error) -> &'static CStr {
+    if e == E2BIG {
+        c"a hook point of this namespace already has netfilter's limit of 1024 hooks (nftables chains, iptables tables): remove some, then add again"
+    } else if e == ENOMEM {
+        c"out of memory registering vpm's netfilter hooks in this namespace: nothing was added"
+    } else {
+        c"could not register vpm's netfilter hooks in this namespace: nothing was added"
+    }
 }
 
 /// Attribute bytes of a mapping message (see [`put_mapping`]) whose

@@ -39,22 +39,32 @@ usage="usage: tests/vm.sh check|run|bench KDIR"
 mode=${1:-}
 kdir=${2:-}
 # select_tests DIR: sets tests to the scripts in DIR that VPM_TESTS picks
-# and VPM_SKIP leaves (read splits the globs without expanding them).
+# and VPM_SKIP leaves, each once, in name order (read splits the globs
+# without expanding them).  A glob is of test names, never a path.
 select_tests() {
-	local pat pats skips t s
+	local pat pats skips t s name matched
+	local -A picked=()
 	read -ra pats <<<"${VPM_TESTS:-[0-9]*}"
 	read -ra skips <<<"${VPM_SKIP:-}"
-	tests=()
 	for pat in "${pats[@]}"; do
+		case $pat in */*) vpm_die "VPM_TESTS: '$pat' is a path; give globs of test names, such as '70-*'" ;; esac
+		matched=
 		for t in "$1"/$pat.sh; do
-			[ -e "$t" ] || continue
+			name=$(basename "$t" .sh)
+			[[ -e $t && $name == [0-9]* ]] || continue
+			matched=1
 			for s in "${skips[@]}"; do
 				# shellcheck disable=SC2053 # $s is a glob on purpose
-				[[ $(basename "$t" .sh) == $s ]] && continue 2
+				[[ $name == $s ]] && continue 2
 			done
-			tests+=("$t")
+			picked[$name]=1
 		done
+		[ -n "$matched" ] || vpm_log "warning: VPM_TESTS: '$pat' matches no test in $1"
 	done
+	tests=()
+	while read -r name; do
+		[ -n "$name" ] && tests+=("$1/$name.sh")
+	done < <(printf '%s\n' "${!picked[@]}" | sort)
 	[ ${#tests[@]} -gt 0 ] ||
 		vpm_die "no test script in $1 matches VPM_TESTS='${VPM_TESTS:-}' VPM_SKIP='${VPM_SKIP:-}'"
 }

@@ -57,17 +57,18 @@ struct Slot<T> {
 ///
 /// `ops` is null or the namespace's copy of the hooks (`vpm_hooks_alloc`),
 /// with `priv` pointing to the slot's state, freed only in the namespace's
-/// exit.  `on` means `ops` is registered in the namespace.  `gone` (set by
-/// pre_exit) means the namespace is going: `on` is false and stays so.
+/// exit.  `on` means `ops` is non-null and registered in the namespace;
+/// only [`Pernet::set_hooks`] and pre_exit register or unregister it,
+/// under the mutex.  `gone` (set by pre_exit) means the namespace is
+/// going: `on` is false and stays so.
 struct Hooks {
     ops: *mut ffi::nf_hook_ops,
     on: bool,
     gone: bool,
 }
 
-// SAFETY: `ops` is only used under the mutex that holds the `Hooks` (and
-// by exit, which copies it out to free it when nothing else can run),
-// from process context on any CPU; nothing in it is tied to a thread.
+// SAFETY: `ops` is only used under the mutex that holds the `Hooks`, from
+// process context on any CPU; nothing in it is tied to a thread.
 unsafe impl Send for Hooks {}
 
 /// vpm's `pernet_operations` and the slot id they were assigned.
@@ -261,18 +262,19 @@ unsafe extern "C" fn net_init<T: PernetState>(net: *mut bindings::net) -> c_int 
         // SAFETY: The namespace core passes a valid, non-null namespace.
         net: unsafe { NonNull::new_unchecked(net) },
     };
-    let state = match T::new(netref) {
-        Ok(s) => s,
-        Err(e) => return e.to_errno(),
-    };
     // INVARIANT: no copy of the hooks yet, none registered.
     let hooks = Hooks {
         ops: ptr::null_mut(),
         on: false,
         gone: false,
     };
+    // The small allocation first: its failure then costs no state.
     let hooks = match KBox::pin_init(new_mutex!(hooks, "vpm_hooks"), GFP_KERNEL_ACCOUNT) {
         Ok(h) => h,
+        Err(e) => return e.to_errno(),
+    };
+    let state = match T::new(netref) {
+        Ok(s) => s,
         Err(e) => return e.to_errno(),
     };
     // SAFETY: The slot is valid, suitably aligned (checked in `new`) and

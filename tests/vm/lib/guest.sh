@@ -195,16 +195,24 @@ check_clean() {
 	clean_up_after "$before"
 }
 
-# run_tests DIR [reload]: each DIR/[0-9]*.sh (VPM_TESTS: the names or
-# globs tests/vm.sh picked, space-separated) is one test; its "SUBTEST PASS|FAIL
+# run_tests DIR [reload]: each DIR/[0-9]*.sh (or those VPM_TESTS names:
+# tests/vm.sh's pick, space-separated) is one test; its "SUBTEST PASS|FAIL
 # name" lines count as tests of their own.  With "reload", the module is
 # loaded again after a test that left it unloaded.
 run_tests() {
-	local t name out before pat pats
-	read -ra pats <<<"${VPM_TESTS:-[0-9]*}"
-	for pat in "${pats[@]}"; do for t in "$1"/$pat.sh; do
-		[ -e "$t" ] || continue
-		name=$(basename "$t" .sh)
+	local t name out before names
+	if [ -n "${VPM_TESTS:-}" ]; then
+		read -ra names <<<"$VPM_TESTS"
+	else
+		names=()
+		for t in "$1"/[0-9]*.sh; do names+=("$(basename "$t" .sh)"); done
+	fi
+	for name in "${names[@]}"; do
+		t=$1/$name.sh
+		if [ ! -e "$t" ]; then
+			fail "$name: no such test in $1"
+			continue
+		fi
 		out=$(mktemp)
 		before=$(user_pids)
 		if ! run_limited "$name" "$t" "$out"; then
@@ -222,7 +230,7 @@ run_tests() {
 			vpm_loaded || insmod "$VPM_KO"
 		fi
 		check_clean "$name" "$before"
-	done; done
+	done
 }
 
 if [ "$mode" = bench ]; then

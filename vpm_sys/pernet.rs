@@ -198,15 +198,16 @@ impl<T: PernetState> Pernet<T> {
             // INVARIANT: the copy for this namespace, `priv` the state.
             h.ops = ops;
         }
-        // SAFETY: `net` is live, and `ops` is its copy, not registered
-        // (`!on`).  The hooks' `priv` and `ops` itself (which netfilter
-        // keeps pointers to, read under RCU by nfnetlink_hook's dumps)
-        // stay valid for as long as anything can reach them: both are
-        // freed in the namespace's exit, which comes after pre_exit
-        // unregistered the hooks (under this mutex, setting `gone`, so
-        // they are never registered again) and a grace period.  The
-        // hooks' entry point takes `priv` for a `T` (`T: HookState`).
-        to_result(unsafe { ffi::vpm_hooks_register(net.net.as_ptr(), h.ops) })?;
+        // The hooks' `priv` and `ops` itself (which netfilter keeps
+        // pointers to, read under RCU by nfnetlink_hook's dumps) stay
+        // valid for as long as anything can reach them: both are freed in
+        // the namespace's exit, which comes after pre_exit unregistered
+        // the hooks (under this mutex, setting `gone`, so they are never
+        // registered again) and a grace period.
+        // SAFETY: `net` is live; `ops` is its copy, not registered (`!on`),
+        // valid until exit (above); the entry point takes `priv` for a `T`.
+        let err = unsafe { ffi::vpm_hooks_register(net.net.as_ptr(), h.ops) };
+        to_result(err)?;
         // INVARIANT: registered, and not `gone` (checked above).
         h.on = true;
         // SAFETY: A constant of the glue.
